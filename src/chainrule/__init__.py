@@ -1,0 +1,63 @@
+"""chainrule: neural networks trained by backpropagation on NumPy.
+
+Every layer's backward pass is written out from the chain rule and every gradient can be
+checked against finite differences (:func:`gradcheck`).
+"""
+
+from . import datasets, init, metrics
+from .callbacks import Callback, EarlyStopping, History, LambdaCallback, LearningRateScheduler
+from .data import MaxScaler, MinMaxScaler, Standardizer, batches, one_hot, train_test_split
+from .errors import (
+    ChainruleError,
+    ConfigError,
+    DataError,
+    FileFormatError,
+    ShapeError,
+    TrainingError,
+)
+from .gradcheck import GradcheckReport, gradcheck
+from .io import load, save
+from .layers import (
+    ELU,
+    Dense,
+    Dropout,
+    Identity,
+    Layer,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Softplus,
+    Tanh,
+)
+from .losses import MSE, SSE, BinaryCrossEntropy, CrossEntropy, Loss
+from .network import Sequential, mlp
+from .optim import (
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    CosineLR,
+    ExponentialLR,
+    Optimizer,
+    RMSProp,
+    Schedule,
+    StepLR,
+    clip_grad_norm,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "datasets", "init", "metrics",
+    "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
+    "MaxScaler", "MinMaxScaler", "Standardizer", "batches", "one_hot", "train_test_split",
+    "ChainruleError", "ConfigError", "DataError", "FileFormatError", "ShapeError", "TrainingError",
+    "GradcheckReport", "gradcheck", "load", "save",
+    "ELU", "Dense", "Dropout", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax",
+    "Softplus", "Tanh",
+    "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss",
+    "Sequential", "mlp",
+    "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",
+    "Schedule", "StepLR", "clip_grad_norm",
+]

@@ -1,0 +1,135 @@
+"""Element-wise activations (and Softmax) as layers.
+
+Each caches what its derivative needs. With a = f(z) and grad = dL/da, backward returns
+dL/dz = grad ∘ f'(z), shapes (n, ...) -> (n, ...). Every forward here is numerically stable:
+inputs of ±1e4 give no overflow warning and no NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_number
+from .base import Layer
+
+
+class Identity(Layer):
+    """a = z;  dL/dz = dL/da."""
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, grad):
+        return grad
+
+
+class Sigmoid(Layer):
+    """a = σ(z) = 1 / (1 + e^(−z)), computed as ½·tanh(z/2) + ½ (no overflow);
+    dL/dz = dL/da ∘ a(1 − a)."""
+
+    def forward(self, x, training=False):
+        out = np.tanh(x * 0.5)
+        out *= 0.5
+        out += 0.5
+        self._output = out
+        return out
+
+    def backward(self, grad):
+        a = self._output
+        return grad * a * (1 - a)
+
+
+class Tanh(Layer):
+    """a = tanh(z);  dL/dz = dL/da ∘ (1 − a²)."""
+
+    def forward(self, x, training=False):
+        self._output = np.tanh(x)
+        return self._output
+
+    def backward(self, grad):
+        a = self._output
+        return grad * (1 - a * a)
+
+
+class ReLU(Layer):
+    """a = max(z, 0);  dL/dz = dL/da ∘ [z > 0]  (the derivative at 0 is taken as 0)."""
+
+    def forward(self, x, training=False):
+        self._output = np.maximum(x, 0)
+        return self._output
+
+    def backward(self, grad):
+        return grad * (self._output > 0)
+
+
+class LeakyReLU(Layer):
+    """a = z if z > 0 else α·z;  dL/dz = dL/da ∘ (1 if z > 0 else α)."""
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        super().__init__()
+        check_number(alpha, "LeakyReLU alpha", low=0)
+        self.alpha = float(alpha)
+
+    def forward(self, x, training=False):
+        self._positive = x > 0
+        return np.where(self._positive, x, x * self.alpha)
+
+    def backward(self, grad):
+        return np.where(self._positive, grad, grad * self.alpha)
+
+    def get_config(self):
+        return {"alpha": self.alpha}
+
+
+class ELU(Layer):
+    """a = z if z > 0 else α(e^z − 1);  dL/dz = dL/da ∘ (1 if z > 0 else a + α)."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        check_number(alpha, "ELU alpha", low=0)
+        self.alpha = float(alpha)
+
+    def forward(self, x, training=False):
+        self._positive = x > 0
+        # expm1 of min(z, 0): the branch not taken never overflows.
+        self._output = np.where(self._positive, x, self.alpha * np.expm1(np.minimum(x, 0)))
+        return self._output
+
+    def backward(self, grad):
+        return np.where(self._positive, grad, grad * (self._output + self.alpha))
+
+    def get_config(self):
+        return {"alpha": self.alpha}
+
+
+class Softplus(Layer):
+    """a = log(1 + e^z) = max(z, 0) + log1p(e^(−|z|));  dL/dz = dL/da ∘ σ(z)."""
+
+    def forward(self, x, training=False):
+        self._input = x
+        return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+    def backward(self, grad):
+        sig = np.tanh(self._input * 0.5)
+        sig *= 0.5
+        sig += 0.5
+        return grad * sig
+
+
+class Softmax(Layer):
+    """a_k = e^(z_k − m) / Σ_j e^(z_j − m) over the last axis, m = max_j z_j (no overflow).
+
+    backward: dL/dz = a ∘ (dL/da − Σ_k a_k · dL/da_k), the Jacobian-vector product of
+    diag(a) − a aᵀ. Pair it with MSE or SSE; for cross-entropy use the fused
+    ``CrossEntropy`` loss on the logits instead (its delta is simply p − y).
+    """
+
+    def forward(self, x, training=False):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        e /= e.sum(axis=-1, keepdims=True)
+        self._output = e
+        return e
+
+    def backward(self, grad):
+        a = self._output
+        return a * (grad - (grad * a).sum(axis=-1, keepdims=True))

@@ -1,0 +1,98 @@
+"""The Layer protocol every layer follows.
+
+A layer maps a batch forward and sends the gradient back:
+
+    forward(x, training=False) -> output          caches what backward needs
+    backward(grad_out)         -> grad_in         fills ``self.grads`` (same keys as ``self.params``)
+
+``params`` and ``grads`` are dicts of arrays with the same keys. Optimizers update
+``params`` in place, so a layer must never rebind a parameter array after it is built.
+``frozen`` names parameters that optimizers leave alone; their gradients are still computed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+
+_REGISTRY: dict[str, type[Layer]] = {}
+
+
+class Layer:
+    """Base class: no parameters, identity shapes. Subclasses override forward/backward."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.frozen: set[str] = set()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    # --- the protocol ---------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        return self.forward(x, training=training)
+
+    # --- parameters -------------------------------------------------------------------
+    def freeze(self, *names: str) -> Layer:
+        """Keep the named parameters (all, when none is named) fixed during training."""
+        names = names or tuple(self.params)
+        unknown = [n for n in names if n not in self.params]
+        if unknown:
+            raise ConfigError(
+                f"{self!r} has parameters {sorted(self.params)}, cannot freeze {unknown}"
+            )
+        self.frozen.update(names)
+        return self
+
+    def unfreeze(self, *names: str) -> Layer:
+        """Let the named parameters (all, when none is named) be trained again."""
+        self.frozen.difference_update(names or tuple(self.params))
+        return self
+
+    def trainable(self):
+        """(name, param, grad) for every parameter an optimizer should update."""
+        return [(k, p, self.grads[k]) for k, p in self.params.items() if k not in self.frozen]
+
+    def astype(self, dtype) -> Layer:
+        """Cast parameters and gradient buffers to ``dtype`` (a new array only when it differs)."""
+        for k in self.params:
+            if self.params[k].dtype != dtype:
+                self.params[k] = self.params[k].astype(dtype)
+                self.grads[k] = np.zeros_like(self.params[k])
+        self.dtype = np.dtype(dtype)
+        return self
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    # --- shapes and saving ----------------------------------------------------------
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """Shape of the output for an input of ``input_shape`` (sample axis excluded)."""
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able constructor arguments (arrays travel separately, in ``params``)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
+    """Rebuild a layer from its class name and ``get_config()``."""
+    if name not in _REGISTRY:
+        raise KeyError(name)
+    return _REGISTRY[name](**config)

@@ -1,0 +1,92 @@
+"""Fully connected layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import as_rng, check_positive_int
+from ..errors import ShapeError
+from ..init import get_initializer
+from .base import Layer
+
+
+class Dense(Layer):
+    """Fully connected layer: z = x @ W + b.
+
+    forward:  x (n, n_in) -> z (n, n_out),  z = x·W + b
+    backward: delta = dL/dz (n, n_out)
+              dL/dW = xᵀ · delta       (n_in, n_out)
+              dL/db = Σ_n delta        (n_out,)
+              dL/dx = delta · Wᵀ       (n, n_in)
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output features. ``weight`` has shape (n_in, n_out), so weight[i, j]
+        connects input i to output unit j.
+    weight, bias : array_like, optional
+        Explicit initial values (copied). They override ``init`` and ``bias_init``.
+    init : str, Initializer, callable or array
+        Weight initializer ("xavier" by default; see :mod:`chainrule.init`).
+    bias_init : str, Initializer or array
+        Bias initializer ("zeros" by default).
+    use_bias : bool
+        Whether the layer has a bias.
+    seed : int or numpy.random.Generator, optional
+        Seed of the weight draw.
+    dtype : numpy dtype
+        Parameter dtype (a Sequential casts its layers to its own dtype).
+    """
+
+    def __init__(self, n_in: int, n_out: int, weight=None, bias=None, init="xavier",
+                 bias_init="zeros", use_bias: bool = True, seed=None, dtype=np.float32) -> None:
+        super().__init__()
+        check_positive_int(n_in, "Dense n_in")
+        check_positive_int(n_out, "Dense n_out")
+        self.n_in, self.n_out, self.use_bias = int(n_in), int(n_out), bool(use_bias)
+        self.dtype = np.dtype(dtype)
+        rng = as_rng(seed)
+        w_init = get_initializer(init if weight is None else weight)
+        self.params["weight"] = w_init((self.n_in, self.n_out), self.dtype, rng=rng)
+        if use_bias:
+            b_init = get_initializer(bias_init if bias is None else bias)
+            self.params["bias"] = b_init((self.n_out,), self.dtype, rng=rng)
+        elif bias is not None:
+            raise ShapeError("Dense got a bias but use_bias=False")
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self._input: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.shape[-1] != self.n_in:
+            raise ShapeError(
+                f"Dense({self.n_in}, {self.n_out}) expects input with {self.n_in} features,"
+                f" got array of shape {x.shape}"
+            )
+        self._input = x
+        z = x @ self.params["weight"]
+        if self.use_bias:
+            z += self.params["bias"]
+        return z
+
+    def backward_params(self, delta: np.ndarray) -> None:
+        """Fill ``grads`` only; the first layer of a network needs no dL/dx."""
+        x = self._input
+        if x.ndim == 2:
+            np.matmul(x.T, delta, out=self.grads["weight"])
+            if self.use_bias:
+                np.sum(delta, axis=0, out=self.grads["bias"])
+        else:  # sequences (n, time, n_in): sum over every leading axis
+            x2, d2 = x.reshape(-1, self.n_in), delta.reshape(-1, self.n_out)
+            np.matmul(x2.T, d2, out=self.grads["weight"])
+            if self.use_bias:
+                np.sum(d2, axis=0, out=self.grads["bias"])
+
+    def backward(self, delta: np.ndarray) -> np.ndarray:
+        self.backward_params(delta)
+        return delta @ self.params["weight"].T
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape[:-1], self.n_out)
+
+    def get_config(self) -> dict:
+        return {"n_in": self.n_in, "n_out": self.n_out, "use_bias": self.use_bias}

@@ -1,0 +1,240 @@
+"""Losses: a value and its gradient with respect to the network output.
+
+Every loss has ``value(output, target) -> float``, ``grad(output, target) -> array`` (same
+shape and dtype as ``output``) and ``value_and_grad``. ``reduction="mean"`` averages over
+samples (over elements for MSE and BinaryCrossEntropy, as PyTorch does); ``"sum"`` adds.
+The public methods check that the target fits the output; the training loop checks the
+whole target once and then calls the unchecked ``_value_and_grad`` on each batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_float_array
+from .errors import ConfigError, DataError, ShapeError
+
+
+class Loss:
+    """Base class. Subclasses implement ``_value_and_grad`` (and may speed up ``_value``)."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        if reduction not in ("mean", "sum"):
+            raise ConfigError(f"{type(self).__name__} reduction must be 'mean' or 'sum', got {reduction!r}")
+        self.reduction = reduction
+
+    # --- public, checked --------------------------------------------------------------
+    def value(self, output, target) -> float:
+        output, target = self.prepare(output, target)
+        return self._value(output, target)
+
+    def grad(self, output, target) -> np.ndarray:
+        output, target = self.prepare(output, target)
+        return self._value_and_grad(output, target)[1]
+
+    def value_and_grad(self, output, target) -> tuple[float, np.ndarray]:
+        output, target = self.prepare(output, target)
+        return self._value_and_grad(output, target)
+
+    __call__ = value
+
+    def prepare(self, output, target) -> tuple[np.ndarray, np.ndarray]:
+        """Check that ``target`` fits ``output``; return both as arrays ready for the loss."""
+        output = np.asarray(output)
+        if output.dtype.kind != "f":
+            output = output.astype(np.float64)
+        return output, self.prepare_target(target, output.shape, output.dtype)
+
+    def prepare_target(self, target, output_shape: tuple, dtype) -> np.ndarray:
+        """Default: a real-valued target of the output's shape ((n,) is taken as (n, 1))."""
+        name = type(self).__name__
+        target = as_float_array(target, f"{name} target", dtype)
+        if target.shape != output_shape:
+            if target.ndim == 1 and output_shape == (target.shape[0], 1):
+                target = target.reshape(-1, 1)
+            else:
+                raise ShapeError(
+                    f"{name} expects a target of the output's shape {output_shape}, got {target.shape}"
+                )
+        return target
+
+    # --- unchecked, for the training loop -----------------------------------------------
+    def _value(self, output: np.ndarray, target: np.ndarray) -> float:
+        return self._value_and_grad(output, target)[0]
+
+    def _value_and_grad(self, output: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray]:
+        raise NotImplementedError
+
+    def _scale(self, n: int) -> float:
+        return 1.0 / n if self.reduction == "mean" else 1.0
+
+    def get_config(self) -> dict:
+        return {"reduction": self.reduction}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class MSE(Loss):
+    """Mean squared error over all elements (PyTorch's MSELoss).
+
+    L = (1/N) Σ (o − t)²  with N = number of elements ("sum": no 1/N);  dL/do = 2(o − t)/N.
+    """
+
+    def _value(self, output, target):
+        diff = output - target
+        return float(np.vdot(diff, diff)) * self._scale(diff.size)
+
+    def _value_and_grad(self, output, target):
+        diff = output - target
+        value = float(np.vdot(diff, diff)) * self._scale(diff.size)
+        diff *= 2 * self._scale(diff.size)
+        return value, diff
+
+
+class SSE(Loss):
+    """The textbook error: E = ½ Σ_k (t_k − o_k)² per sample, averaged over samples.
+
+    With one sample this is exactly the worked examples' E_total.
+    dE/do = (o − t)/n  ("sum": o − t).
+    """
+
+    def _value(self, output, target):
+        diff = output - target
+        return 0.5 * float(np.vdot(diff, diff)) * self._scale(len(diff))
+
+    def _value_and_grad(self, output, target):
+        diff = output - target
+        scale = self._scale(len(diff))
+        value = 0.5 * float(np.vdot(diff, diff)) * scale
+        if scale != 1.0:
+            diff *= scale
+        return value, diff
+
+
+class BinaryCrossEntropy(Loss):
+    """L = −(1/N) Σ [t·log p + (1 − t)·log(1 − p)] over all elements.
+
+    from_logits=False: p is the output, clipped to [ε, 1 − ε];  dL/dp = (p − t)/(p(1 − p)N).
+    from_logits=True:  the output is the logit z, p = σ(z), and the loss is computed as
+    max(z, 0) − z·t + log1p(e^(−|z|)) (stable for any z);  dL/dz = (σ(z) − t)/N.
+    """
+
+    def __init__(self, from_logits: bool = False, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.from_logits = bool(from_logits)
+
+    def prepare_target(self, target, output_shape, dtype):
+        target = super().prepare_target(target, output_shape, dtype)
+        if target.size and (target.min() < 0 or target.max() > 1):
+            raise DataError(
+                "BinaryCrossEntropy expects targets in [0, 1], got values from"
+                f" {target.min()} to {target.max()}"
+            )
+        return target
+
+    def _value_and_grad(self, output, target):
+        scale = self._scale(output.size)
+        if self.from_logits:
+            z = output
+            value = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
+            p = np.tanh(z * 0.5)
+            p *= 0.5
+            p += 0.5
+            grad = (p - target) * scale
+        else:
+            eps = np.finfo(output.dtype).eps
+            p = np.clip(output, eps, 1 - eps)
+            value = -(target * np.log(p) + (1 - target) * np.log1p(-p))
+            grad = (p - target) / (p * (1 - p)) * scale
+        return float(value.sum()) * scale, grad.astype(output.dtype, copy=False)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "reduction": self.reduction}
+
+
+class CrossEntropy(Loss):
+    """Softmax and negative log-likelihood fused, from logits z (n, C).
+
+    p = softmax(z),  L = −(1/n) Σ_i Σ_k t_ik · log p_ik = (1/n) Σ_i [logsumexp(z_i) − Σ_k t_ik z_ik]
+    dL/dz = (p − t)/n
+
+    Targets are integer class labels (n,) in [0, C) or probability / one-hot rows (n, C).
+    Leading axes beyond the first (e.g. time) are treated as more samples.
+    """
+
+    def prepare_target(self, target, output_shape, dtype):
+        target = np.asarray(target)
+        n_classes = output_shape[-1]
+        if target.shape == output_shape:
+            if target.dtype.kind not in "biuf":
+                raise DataError(f"CrossEntropy target rows must be numbers, got dtype {target.dtype}")
+            return target.astype(dtype, copy=False)
+        if target.shape == output_shape[:-1] or (
+            target.ndim == len(output_shape) and target.shape[-1] == 1
+            and target.shape[:-1] == output_shape[:-1]
+        ):
+            target = target.reshape(output_shape[:-1])
+            if target.dtype.kind == "f":
+                if not np.array_equal(target, np.round(target)):
+                    raise DataError("CrossEntropy class labels must be whole numbers, got fractions")
+            elif target.dtype.kind not in "iu":
+                raise DataError(f"CrossEntropy class labels must be integers, got dtype {target.dtype}")
+            labels = target.astype(np.intp)
+            if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+                bad = labels[(labels < 0) | (labels >= n_classes)][0]
+                raise DataError(
+                    f"CrossEntropy expects class labels in [0, {n_classes - 1}] for an output"
+                    f" with {n_classes} columns, got label {bad}"
+                )
+            return labels
+        raise ShapeError(
+            f"CrossEntropy expects integer labels of shape {output_shape[:-1]} or probability rows"
+            f" of shape {output_shape}, got target of shape {target.shape}"
+        )
+
+    def _log_softmax_parts(self, output):
+        z = output.reshape(-1, output.shape[-1])
+        shifted = z - z.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        sum_exp = exp.sum(axis=1, keepdims=True)
+        return shifted, exp, sum_exp
+
+    def _value_and_grad(self, output, target):
+        shifted, exp, sum_exp = self._log_softmax_parts(output)
+        n = shifted.shape[0]
+        log_sum = np.log(sum_exp)
+        scale = self._scale(n)
+        p = exp
+        p /= sum_exp
+        if target.dtype.kind in "iu":
+            labels = target.reshape(-1)
+            rows = np.arange(n)
+            value = float(log_sum.sum() - shifted[rows, labels].sum())
+            p[rows, labels] -= 1
+        else:
+            t = target.reshape(n, -1)
+            value = float((log_sum * t.sum(axis=1, keepdims=True)).sum() - np.vdot(t, shifted))
+            p -= t
+        if scale != 1.0:
+            p *= scale
+        return value * scale, p.reshape(output.shape)
+
+
+_NAMES = {
+    "mse": MSE, "sse": SSE, "bce": BinaryCrossEntropy, "binary_crossentropy": BinaryCrossEntropy,
+    "crossentropy": CrossEntropy, "cross_entropy": CrossEntropy,
+    "categorical_crossentropy": CrossEntropy,
+}
+
+
+def get_loss(loss) -> Loss:
+    """A Loss from an instance, a class or a name ("mse", "sse", "bce", "crossentropy")."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, type) and issubclass(loss, Loss):
+        return loss()
+    if isinstance(loss, str) and loss.lower() in _NAMES:
+        return _NAMES[loss.lower()]()
+    raise ConfigError(f"loss must be a Loss or one of {sorted(_NAMES)}, got {loss!r}")

@@ -1,0 +1,311 @@
+"""Sequential: a stack of layers, its forward and backward pass, and fit/predict/evaluate."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ._checks import as_float_array, check_batch, check_finite, check_positive_int
+from .errors import ConfigError, ShapeError
+from .layers.base import Layer
+from .losses import get_loss
+from .metrics import get_metric
+
+
+class Sequential:
+    """Layers applied one after the other.
+
+    forward:  a⁰ = x,  aˡ = layerˡ.forward(aˡ⁻¹),  output = aᴸ
+    backward: gᴸ = dL/doutput,  gˡ⁻¹ = layerˡ.backward(gˡ)  (each layer fills its ``grads``)
+
+    Parameters
+    ----------
+    *layers : Layer
+        The layers, first to last (a single list is accepted too).
+    dtype : numpy dtype
+        float32 (default) or float64: parameters, activations, gradients and optimizer state
+        all use it; input of another dtype is cast once at the boundary.
+
+    Attributes
+    ----------
+    scaler : Standardizer, MinMaxScaler, MaxScaler or None
+        Input preprocessing applied by ``fit``, ``predict`` and ``evaluate`` (fitted by ``fit``
+        on the training data when not fitted yet) and saved with the model. ``forward`` is the
+        bare network and does not apply it.
+    """
+
+    def __init__(self, *layers: Layer, dtype=np.float32) -> None:
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise ConfigError(f"Sequential layer {i} must be a Layer, got {layer!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ConfigError(f"Sequential dtype must be float32 or float64, got {self.dtype}")
+        self.layers: list[Layer] = list(layers)
+        for layer in self.layers:
+            layer.astype(self.dtype)
+        self.scaler = None
+        self.optimizer = None
+        self.loss = None
+        self.stop_training = False
+
+    # --- forward and backward ------------------------------------------------------------
+    def _check_input(self, x, name: str = "X") -> np.ndarray:
+        arr = as_float_array(x, name, self.dtype)
+        check_batch(arr, name)
+        check_finite(arr, name)
+        return arr
+
+    def _prepare_input(self, x, name: str = "X") -> np.ndarray:
+        """Checked, cast and (when a scaler is attached) scaled input."""
+        arr = self._check_input(x, name)
+        if self.scaler is not None:
+            arr = self._check_input(self.scaler.transform(arr), f"scaled {name}")
+        return arr
+
+    def forward(self, x, training: bool = False) -> np.ndarray:
+        """The network's output for a batch ``x`` of shape (n_samples, n_features)."""
+        out = self._check_input(x)
+        for layer in self.layers:
+            out = layer.forward(out, training)
+        return out
+
+    __call__ = forward
+
+    def backward(self, grad) -> np.ndarray:
+        """Send dL/doutput back through every layer; fill their ``grads``; return dL/dx."""
+        grad = np.asarray(grad, dtype=self.dtype)
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def _forward_train(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, True)
+        return x
+
+    def _backward_train(self, grad: np.ndarray) -> None:
+        """backward without dL/dx for the first layer, which nothing uses during training."""
+        layers = self.layers
+        for layer in layers[:0:-1]:
+            grad = layer.backward(grad)
+        first = layers[0]
+        if hasattr(first, "backward_params"):
+            first.backward_params(grad)
+        else:
+            first.backward(grad)
+
+    # --- parameters -----------------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Every parameter, keyed "layer_index.name" (the arrays themselves, not copies)."""
+        return {f"{i}.{k}": p for i, layer in enumerate(self.layers) for k, p in layer.params.items()}
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """Every gradient from the last backward, keyed like ``params``."""
+        return {f"{i}.{k}": g for i, layer in enumerate(self.layers) for k, g in layer.grads.items()}
+
+    @property
+    def n_params(self) -> int:
+        return sum(layer.n_params for layer in self.layers)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every parameter, in ``params`` order."""
+        return [p.copy() for p in self.params.values()]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Copy ``weights`` (as from ``get_weights``) into the parameters, in place."""
+        params = list(self.params.items())
+        if len(weights) != len(params):
+            raise ShapeError(f"set_weights expects {len(params)} arrays, got {len(weights)}")
+        for (key, p), w in zip(params, weights):
+            w = np.asarray(w)
+            if w.shape != p.shape:
+                raise ShapeError(f"set_weights: parameter {key} has shape {p.shape}, got {w.shape}")
+            p[...] = w
+
+    def copy(self) -> Sequential:
+        """An independent deep copy (parameters, scaler, layer state)."""
+        return copy.deepcopy(self)
+
+    def astype(self, dtype) -> Sequential:
+        """A copy of the network in another dtype (gradcheck and explain use float64)."""
+        net = self.copy()
+        net.dtype = np.dtype(dtype)
+        for layer in net.layers:
+            layer.astype(net.dtype)
+        return net
+
+    # --- description ----------------------------------------------------------------------
+    def summary(self, input_shape: tuple | None = None) -> str:
+        """A table of the layers, their output shapes and parameter counts."""
+        shape = input_shape
+        if shape is None and self.layers and hasattr(self.layers[0], "n_in"):
+            shape = (self.layers[0].n_in,)
+        rows = []
+        for i, layer in enumerate(self.layers):
+            if shape is not None:
+                try:
+                    shape = layer.output_shape(tuple(shape))
+                except Exception:
+                    shape = None
+            out = "(None, " + ", ".join(map(str, shape)) + ")" if shape is not None else "?"
+            frozen = f" frozen: {','.join(sorted(layer.frozen))}" if layer.frozen else ""
+            rows.append((f"{i}", repr(layer), out, f"{layer.n_params:,}{frozen}"))
+        head = ("#", "layer", "output shape", "parameters")
+        widths = [max(len(r[c]) for r in [head, *rows]) for c in range(4)]
+        line = "  ".join("-" * w for w in widths)
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        total = self.n_params
+        trainable = sum(p.size for layer in self.layers for _, p, _ in layer.trainable())
+        text = [fmt.format(*head), line, *(fmt.format(*r) for r in rows), line,
+                f"parameters: {total:,} ({trainable:,} trainable), dtype {self.dtype}"]
+        if self.scaler is not None:
+            text.append(f"input scaler: {type(self.scaler).__name__}")
+        return "\n".join(text)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential({inner}, dtype={self.dtype.name})"
+
+    # --- training and use -----------------------------------------------------------------
+    def fit(self, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int | None = 32,
+            shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
+            verbose: int = 1, print_every: int | None = None):
+        """Train the network by backpropagation.
+
+        Parameters
+        ----------
+        X : array (n_samples, n_features)
+        y : array
+            Targets: what the loss expects (class labels or one-hot rows for CrossEntropy,
+            values of the output's shape for MSE/SSE/BinaryCrossEntropy).
+        loss : Loss or name
+        optimizer : Optimizer or name
+            Its state carries over between calls to fit.
+        epochs : int
+        batch_size : int or None
+            1 gives per-sample updates; None gives full-batch gradient descent.
+        shuffle : bool
+            Shuffle the samples at the start of each epoch.
+        seed : int or numpy.random.Generator, optional
+            Seed of the shuffling: the same seed gives the same batches.
+        validation_data : (X_val, y_val), optional
+            Evaluated after each epoch ("val_loss" and "val_" metrics).
+        metrics : list of names or Metric
+            "accuracy", "mse", "mae", "r2", computed on each batch's output before its update.
+        callbacks : list of Callback
+        verbose : {0, 1, 2}
+            0 silent, 1 a progress bar per epoch (one line per epoch when stderr is not a
+            terminal), 2 one line per epoch.
+        print_every : int, optional
+            Print "epoch=N, loss=..." every N epochs, like the classic tutorials.
+
+        Returns
+        -------
+        History
+            ``history.history["loss"]`` holds the mean loss over each epoch's batches.
+        """
+        from .training import fit
+
+        return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
+                   batch_size=batch_size, shuffle=shuffle, seed=seed,
+                   validation_data=validation_data, metrics=metrics, callbacks=callbacks,
+                   verbose=verbose, print_every=print_every)
+
+    def predict(self, X, batch_size: int | None = 8192) -> np.ndarray:
+        """The network's output for X (scaled first when a scaler is attached), in batches."""
+        check_positive_int(batch_size, "batch_size", allow_none=True)
+        return self._predict_prepared(self._prepare_input(X), batch_size)
+
+    def _predict_prepared(self, X: np.ndarray, batch_size: int | None = 8192) -> np.ndarray:
+        if batch_size is None or len(X) <= batch_size:
+            out = X
+            for layer in self.layers:
+                out = layer.forward(out, False)
+            return out
+        parts = []
+        for start in range(0, len(X), batch_size):
+            out = X[start:start + batch_size]
+            for layer in self.layers:
+                out = layer.forward(out, False)
+            parts.append(out)
+        return np.concatenate(parts)
+
+    def evaluate(self, X, y, loss=None, metrics=(), batch_size: int | None = 8192) -> dict[str, float]:
+        """Loss (the last fit's loss when none is given) and metrics on (X, y)."""
+        from .training import _check_target
+
+        loss = get_loss(loss) if loss is not None else self.loss
+        X = self._prepare_input(X)
+        result = {}
+        if loss is not None:
+            y_ready = _check_target(self, loss, X, y, "evaluate y")
+            result = self._evaluate_prepared(X, y_ready, loss, metrics, batch_size)
+        else:
+            if not metrics:
+                raise ConfigError("evaluate needs a loss or metrics (this network was never fitted)")
+            out = self._predict_prepared(X, batch_size)
+            for m in metrics:
+                acc = get_metric(m)
+                acc.reset()
+                acc.update(np.asarray(y), out)
+                result[acc.name] = acc.result()
+        return result
+
+    def _evaluate_prepared(self, X, y, loss, metrics, batch_size=8192) -> dict[str, float]:
+        out = self._predict_prepared(X, batch_size)
+        result = {"loss": loss._value(out, y)}
+        for m in metrics:
+            acc = get_metric(m)
+            acc.reset()
+            acc.update(y, out)
+            result[acc.name] = acc.result()
+        return result
+
+    # --- files ----------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the architecture (JSON) and every array into one ``.npz`` file."""
+        from .io import save
+
+        save(self, path)
+
+
+def mlp(sizes, activation: str = "relu", output_activation: str | None = None,
+        init: str | None = None, dropout: float = 0.0, seed=None, dtype=np.float32) -> Sequential:
+    """A fully connected network from layer sizes, e.g. ``mlp([64, 32, 16, 10])``.
+
+    Hidden layers get ``activation`` (and Dropout(p=dropout) after it when dropout > 0); the
+    last Dense gets ``output_activation`` (none by default: logits for CrossEntropy). Weights
+    default to He init for ReLU-like activations and Xavier otherwise. Each layer's seed is
+    drawn from ``seed``, so one seed fixes the whole network.
+    """
+    from . import layers as L
+
+    acts = {"relu": L.ReLU, "sigmoid": L.Sigmoid, "tanh": L.Tanh, "leaky_relu": L.LeakyReLU,
+            "elu": L.ELU, "softplus": L.Softplus, "softmax": L.Softmax, "identity": L.Identity}
+    for name in (activation, output_activation):
+        if name is not None and name not in acts:
+            raise ConfigError(f"unknown activation {name!r}; choose one of {sorted(acts)}")
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ConfigError(f"mlp needs at least an input and an output size, got {sizes}")
+    if init is None:
+        init = "he_uniform" if activation in ("relu", "leaky_relu", "elu") else "xavier"
+    seeds = np.random.SeedSequence(seed).spawn(2 * len(sizes))
+    layers: list[Layer] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        layers.append(L.Dense(n_in, n_out, init="xavier" if last else init,
+                              seed=np.random.default_rng(seeds[2 * i])))
+        if not last:
+            layers.append(acts[activation]())
+            if dropout:
+                layers.append(L.Dropout(dropout, seed=int(seeds[2 * i + 1].generate_state(1)[0])))
+        elif output_activation is not None:
+            layers.append(acts[output_activation]())
+    return Sequential(*layers, dtype=dtype)

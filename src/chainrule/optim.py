@@ -1,0 +1,337 @@
+"""Optimizers and learning-rate schedules.
+
+Optimizers update parameters in place from the gradients that ``backward`` stored:
+``opt.step(net)``. The update rules, argument names and defaults are those of torch.optim, so
+a trajectory can be compared with PyTorch step by step. With g the gradient, θ a parameter
+and λ the weight decay (added to the gradient, g ← g + λθ, as torch.optim does):
+
+SGD       b ← μ·b + (1 − τ)·g  (b = g at the first step);  g ← g + μ·b if nesterov else b;
+          θ ← θ − lr·g
+Adam      m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
+          θ ← θ − lr/(1 − β₁ᵗ) · m / (√v/√(1 − β₂ᵗ) + ε)
+AdamW     as Adam, with decoupled decay θ ← θ(1 − lr·λ) instead of g ← g + λθ
+RMSProp   s ← αs + (1 − α)g²;  d = √s + ε  (centered: d = √(s − ḡ²) + ε, ḡ ← αḡ + (1 − α)g);
+          θ ← θ − lr·g/d,  or with momentum b ← μb + g/d;  θ ← θ − lr·b
+Adagrad   s ← s + g²;  θ ← θ − lr/(1 + (t − 1)·decay) · g/(√s + ε)
+
+Every optimizer also takes ``clip_norm`` (scale all gradients together so their global 2-norm is
+at most clip_norm, as torch.nn.utils.clip_grad_norm_ does) and ``clip_value`` (clip each entry
+to [−clip_value, clip_value]), applied in that order after backward and before the update, and
+``schedule``: a Schedule or any callable ``epoch -> lr``, applied at the start of each epoch.
+Frozen parameters are left alone and are not counted in the clipping norm.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from ._checks import check_number
+from .errors import ConfigError
+
+
+# --- learning-rate schedules ---------------------------------------------------------------
+class Schedule:
+    """A learning rate as a function of the epoch (0-based) and the initial rate."""
+
+    def __call__(self, epoch: int, base_lr: float) -> float:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+class StepLR(Schedule):
+    """lr = base_lr · γ^⌊epoch / step_size⌋  (torch.optim.lr_scheduler.StepLR)."""
+
+    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
+        if not isinstance(step_size, int) or step_size < 1:
+            raise ConfigError(f"StepLR step_size must be a positive integer, got {step_size!r}")
+        self.step_size, self.gamma = step_size, gamma
+
+    def __call__(self, epoch, base_lr):
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialLR(Schedule):
+    """lr = base_lr · γ^epoch."""
+
+    def __init__(self, gamma: float) -> None:
+        check_number(gamma, "ExponentialLR gamma", low=0, low_open=True)
+        self.gamma = gamma
+
+    def __call__(self, epoch, base_lr):
+        return base_lr * self.gamma**epoch
+
+
+class CosineLR(Schedule):
+    """lr = η_min + ½(base_lr − η_min)(1 + cos(π · epoch / T_max)), held at η_min after T_max."""
+
+    def __init__(self, t_max: int, eta_min: float = 0.0) -> None:
+        if not isinstance(t_max, int) or t_max < 1:
+            raise ConfigError(f"CosineLR t_max must be a positive integer, got {t_max!r}")
+        self.t_max, self.eta_min = t_max, eta_min
+
+    def __call__(self, epoch, base_lr):
+        e = min(epoch, self.t_max)
+        return self.eta_min + 0.5 * (base_lr - self.eta_min) * (1 + math.cos(math.pi * e / self.t_max))
+
+
+def _as_schedule(schedule) -> Callable[[int, float], float] | None:
+    if schedule is None or isinstance(schedule, Schedule):
+        return schedule
+    if callable(schedule):
+        return lambda epoch, base_lr: schedule(epoch)
+    raise ConfigError(f"schedule must be a Schedule or a callable epoch -> lr, got {schedule!r}")
+
+
+# --- optimizers ------------------------------------------------------------------------------
+def trainable(model) -> list:
+    """(key, param, grad) for every parameter an optimizer should update in ``model``.
+
+    ``model`` is a network (anything with ``.layers``) or a single layer. Keys are
+    "layer_index.param_name", stable across save and load.
+    """
+    layers = model.layers if hasattr(model, "layers") else [model]
+    return [
+        (f"{i}.{name}", p, g)
+        for i, layer in enumerate(layers)
+        for name, p, g in layer.trainable()
+    ]
+
+
+class Optimizer:
+    """Base class: clipping, schedules and per-parameter state; subclasses write ``_update``."""
+
+    def __init__(self, lr: float, clip_norm=None, clip_value=None, schedule=None) -> None:
+        check_number(lr, f"{type(self).__name__} lr", low=0)
+        if clip_norm is not None:
+            check_number(clip_norm, "clip_norm", low=0, low_open=True)
+        if clip_value is not None:
+            check_number(clip_value, "clip_value", low=0, low_open=True)
+        self.lr = float(lr)
+        self.base_lr = float(lr)
+        self.clip_norm, self.clip_value = clip_norm, clip_value
+        self.schedule = schedule
+        self._schedule = _as_schedule(schedule)
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.iterations = 0
+        self.last_grad_norm: float | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Apply the schedule for ``epoch`` (the training loop calls this)."""
+        if self._schedule is not None:
+            self.lr = float(self._schedule(epoch, self.base_lr))
+
+    def step(self, model) -> None:
+        """Update every trainable parameter of ``model`` in place from its stored gradient."""
+        params = trainable(model)
+        if self.clip_norm is not None:
+            clip_grad_norm([g for _, _, g in params], self.clip_norm)
+        if self.clip_value is not None:
+            for _, _, g in params:
+                np.clip(g, -self.clip_value, self.clip_value, out=g)
+        self.iterations += 1
+        for key, p, g in params:
+            state = self.state.get(key)
+            if state is None:
+                state = self.state[key] = {}
+            self._update(p, g, state)
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget all state (momenta, moments, step count)."""
+        self.state.clear()
+        self.iterations = 0
+
+    def get_config(self) -> dict:
+        return {"lr": self.base_lr}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+
+def clip_grad_norm(grads: list[np.ndarray], max_norm: float) -> float:
+    """Scale ``grads`` in place so their global 2-norm is at most ``max_norm``; return the norm.
+
+    Like torch.nn.utils.clip_grad_norm_: the factor is max_norm / (norm + 1e-6), applied only
+    when it is below 1.
+    """
+    total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads:
+            g *= coef
+    return total
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay."""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
+                 nesterov: bool = False, weight_decay: float = 0.0, **kwargs) -> None:
+        super().__init__(lr, **kwargs)
+        check_number(momentum, "SGD momentum", low=0)
+        check_number(weight_decay, "SGD weight_decay", low=0)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ConfigError("SGD nesterov=True needs momentum > 0 and dampening = 0")
+        self.momentum, self.dampening = momentum, dampening
+        self.nesterov, self.weight_decay = nesterov, weight_decay
+
+    def _update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            buf = state.get("momentum")
+            if buf is None:
+                buf = state["momentum"] = g.copy()
+            else:
+                buf *= self.momentum
+                buf += (1 - self.dampening) * g if self.dampening else g
+            g = g + self.momentum * buf if self.nesterov else buf
+        step = state.get("step")
+        if step is None:
+            step = state["step"] = np.empty_like(p)
+        np.multiply(g, self.lr, out=step)
+        p -= step
+
+    def get_config(self):
+        return {"lr": self.base_lr, "momentum": self.momentum, "dampening": self.dampening,
+                "nesterov": self.nesterov, "weight_decay": self.weight_decay}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015), bias-corrected, as torch.optim.Adam."""
+
+    decoupled = False
+
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, **kwargs) -> None:
+        super().__init__(lr, **kwargs)
+        b1, b2 = betas
+        check_number(b1, "Adam beta1", low=0, high=1)
+        check_number(b2, "Adam beta2", low=0, high=1)
+        self.betas, self.eps, self.weight_decay = (float(b1), float(b2)), eps, weight_decay
+
+    def _update(self, p, g, state):
+        b1, b2 = self.betas
+        if self.weight_decay:
+            if self.decoupled:
+                p *= 1 - self.lr * self.weight_decay
+            else:
+                g = g + self.weight_decay * p
+        if "m" not in state:
+            state["m"], state["v"] = np.zeros_like(p), np.zeros_like(p)
+            state["t"] = 0
+        m, v = state["m"], state["v"]
+        state["t"] += 1
+        t = state["t"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        step_size = self.lr / (1 - b1**t)
+        denom = np.sqrt(v)
+        denom *= 1 / math.sqrt(1 - b2**t)
+        denom += self.eps
+        np.divide(m, denom, out=denom)
+        denom *= step_size
+        p -= denom
+
+    def get_config(self):
+        return {"lr": self.base_lr, "betas": self.betas, "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as torch.optim.AdamW."""
+
+    decoupled = True
+
+    def __init__(self, lr: float = 0.001, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01, **kwargs) -> None:
+        super().__init__(lr, betas, eps, weight_decay, **kwargs)
+
+
+class RMSProp(Optimizer):
+    """RMSProp as torch.optim.RMSprop (ε added after the square root)."""
+
+    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 **kwargs) -> None:
+        super().__init__(lr, **kwargs)
+        check_number(alpha, "RMSProp alpha", low=0, high=1)
+        self.alpha, self.eps, self.weight_decay = alpha, eps, weight_decay
+        self.momentum, self.centered = momentum, centered
+
+    def _update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if "square_avg" not in state:
+            state["square_avg"] = np.zeros_like(p)
+        sq = state["square_avg"]
+        sq *= self.alpha
+        sq += (1 - self.alpha) * (g * g)
+        if self.centered:
+            ga = state.setdefault("grad_avg", np.zeros_like(p))
+            ga *= self.alpha
+            ga += (1 - self.alpha) * g
+            avg = np.sqrt(sq - ga * ga)
+        else:
+            avg = np.sqrt(sq)
+        avg += self.eps
+        if self.momentum:
+            buf = state.setdefault("momentum", np.zeros_like(p))
+            buf *= self.momentum
+            buf += g / avg
+            p -= self.lr * buf
+        else:
+            p -= self.lr * (g / avg)
+
+    def get_config(self):
+        return {"lr": self.base_lr, "alpha": self.alpha, "eps": self.eps,
+                "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "centered": self.centered}
+
+
+class Adagrad(Optimizer):
+    """Adagrad as torch.optim.Adagrad."""
+
+    def __init__(self, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, **kwargs) -> None:
+        super().__init__(lr, **kwargs)
+        self.lr_decay, self.weight_decay = lr_decay, weight_decay
+        self.initial_accumulator_value, self.eps = initial_accumulator_value, eps
+
+    def _update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if "sum" not in state:
+            state["sum"] = np.full_like(p, self.initial_accumulator_value)
+            state["t"] = 0
+        state["t"] += 1
+        clr = self.lr / (1 + (state["t"] - 1) * self.lr_decay)
+        s = state["sum"]
+        s += g * g
+        p -= clr * g / (np.sqrt(s) + self.eps)
+
+    def get_config(self):
+        return {"lr": self.base_lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
+                "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps}
+
+
+_NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSProp, "adagrad": Adagrad}
+
+
+def get_optimizer(optimizer, lr: float | None = None) -> Optimizer:
+    """An Optimizer from an instance or a name ("sgd", "adam", "adamw", "rmsprop", "adagrad")."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in _NAMES:
+        cls = _NAMES[optimizer.lower()]
+        return cls() if lr is None else cls(lr=lr)
+    raise ConfigError(f"optimizer must be an Optimizer or one of {sorted(_NAMES)}, got {optimizer!r}")

@@ -1,0 +1,153 @@
+"""The training loop: batching, shuffling, the step, callbacks, logging and the History.
+
+One step on a batch (xb, yb):
+
+    output      = net._forward_train(xb)                   # each layer caches what backward needs
+    loss, delta = loss._value_and_grad(output, yb)         # delta = dL/doutput
+    net._backward_train(delta)                             # fills every layer.grads
+    optimizer.step(net)                                    # updates the parameters in place
+
+Everything about the data is checked once, before the first step; the loop itself does no
+checking beyond one test that the loss is finite.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+
+from ._checks import as_rng, check_positive_int
+from .callbacks import Callback, History
+from .errors import ConfigError, ShapeError, TrainingError
+from .losses import get_loss
+from .metrics import get_metric
+from .optim import get_optimizer
+
+
+def _progress_bar(total: int, epoch: int, epochs: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=True,
+                dynamic_ncols=True, file=sys.stderr)
+
+
+def _format_logs(logs: dict) -> str:
+    return ", ".join(f"{k}={v:.6g}" for k, v in logs.items())
+
+
+def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int | None = 32,
+        shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
+        verbose: int = 1, print_every: int | None = None, initial_epoch: int = 0) -> History:
+    """Train ``net`` on (X, y); see :meth:`chainrule.Sequential.fit` for the arguments."""
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size", allow_none=True)
+    check_positive_int(print_every, "print_every", allow_none=True)
+    if verbose not in (0, 1, 2):
+        raise ConfigError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got {verbose!r}")
+    loss = get_loss(loss)
+    optimizer = get_optimizer(optimizer)
+    X = net._check_input(X, "fit X")
+    n = len(X)
+    if n == 0:
+        raise ShapeError("fit X has no samples")
+    if net.scaler is not None:
+        if not net.scaler.is_fitted:
+            net.scaler.fit(X)
+        X = net._check_input(net.scaler.transform(X), "scaled X")
+    y = _check_target(net, loss, X, y, "fit y")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ConfigError("validation_data must be a pair (X_val, y_val)")
+        Xv = net._prepare_input(validation_data[0], "validation X")
+        yv = _check_target(net, loss, Xv, validation_data[1], "validation y")
+    metric_objs = [get_metric(m) for m in metrics]
+    bs = n if batch_size is None else min(batch_size, n)
+    n_batches = math.ceil(n / bs)
+    rng = as_rng(seed)
+
+    history = History()
+    history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
+                      "steps": n_batches, "shuffle": shuffle}
+    cbs: list[Callback] = [history, *callbacks]
+    net.optimizer, net.loss, net.stop_training = optimizer, loss, False
+    for cb in cbs:
+        cb.set_model(net)
+        cb.on_train_begin()
+
+    mean_reduction = loss.reduction == "mean"
+    bar_ok = verbose == 1 and sys.stderr.isatty()
+    try:
+        for epoch in range(initial_epoch, epochs):
+            optimizer.set_epoch(epoch)
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            if shuffle:
+                order = rng.permutation(n)
+                Xs, ys = X[order], y[order]
+            else:
+                Xs, ys = X, y
+            for m in metric_objs:
+                m.reset()
+            bar = _progress_bar(n_batches, epoch, epochs) if bar_ok else None
+            total = 0.0
+            for b in range(n_batches):
+                xb, yb = Xs[b * bs:(b + 1) * bs], ys[b * bs:(b + 1) * bs]
+                output = net._forward_train(xb)
+                value, delta = loss._value_and_grad(output, yb)
+                if not math.isfinite(value):
+                    raise TrainingError(
+                        f"the loss became {value} at epoch {epoch + 1}, batch {b + 1} of {n_batches}"
+                        f" (samples {b * bs} to {b * bs + len(xb) - 1} of the epoch's order);"
+                        " try a smaller learning rate or check the data. Parameters hold the"
+                        " values of the last finite step; nothing was saved."
+                    )
+                net._backward_train(delta)
+                optimizer.step(net)
+                total += value * len(xb) if mean_reduction else value
+                for m in metric_objs:
+                    m.update(yb, output)
+                for cb in callbacks:
+                    cb.on_batch_end(b, {"loss": value})
+                if bar is not None:
+                    bar.update(1)
+            logs = {"loss": total / n if mean_reduction else total}
+            for m in metric_objs:
+                logs[m.name] = m.result()
+            if validation_data is not None:
+                val = net._evaluate_prepared(Xv, yv, loss, metrics)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            if bar is not None:
+                bar.set_postfix_str(_format_logs(logs), refresh=True)
+                bar.close()
+            elif verbose:
+                print(f"epoch {epoch + 1}/{epochs}: {_format_logs(logs)}", flush=True)
+            if print_every and (epoch + 1) % print_every == 0:
+                print(f"epoch={epoch + 1}, loss={logs['loss']:.7f}", flush=True)
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if net.stop_training:
+                history.stopped_early = epoch + 1 < epochs
+                break
+    finally:
+        for cb in cbs:
+            cb.on_train_end()
+    return history
+
+
+def _check_target(net, loss, X, y, name: str) -> np.ndarray:
+    """Check ``y`` once against the network's output for X; return it ready for the loss."""
+    if y is None:
+        raise ShapeError(f"{name} is missing")
+    y_arr = np.asarray(y)
+    if y_arr.ndim == 0 or len(y_arr) != len(X):
+        raise ShapeError(
+            f"{name} must have one target per sample ({len(X)} samples), got shape {y_arr.shape}"
+        )
+    if y_arr.dtype.kind == "f":
+        from ._checks import check_finite
+
+        check_finite(y_arr, name)
+    probe = net.forward(X[:1])
+    return loss.prepare_target(y_arr, (len(X), *probe.shape[1:]), probe.dtype)
