@@ -5,7 +5,8 @@ checked against finite differences (:func:`gradcheck`).
 """
 
 from . import datasets, init, metrics
-from .callbacks import Callback, EarlyStopping, History, LambdaCallback, LearningRateScheduler
+from .callbacks import Callback, EarlyStopping, History, LambdaCallback, LearningRateScheduler,
+    ProgressBar,
 from .data import MaxScaler, MinMaxScaler, Standardizer, batches, one_hot, train_test_split
 from .errors import (
     ChainruleError,
@@ -51,6 +52,7 @@ __version__ = "0.1.0"
 __all__ = [
     "datasets", "init", "metrics",
     "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
+    "ProgressBar",
     "MaxScaler", "MinMaxScaler", "Standardizer", "batches", "one_hot", "train_test_split",
     "ChainruleError", "ConfigError", "DataError", "FileFormatError", "ShapeError", "TrainingError",
     "GradcheckReport", "gradcheck", "load", "save",

@@ -158,6 +158,33 @@ class LearningRateScheduler(Callback):
             print(f"epoch {epoch + 1}: learning rate {opt.lr:.6g}")
 
 
+class ProgressBar(Callback):
+    """One tqdm bar over the epochs (instead of one per epoch), the latest logs beside it.
+
+    Shown only when stderr is a terminal (``disable=None``), unless ``always=True``.
+    """
+
+    def __init__(self, always: bool = False) -> None:
+        self.always = always
+        self._bar = None
+
+    def on_train_begin(self, logs=None):
+        from tqdm.auto import tqdm
+
+        epochs = self.model._fit_params.get("epochs") if hasattr(self.model, "_fit_params") else None
+        self._bar = tqdm(total=epochs, unit="epoch", disable=None if not self.always else False,
+                         dynamic_ncols=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._bar.set_postfix_str(", ".join(f"{k}={v:.4g}" for k, v in (logs or {}).items()),
+                                  refresh=False)
+        self._bar.update(1)
+
+    def on_train_end(self, logs=None):
+        if self._bar is not None:
+            self._bar.close()
+
+
 class LambdaCallback(Callback):
     """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``."""
 

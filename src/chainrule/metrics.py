@@ -195,3 +195,41 @@ def get_metric(metric) -> Metric:
     if isinstance(metric, str) and metric.lower() in _METRICS:
         return _METRICS[metric.lower()]()
     raise ConfigError(f"unknown metric {metric!r}; choose one of {sorted(_METRICS)} or pass a Metric")
+
+
+# --- per-class reports -------------------------------------------------------------------
+def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
+    """Counts C[i, j] of samples of true class i predicted as class j (integer labels)."""
+    t = np.asarray(y_true).astype(np.intp).reshape(-1)
+    p = np.asarray(y_pred).astype(np.intp).reshape(-1)
+    if t.shape != p.shape:
+        raise ShapeError(f"confusion_matrix: y_true has {t.size} labels, y_pred has {p.size}")
+    k = n_classes if n_classes is not None else int(max(t.max(initial=-1), p.max(initial=-1)) + 1)
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (t, p), 1)
+    return cm
+
+
+def precision_recall(y_true, y_pred, n_classes: int | None = None):
+    """Per-class precision, recall, F1 and support (0 where a class is never predicted)."""
+    cm = confusion_matrix(y_true, y_pred, n_classes)
+    tp = np.diag(cm).astype(np.float64)
+    predicted, support = cm.sum(axis=0), cm.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return precision, recall, f1, support
+
+
+def classification_report(y_true, y_pred, n_classes: int | None = None, names=None) -> str:
+    """A text table of per-class precision, recall, F1 and support, with the accuracy."""
+    precision, recall, f1, support = precision_recall(y_true, y_pred, n_classes)
+    names = [str(n) for n in (names if names is not None else range(len(support)))]
+    w = max(len(n) for n in names + ["class"])
+    lines = [f"{'class':>{w}}  precision  recall  f1-score  support"]
+    for i, name in enumerate(names):
+        lines.append(f"{name:>{w}}  {precision[i]:9.3f}  {recall[i]:6.3f}  {f1[i]:8.3f}  {support[i]:7d}")
+    acc = float((np.asarray(y_true).reshape(-1) == np.asarray(y_pred).reshape(-1)).mean())
+    lines.append(f"{'accuracy':>{w}}  {'':9}  {'':6}  {acc:8.3f}  {int(support.sum()):7d}")
+    return "\n".join(lines)

@@ -72,6 +72,7 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                       "steps": n_batches, "shuffle": shuffle}
     cbs: list[Callback] = [history, *callbacks]
     net.optimizer, net.loss, net.stop_training = optimizer, loss, False
+    net._fit_params = history.params
     for cb in cbs:
         cb.set_model(net)
         cb.on_train_begin()
