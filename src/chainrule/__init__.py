@@ -5,8 +5,14 @@ checked against finite differences (:func:`gradcheck`).
 """
 
 from . import datasets, init, metrics
-from .callbacks import Callback, EarlyStopping, History, LambdaCallback, LearningRateScheduler,
+from .callbacks import (
+    Callback,
+    EarlyStopping,
+    History,
+    LambdaCallback,
+    LearningRateScheduler,
     ProgressBar,
+)
 from .data import MaxScaler, MinMaxScaler, Standardizer, batches, one_hot, train_test_split
 from .errors import (
     ChainruleError,

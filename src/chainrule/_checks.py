@@ -12,7 +12,7 @@ def as_float_array(x, name: str, dtype) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
-        raise ShapeError(f"{name} must be an array of numbers, got {type(x).__name__}: {exc}")
+        raise ShapeError(f"{name} must be an array of numbers, got {type(x).__name__}: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{name} must hold numbers, got an array of dtype {arr.dtype}")
     return arr.astype(dtype, copy=False)

@@ -122,7 +122,7 @@ class Sequential:
         params = list(self.params.items())
         if len(weights) != len(params):
             raise ShapeError(f"set_weights expects {len(params)} arrays, got {len(weights)}")
-        for (key, p), w in zip(params, weights):
+        for (key, p), w in zip(params, weights, strict=True):
             w = np.asarray(w)
             if w.shape != p.shape:
                 raise ShapeError(f"set_weights: parameter {key} has shape {p.shape}, got {w.shape}")
@@ -298,7 +298,7 @@ def mlp(sizes, activation: str = "relu", output_activation: str | None = None,
         init = "he_uniform" if activation in ("relu", "leaky_relu", "elu") else "xavier"
     seeds = np.random.SeedSequence(seed).spawn(2 * len(sizes))
     layers: list[Layer] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         last = i == len(sizes) - 2
         layers.append(L.Dense(n_in, n_out, init="xavier" if last else init,
                               seed=np.random.default_rng(seeds[2 * i])))

@@ -24,7 +24,7 @@ Frozen parameters are left alone and are not counted in the clipping norm.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
