@@ -57,10 +57,12 @@ def check_number(value, name: str, low=None, high=None, low_open=False) -> None:
         raise ConfigError(f"{name} must be <= {high}, got {value!r}")
 
 
-def as_rng(seed) -> np.random.Generator:
-    """An int, None or Generator -> a Generator (a Generator is used as is)."""
+def as_rng(seed, name: str = "seed") -> np.random.Generator:
+    """An int, None or Generator -> a Generator (a Generator is used as is, so it advances)."""
     if isinstance(seed, np.random.Generator):
         return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ConfigError(f"seed must be an int, None or numpy.random.Generator, got {seed!r}")
-    return np.random.default_rng(seed)
+    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
+        if seed is not None and seed < 0:
+            raise ConfigError(f"{name} must be a non-negative int, got {seed}")
+        return np.random.default_rng(seed)
+    raise ConfigError(f"{name} must be None, an int or a numpy.random.Generator, got {seed!r}")

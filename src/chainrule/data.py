@@ -25,6 +25,8 @@ import numpy as np
 
 from chainrule.errors import ChainruleError, ConfigError, DataError, ShapeError
 
+from ._checks import as_rng
+
 __all__ = [
     "Standardizer",
     "MinMaxScaler",
@@ -36,19 +38,6 @@ __all__ = [
 ]
 
 SeedLike = int | np.random.Generator | None
-
-
-def _as_generator(seed: SeedLike, name: str = "seed") -> np.random.Generator:
-    """Return ``seed`` itself if it is a Generator, else a new Generator seeded by it."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
-        if seed is not None and seed < 0:
-            raise ConfigError(f"{name} must be a non-negative int, got {seed}")
-        return np.random.default_rng(seed)
-    raise ConfigError(
-        f"{name} must be None, an int or a numpy.random.Generator, got {type(seed).__name__}"
-    )
 
 
 def _check_finite(X: np.ndarray, what: str) -> None:
@@ -581,7 +570,7 @@ def train_test_split(
             raise ConfigError("train_test_split: stratify needs shuffle=True")
         train_idx, test_idx = np.arange(n - n_test), np.arange(n - n_test, n)
     else:
-        rng = _as_generator(seed)
+        rng = as_rng(seed)
         if stratify is None:
             perm = rng.permutation(n)
             test_idx, train_idx = perm[:n_test], perm[n_test:]
@@ -657,7 +646,7 @@ def batches(
         raise ConfigError(f"batch_size must be a positive int or None, got {batch_size!r}")
     else:
         size = int(batch_size)
-    order = _as_generator(seed).permutation(n) if shuffle else None
+    order = as_rng(seed).permutation(n) if shuffle else None
     return _iter_batches(X, y, size, order)
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from chainrule.data import SeedLike, _as_generator
+from chainrule._checks import as_rng
+from chainrule.data import SeedLike
 from chainrule.errors import ConfigError
 
 __all__ = ["Dataset", "xor", "spirals", "moons", "circles", "load_digits"]
@@ -107,7 +108,7 @@ def spirals(
         raise ConfigError(f"spirals: n_classes must be an int >= 2, got {n_classes!r}")
     n_samples = _check_n(n_samples, int(n_classes), "spirals")
     noise = _check_noise(noise, "spirals")
-    rng = _as_generator(seed)
+    rng = as_rng(seed)
     arms = []
     for c, m in enumerate(_split_evenly(n_samples, int(n_classes))):
         radius = np.linspace(0.05, 1.0, m)
@@ -139,7 +140,7 @@ def moons(
     """
     n_samples = _check_n(n_samples, 2, "moons")
     noise = _check_noise(noise, "moons")
-    rng = _as_generator(seed)
+    rng = as_rng(seed)
     n_upper, n_lower = _split_evenly(n_samples, 2)
     t_upper = np.linspace(0.0, np.pi, n_upper)
     t_lower = np.linspace(0.0, np.pi, n_lower)
@@ -178,7 +179,7 @@ def circles(
     if isinstance(factor, bool) or not isinstance(factor, (int, float, np.number)) \
             or not 0 < factor < 1:
         raise ConfigError(f"circles: factor must be a number in (0, 1), got {factor!r}")
-    rng = _as_generator(seed)
+    rng = as_rng(seed)
     rings = []
     for radius, m in zip((1.0, float(factor)), _split_evenly(n_samples, 2), strict=True):
         angle = np.linspace(0.0, 2 * np.pi, m, endpoint=False)
