@@ -175,8 +175,8 @@ class Sequential:
     # --- training and use -----------------------------------------------------------------
     def fit(self, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int | None = 32,
             shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
-            verbose: int = 1, print_every: int | None = None):
-        """Train the network by backpropagation.
+            verbose: int = 1, print_every: int | None = None, rule=None):
+        """Train the network by backpropagation (or by another credit-assignment ``rule``).
 
         Parameters
         ----------
@@ -204,6 +204,9 @@ class Sequential:
             terminal), 2 one line per epoch.
         print_every : int, optional
             Print "epoch=N, loss=..." every N epochs, like the classic tutorials.
+        rule : chainrule.credit.CreditRule, optional
+            Assign credit by another rule than backprop: ``FeedbackAlignment``,
+            ``DirectFeedbackAlignment``, ``DNI``, ``LastLayerOnly`` (see docs/credit-assignment.md).
 
         Returns
         -------
@@ -215,7 +218,7 @@ class Sequential:
         return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                    batch_size=batch_size, shuffle=shuffle, seed=seed,
                    validation_data=validation_data, metrics=metrics, callbacks=callbacks,
-                   verbose=verbose, print_every=print_every)
+                   verbose=verbose, print_every=print_every, rule=rule)
 
     def predict(self, X, batch_size: int | None = 8192) -> np.ndarray:
         """The network's output for X (scaled first when a scaler is attached), in batches."""

@@ -39,7 +39,8 @@ def _format_logs(logs: dict) -> str:
 
 def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int | None = 32,
         shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
-        verbose: int = 1, print_every: int | None = None, initial_epoch: int = 0) -> History:
+        verbose: int = 1, print_every: int | None = None, initial_epoch: int = 0,
+        rule=None) -> History:
     """Train ``net`` on (X, y); see :meth:`chainrule.Sequential.fit` for the arguments."""
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size", allow_none=True)
@@ -73,6 +74,10 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
     cbs: list[Callback] = [history, *callbacks]
     net.optimizer, net.loss, net.stop_training = optimizer, loss, False
     net._fit_params = history.params
+    if rule is not None:  # a credit-assignment rule (chainrule.credit) replaces backward + step
+        if not callable(getattr(rule, "backward_step", None)):
+            raise ConfigError(f"rule must be a credit-assignment rule (chainrule.credit), got {rule!r}")
+        rule.begin(net, loss, optimizer)
     for cb in cbs:
         cb.set_model(net)
         cb.on_train_begin()
@@ -95,7 +100,7 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
             total = 0.0
             for b in range(n_batches):
                 xb, yb = Xs[b * bs:(b + 1) * bs], ys[b * bs:(b + 1) * bs]
-                output = net._forward_train(xb)
+                output = net._forward_train(xb) if rule is None else rule.forward(net, xb)
                 value, delta = loss._value_and_grad(output, yb)
                 if not math.isfinite(value):
                     raise TrainingError(
@@ -104,8 +109,11 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                         " try a smaller learning rate or check the data. Parameters hold the"
                         " values of the last finite step; nothing was saved."
                     )
-                net._backward_train(delta)
-                optimizer.step(net)
+                if rule is None:
+                    net._backward_train(delta)
+                    optimizer.step(net)
+                else:
+                    rule.backward_step(net, yb, delta)
                 total += value * len(xb) if mean_reduction else value
                 for m in metric_objs:
                     m.update(yb, output)
@@ -116,6 +124,8 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
             logs = {"loss": total / n if mean_reduction else total}
             for m in metric_objs:
                 logs[m.name] = m.result()
+            if rule is not None:
+                logs.update(rule.epoch_logs())
             if validation_data is not None:
                 val = net._evaluate_prepared(Xv, yv, loss, metrics)
                 logs.update({f"val_{k}": v for k, v in val.items()})
