@@ -4,7 +4,7 @@ Every layer's backward pass is written out from the chain rule and every gradien
 checked against finite differences (:func:`gradcheck`).
 """
 
-from . import datasets, init, metrics
+from . import credit, datasets, init, metrics
 from .callbacks import (
     Callback,
     EarlyStopping,
@@ -12,6 +12,15 @@ from .callbacks import (
     LambdaCallback,
     LearningRateScheduler,
     ProgressBar,
+)
+from .credit import (
+    DNI,
+    Backprop,
+    CreditRule,
+    DirectFeedbackAlignment,
+    FeedbackAlignment,
+    LastLayerOnly,
+    SyntheticGradient,
 )
 from .data import MaxScaler, MinMaxScaler, Standardizer, batches, one_hot, train_test_split
 from .errors import (
@@ -57,6 +66,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "datasets", "init", "metrics",
+    "credit", "DNI", "Backprop", "CreditRule", "DirectFeedbackAlignment", "FeedbackAlignment",
+    "LastLayerOnly", "SyntheticGradient",
     "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
     "ProgressBar",
     "MaxScaler", "MinMaxScaler", "Standardizer", "batches", "one_hot", "train_test_split",

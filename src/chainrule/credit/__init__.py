@@ -7,10 +7,13 @@ See docs/credit-assignment.md.
 """
 
 from .base import Backprop, Block, CreditRule, LastLayerOnly, angle_degrees, cosine, split_blocks
+from .diagnostics import angle_curves, final_angles, plot_alignment
 from .dni import DNI, SyntheticGradient
 from .feedback import DirectFeedbackAlignment, FeedbackAlignment
+from .tasks import teacher_task
 
 __all__ = [
     "Backprop", "Block", "CreditRule", "LastLayerOnly", "angle_degrees", "cosine", "split_blocks",
-    "DNI", "SyntheticGradient", "DirectFeedbackAlignment", "FeedbackAlignment",
+    "angle_curves", "final_angles", "plot_alignment",
+    "DNI", "SyntheticGradient", "DirectFeedbackAlignment", "FeedbackAlignment", "teacher_task",
 ]
