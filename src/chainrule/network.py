@@ -57,6 +57,9 @@ class Sequential:
         arr = as_float_array(x, name, self.dtype)
         check_batch(arr, name)
         check_finite(arr, name)
+        check_first = getattr(self.layers[0], "check_input", None) if self.layers else None
+        if check_first is not None:  # name the caller's whole array, not a probe or a batch
+            check_first(arr)
         return arr
 
     def _prepare_input(self, x, name: str = "X") -> np.ndarray:

@@ -47,21 +47,29 @@ class Dense(Layer):
         self.dtype = np.dtype(dtype)
         rng = as_rng(seed)
         w_init = get_initializer(init if weight is None else weight)
-        self.params["weight"] = w_init((self.n_in, self.n_out), self.dtype, rng=rng)
+        # Drawn (or copied) in float64 and kept until the layer joins a network, so that a
+        # float64 Sequential gets the exact initial values, not float32-rounded ones.
+        self._initial = {"weight": w_init((self.n_in, self.n_out), np.float64, rng=rng)}
         if use_bias:
             b_init = get_initializer(bias_init if bias is None else bias)
-            self.params["bias"] = b_init((self.n_out,), self.dtype, rng=rng)
+            self._initial["bias"] = b_init((self.n_out,), np.float64, rng=rng)
         elif bias is not None:
             raise ShapeError("Dense got a bias but use_bias=False")
+        self.params = {k: v.astype(self.dtype) for k, v in self._initial.items()}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self._input: np.ndarray | None = None
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def check_input(self, x: np.ndarray) -> None:
+        """Raise ShapeError, naming this layer and ``x``'s shape, unless ``x`` has n_in features."""
         if x.shape[-1] != self.n_in:
             raise ShapeError(
                 f"Dense({self.n_in}, {self.n_out}) expects input with {self.n_in} features,"
                 f" got array of shape {x.shape}"
             )
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.shape[-1] != self.n_in:
+            self.check_input(x)
         self._input = x
         z = x @ self.params["weight"]
         if self.use_bias:
@@ -84,6 +92,19 @@ class Dense(Layer):
     def backward(self, delta: np.ndarray) -> np.ndarray:
         self.backward_params(delta)
         return delta @ self.params["weight"].T
+
+    def astype(self, dtype) -> Dense:
+        initial, self._initial = getattr(self, "_initial", None), None
+        dtype = np.dtype(dtype)
+        if initial is not None and dtype != self.params["weight"].dtype and all(
+            np.array_equal(self.params[k], v.astype(self.params[k].dtype)) for k, v in initial.items()
+        ):  # parameters untouched since construction: cast from the exact initial values
+            for k, v in initial.items():
+                self.params[k] = v.astype(dtype)
+                self.grads[k] = np.zeros_like(self.params[k])
+            self.dtype = dtype
+            return self
+        return super().astype(dtype)
 
     def output_shape(self, input_shape: tuple) -> tuple:
         return (*input_shape[:-1], self.n_out)
