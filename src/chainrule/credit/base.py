@@ -9,9 +9,10 @@ loop then calls, and only then (the plain backprop path is untouched when ``rule
     logs.update(rule.epoch_logs())         at the end of each epoch (alignment angles, SG losses)
 
 ``backward_step`` is ``_credit`` (fill every ``layer.grads`` with the rule's estimate of
-dL/dθ) followed by ``_apply`` (the parameter updates). Every ``track_every`` steps the true
-backprop gradient is computed first, and the angle between it and the rule's estimate is
-recorded per parametric layer; the epoch's mean angle is logged as ``angle_<layer index>``.
+dL/dθ) followed by ``_apply`` (the parameter updates). Every ``track_every`` steps, and at
+each epoch's first step, the true backprop gradient is computed first, and the angle between it
+and the rule's estimate is recorded per parametric layer; the epoch's mean angle is logged as
+``angle_<layer index>``.
 
 Blocks: the layers of a Sequential are cut before each parametric layer (but the first), so
 [Dense, ReLU, Dense, ReLU, Dense] gives the blocks [Dense, ReLU], [Dense, ReLU], [Dense].
@@ -114,8 +115,21 @@ def cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 def angle_degrees(a: list[np.ndarray], b: list[np.ndarray]) -> float:
-    """The angle between a and b in degrees (90 when either is zero: no information)."""
-    return math.degrees(math.acos(cosine(a, b)))
+    """The angle between a and b in degrees (90 when either is zero: no information).
+
+    Computed as 2·atan2(‖â − b̂‖, ‖â + b̂‖) with â = a/‖a‖, which is exact near 0° and 180°
+    (arccos of the cosine loses half the digits there): equal vectors give exactly 0.
+    """
+    na = math.sqrt(sum(float(np.vdot(x, x)) for x in a))
+    nb = math.sqrt(sum(float(np.vdot(y, y)) for y in b))
+    if na == 0.0 or nb == 0.0:
+        return 90.0
+    diff = plus = 0.0
+    for x, y in zip(a, b, strict=True):
+        u, v = x.astype(np.float64) / na, y.astype(np.float64) / nb
+        diff += float(np.vdot(u - v, u - v))
+        plus += float(np.vdot(u + v, u + v))
+    return math.degrees(2.0 * math.atan2(math.sqrt(diff), math.sqrt(plus)))
 
 
 def as_condition(y: np.ndarray, n_out: int, dtype) -> np.ndarray:
@@ -135,7 +149,8 @@ class CreditRule:
     ----------
     track_every : int or None
         Measure the angle between the rule's gradient and the true gradient every this many
-        steps (one extra backprop pass each time) and log its epoch mean as
+        steps and at each epoch's first step (one extra backprop pass each time), and log its
+        epoch mean as
         ``angle_<layer index>``; None turns the measurement off.
     """
 
@@ -178,7 +193,7 @@ class CreditRule:
 
     def backward_step(self, net, y: np.ndarray, delta: np.ndarray) -> None:
         """Assign credit from dL/doutput ``delta`` and update the parameters."""
-        measure = self.track_every is not None and self.steps % self.track_every == 0
+        measure = self._measure_due()
         true = self._true_gradients(net, delta) if measure else None
         self._credit(net, y, delta)
         if true is not None:
@@ -249,8 +264,19 @@ class CreditRule:
             self._angle_sums[i] = self._angle_sums.get(i, 0.0) + a
             self._angle_counts[i] = self._angle_counts.get(i, 0) + 1
 
+    def _measure_due(self) -> bool:
+        """Every ``track_every`` steps, and at the first step of every epoch (so that every
+        epoch logs its angles)."""
+        if self.track_every is None:
+            return False
+        if self._first_of_epoch or self.steps % self.track_every == 0:
+            self._first_of_epoch = False
+            return True
+        return False
+
     def _reset_epoch(self) -> None:
         self._angle_sums, self._angle_counts = {}, {}
+        self._first_of_epoch = True
         self._reset_extra()
 
     def __repr__(self) -> str:

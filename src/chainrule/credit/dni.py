@@ -182,7 +182,7 @@ class DNI(CreditRule):
         return self.blocks[-1].forward(x)
 
     def backward_step(self, net, y, delta):
-        measure = self.track_every is not None and self.steps % self.track_every == 0
+        measure = self._measure_due()
         true = self._true_gradients(net, delta) if (measure or self.mix) else None
         self._credit(net, y, delta)
         if measure:
