@@ -4,7 +4,7 @@ Every layer's backward pass is written out from the chain rule and every gradien
 checked against finite differences (:func:`gradcheck`).
 """
 
-from . import credit, datasets, init, metrics
+from . import credit, datasets, init, metrics, sequence
 from .callbacks import (
     Callback,
     EarlyStopping,
@@ -35,8 +35,12 @@ from .gradcheck import GradcheckReport, gradcheck
 from .io import load, save
 from .layers import (
     ELU,
+    LSTM,
+    RNN,
+    ConvergenceError,
     Dense,
     Dropout,
+    FixedPointRNN,
     Identity,
     Layer,
     LeakyReLU,
@@ -45,6 +49,7 @@ from .layers import (
     Softmax,
     Softplus,
     Tanh,
+    TimeDistributed,
 )
 from .losses import MSE, SSE, BinaryCrossEntropy, CrossEntropy, Loss
 from .network import Sequential, mlp
@@ -75,6 +80,7 @@ __all__ = [
     "GradcheckReport", "gradcheck", "load", "save",
     "ELU", "Dense", "Dropout", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax",
     "Softplus", "Tanh",
+    "sequence", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
     "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss",
     "Sequential", "mlp",
     "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",

@@ -178,7 +178,8 @@ class Sequential:
     # --- training and use -----------------------------------------------------------------
     def fit(self, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int | None = 32,
             shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
-            verbose: int = 1, print_every: int | None = None, rule=None):
+            verbose: int = 1, print_every: int | None = None, rule=None,
+            bptt_steps: int | None = None):
         """Train the network by backpropagation (or by another credit-assignment ``rule``).
 
         Parameters
@@ -210,6 +211,11 @@ class Sequential:
         rule : chainrule.credit.CreditRule, optional
             Assign credit by another rule than backprop: ``FeedbackAlignment``,
             ``DirectFeedbackAlignment``, ``DNI``, ``LastLayerOnly`` (see docs/credit-assignment.md).
+        bptt_steps : int, optional
+            Truncated backpropagation through time for sequence input (n, time, features): each
+            batch runs in windows of this many steps, the recurrent state carried from window to
+            window and the gradient cut at the boundaries, the windows' gradients summed into one
+            update (see :mod:`chainrule.sequence`). None: full BPTT.
 
         Returns
         -------
@@ -221,7 +227,7 @@ class Sequential:
         return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                    batch_size=batch_size, shuffle=shuffle, seed=seed,
                    validation_data=validation_data, metrics=metrics, callbacks=callbacks,
-                   verbose=verbose, print_every=print_every, rule=rule)
+                   verbose=verbose, print_every=print_every, rule=rule, bptt_steps=bptt_steps)
 
     def predict(self, X, batch_size: int | None = 8192) -> np.ndarray:
         """The network's output for X (scaled first when a scaler is attached), in batches."""

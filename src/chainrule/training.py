@@ -24,6 +24,7 @@ from .errors import ConfigError, ShapeError, TrainingError
 from .losses import get_loss
 from .metrics import get_metric
 from .optim import get_optimizer
+from .sequence import check_bptt_steps, truncated_bptt_step
 
 
 def _progress_bar(total: int, epoch: int, epochs: int):
@@ -40,7 +41,7 @@ def _format_logs(logs: dict) -> str:
 def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int | None = 32,
         shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
         verbose: int = 1, print_every: int | None = None, initial_epoch: int = 0,
-        rule=None) -> History:
+        rule=None, bptt_steps: int | None = None) -> History:
     """Train ``net`` on (X, y); see :meth:`chainrule.Sequential.fit` for the arguments."""
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size", allow_none=True)
@@ -58,6 +59,8 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
             net.scaler.fit(X)
         X = net._check_input(net.scaler.transform(X), "scaled X")
     y = _check_target(net, loss, X, y, "fit y")
+    if bptt_steps is not None:  # truncated BPTT (chainrule.sequence)
+        check_bptt_steps(net, X, bptt_steps, rule)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ConfigError("validation_data must be a pair (X_val, y_val)")
@@ -100,8 +103,11 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
             total = 0.0
             for b in range(n_batches):
                 xb, yb = Xs[b * bs:(b + 1) * bs], ys[b * bs:(b + 1) * bs]
-                output = net._forward_train(xb) if rule is None else rule.forward(net, xb)
-                value, delta = loss._value_and_grad(output, yb)
+                if bptt_steps is None:
+                    output = net._forward_train(xb) if rule is None else rule.forward(net, xb)
+                    value, delta = loss._value_and_grad(output, yb)
+                else:  # forward and backward window by window, the gradients summed
+                    output, value = truncated_bptt_step(net, loss, xb, yb, bptt_steps)
                 if not math.isfinite(value):
                     raise TrainingError(
                         f"the loss became {value} at epoch {epoch + 1}, batch {b + 1} of {n_batches}"
@@ -110,7 +116,8 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                         " values of the last finite step; nothing was saved."
                     )
                 if rule is None:
-                    net._backward_train(delta)
+                    if bptt_steps is None:
+                        net._backward_train(delta)
                     optimizer.step(net)
                 else:
                     rule.backward_step(net, yb, delta)

@@ -1,0 +1,152 @@
+"""Long short-term memory (Hochreiter & Schmidhuber, 1997) with BPTT written out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_number
+from .recurrent import Recurrent
+
+
+class LSTM(Recurrent):
+    """LSTM layer with torch.nn.LSTM's equations and gate order (i, f, g, o), batch first.
+
+    forward, for t = 1..T, with (h_0, c_0) the initial state (zeros by default):
+        [zi zf zg zo] = x_t · W_ih + h_{t-1} · W_hh + b     four blocks of H columns
+        i = σ(zi)   f = σ(zf)   g = tanh(zg)   o = σ(zo)
+        c_t = f ∘ c_{t-1} + i ∘ g
+        h_t = o ∘ tanh(c_t)
+        output: h_1..h_T as (n, T, H) when return_sequences, else h_T as (n, H)
+
+    backward (BPTT), g_t = dL/dh_t from the layer above (0 for t < T when only h_T is returned),
+    dc_{T+1}-term = 0:
+        dh_t = g_t + δ_{t+1} · W_hhᵀ                       (the second term is 0 at t = T)
+        dc_t = dh_t ∘ o ∘ (1 − tanh²(c_t)) + dc_{t+1} ∘ f_{t+1}
+        δzi = dc_t ∘ g ∘ i(1 − i)          δzf = dc_t ∘ c_{t-1} ∘ f(1 − f)
+        δzg = dc_t ∘ i ∘ (1 − g²)          δzo = dh_t ∘ tanh(c_t) ∘ o(1 − o)
+        δ_t = [δzi δzf δzg δzo]            (n, 4H)
+        dL/dW_ih = Σ_t x_tᵀ δ_t    dL/dW_hh = Σ_t h_{t-1}ᵀ δ_t    dL/db = Σ_t Σ_n δ_t
+        dL/dx_t  = δ_t · W_ihᵀ     dL/dh_0 = δ_1 · W_hhᵀ         dL/dc_0 = dc_1 ∘ f_1
+
+    Parameters
+    ----------
+    n_in, n_hidden : int
+    return_sequences, stateful : bool
+        As for :class:`RNN`; the state is the pair (h, c).
+    forget_bias : float
+        Initial bias of the forget gate (default 1, so the cell remembers at the start);
+        the other biases start at 0. Ignored when ``bias`` is given.
+    weight_ih, weight_hh, bias : array_like, optional
+        Explicit initial values, shapes (n_in, 4H), (H, 4H), (4H,), gate blocks i, f, g, o.
+        From torch: ``weight_ih = weight_ih_l0.T``, ``weight_hh = weight_hh_l0.T``,
+        ``bias = bias_ih_l0 + bias_hh_l0``.
+    init : str or Initializer, optional
+        Initializer of both weights; by default U(−1/√H, 1/√H) like torch.
+    seed : int or numpy.random.Generator, optional
+    dtype : numpy dtype
+    """
+
+    _state_names = ("h", "c")
+    _n_gates = 4
+
+    def __init__(self, n_in: int, n_hidden: int, return_sequences: bool = False,
+                 stateful: bool = False, forget_bias: float = 1.0, weight_ih=None, weight_hh=None,
+                 bias=None, init=None, seed=None, dtype=np.float32) -> None:
+        check_number(forget_bias, "LSTM forget_bias")
+        self.forget_bias = float(forget_bias)
+        super().__init__(n_in, n_hidden, return_sequences, stateful, weight_ih, weight_hh, bias,
+                         init, seed, dtype)
+        if bias is None:
+            H = self.n_hidden
+            self.params["bias"][:] = 0
+            self.params["bias"][H:2 * H] = self.forget_bias
+
+    def _gate_affine(self):
+        """σ(z) = ½·tanh(z/2) + ½: one tanh over all four blocks, scaled per block."""
+        H, dt = self.n_hidden, self.dtype
+        scale = np.full(4 * H, 0.5, dt)
+        scale[2 * H:3 * H] = 1.0          # g = tanh(z), the others σ(z)
+        shift = np.full(4 * H, 0.5, dt)
+        shift[2 * H:3 * H] = 0.0
+        return scale, shift
+
+    def forward(self, x: np.ndarray, training: bool = False, initial_state=None) -> np.ndarray:
+        x = self._check_input(x)
+        n, T, _ = x.shape
+        H = self.n_hidden
+        h, c = self._start_state(n, training, initial_state)
+        scale, shift = self._gate_affine()
+        # gates first holds the scaled pre-activations of every step (one matrix product), then,
+        # step by step, the activated gates i, f, g, o in place
+        gates = (x.reshape(n * T, self.n_in) @ self.params["weight_ih"]).reshape(n, T, 4 * H)
+        gates += self.params["bias"]
+        gates *= scale
+        w_hh = self.params["weight_hh"] * scale
+        cs = np.empty((n, T, H), self.dtype)
+        tanh_cs = np.empty((n, T, H), self.dtype)
+        hs = np.empty((n, T, H), self.dtype)
+        recur = np.empty((n, 4 * H), self.dtype)
+        ig = np.empty((n, H), self.dtype)
+        h0, c0 = h, c
+        for t in range(T):
+            z = gates[:, t]
+            np.matmul(h, w_hh, out=recur)
+            z += recur
+            np.tanh(z, out=z)
+            z *= scale
+            z += shift
+            c_t = cs[:, t]
+            np.multiply(z[:, H:2 * H], c, out=c_t)            # f ∘ c_{t-1}
+            np.multiply(z[:, :H], z[:, 2 * H:3 * H], out=ig)  # i ∘ g
+            c_t += ig
+            tc = np.tanh(c_t, out=tanh_cs[:, t])
+            h = np.multiply(z[:, 3 * H:], tc, out=hs[:, t])
+            c = c_t
+        self._input, self._h0, self._c0 = x, h0, c0
+        self._gates, self._cs, self._tanh_cs, self._hs = gates, cs, tanh_cs, hs
+        self._end_state((hs[:, -1].copy(), cs[:, -1].copy()), training)
+        return hs if self.return_sequences else hs[:, -1]
+
+    def _backward(self, grad, need_input_grad):
+        gates, cs, tanh_cs, hs = self._gates, self._cs, self._tanh_cs, self._hs
+        n, T, H = hs.shape
+        dh = self._start_hidden_grads(grad, n, T)
+        # the local derivatives of every step at once; delta then holds δ_t in place
+        delta = np.subtract(1, gates)
+        delta *= gates                                         # a(1 − a) for i, f, o
+        i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
+        d_i, d_f, d_g, d_o = (delta[..., k * H:(k + 1) * H] for k in range(4))
+        np.multiply(g, g, out=d_g)
+        np.subtract(1, d_g, out=d_g)                           # 1 − g²
+        c_prev = np.empty_like(cs)
+        c_prev[:, 0] = self._c0
+        c_prev[:, 1:] = cs[:, :-1]
+        d_i *= g                                               # ∂c/∂zi = g ∘ i(1 − i)
+        d_f *= c_prev                                          # ∂c/∂zf = c_{t-1} ∘ f(1 − f)
+        d_g *= i                                               # ∂c/∂zg = i ∘ (1 − g²)
+        d_o *= tanh_cs                                         # ∂h/∂zo = tanh(c) ∘ o(1 − o)
+        dh_to_dc = np.multiply(tanh_cs, tanh_cs)
+        np.subtract(1, dh_to_dc, out=dh_to_dc)
+        dh_to_dc *= o                                          # ∂h/∂c = o ∘ (1 − tanh²(c))
+        delta4 = delta.reshape(n, T, 4, H)
+        w_hh_t = self.params["weight_hh"].T
+        dc = np.empty((n, H), self.dtype)
+        dc_next = np.zeros((n, H), self.dtype)
+        back = np.empty((n, H), self.dtype)
+        for t in range(T - 1, -1, -1):
+            dh_t = dh[:, t]
+            np.multiply(dh_t, dh_to_dc[:, t], out=dc)
+            dc += dc_next                                      # dc_t
+            d3 = delta4[:, t, :3]
+            np.multiply(d3, dc[:, None, :], out=d3)            # δzi, δzf, δzg
+            np.multiply(delta4[:, t, 3], dh_t, out=delta4[:, t, 3])   # δzo
+            np.multiply(dc, f[:, t], out=dc_next)              # dc_t ∘ f_t, for step t − 1
+            np.matmul(delta[:, t], w_hh_t, out=back)           # δ_t · W_hhᵀ
+            if t:
+                dh[:, t - 1] += back
+        self.initial_state_grad = (back.copy(), dc_next.copy())
+        self._hidden_grads = dh
+        return self._weight_grads(delta, self._h0, hs, need_input_grad)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "forget_bias": self.forget_bias}
