@@ -51,8 +51,9 @@ def time_weight(loss: Loss, steps: int, total: int) -> float:
 def check_bptt_steps(net, X: np.ndarray, bptt_steps, rule=None) -> None:
     """Checked once by ``fit``: a positive int, sequence input, and a sequence layer to cut."""
     check_positive_int(bptt_steps, "bptt_steps")
-    if rule is not None:
-        raise ConfigError(f"bptt_steps works with backpropagation only, not with rule={rule!r}")
+    if rule is not None and not callable(getattr(rule, "bptt_step", None)):
+        raise ConfigError(f"bptt_steps works with backpropagation or a rule with bptt_step"
+                          f" (credit.RecurrentDNI), not with rule={rule!r}")
     if X.ndim != 3:
         raise ConfigError(f"bptt_steps needs sequence input of shape (n_samples, time, features),"
                           f" got X of shape {X.shape}")

@@ -106,8 +106,10 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                 if bptt_steps is None:
                     output = net._forward_train(xb) if rule is None else rule.forward(net, xb)
                     value, delta = loss._value_and_grad(output, yb)
-                else:  # forward and backward window by window, the gradients summed
+                elif rule is None:  # forward and backward window by window, the gradients summed
                     output, value = truncated_bptt_step(net, loss, xb, yb, bptt_steps)
+                else:  # the rule's own windows (credit.RecurrentDNI); its update is backward_step's
+                    (output, value), delta = rule.bptt_step(net, xb, yb, bptt_steps), None
                 if not math.isfinite(value):
                     raise TrainingError(
                         f"the loss became {value} at epoch {epoch + 1}, batch {b + 1} of {n_batches}"

@@ -10,10 +10,12 @@ from .base import Backprop, Block, CreditRule, LastLayerOnly, angle_degrees, cos
 from .diagnostics import angle_curves, final_angles, plot_alignment
 from .dni import DNI, SyntheticGradient
 from .feedback import DirectFeedbackAlignment, FeedbackAlignment
+from .recurrent import RecurrentDNI
 from .tasks import teacher_task
 
 __all__ = [
     "Backprop", "Block", "CreditRule", "LastLayerOnly", "angle_degrees", "cosine", "split_blocks",
     "angle_curves", "final_angles", "plot_alignment",
-    "DNI", "SyntheticGradient", "DirectFeedbackAlignment", "FeedbackAlignment", "teacher_task",
+    "DNI", "SyntheticGradient", "DirectFeedbackAlignment", "FeedbackAlignment", "RecurrentDNI",
+    "teacher_task",
 ]

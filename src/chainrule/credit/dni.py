@@ -57,7 +57,7 @@ class SyntheticGradient:
     The protocol a DNI rule uses (a custom module, such as an oracle, needs only these):
     ``predict(h, condition) -> δ̂`` (remembers what ``update`` needs) and
     ``update(target) -> float`` (one optimizer step on ½‖δ̂ − target‖², the loss before it),
-    plus ``bind(optimizer)`` to receive its optimizer.
+    plus ``bind(optimizer)`` to receive its optimizer; ``regress(h, target)`` is both at once.
     """
 
     def __init__(self, n_features: int, n_condition: int = 0, hidden=(), activation: str = "relu",
@@ -87,6 +87,11 @@ class SyntheticGradient:
         self.net._backward_train(grad)
         self.optimizer.step(self.net)
         return value
+
+    def regress(self, h: np.ndarray, target: np.ndarray, condition: np.ndarray | None = None) -> float:
+        """``predict`` then ``update``: one step on ½‖M(h) − target‖²; the loss before it."""
+        self.predict(h, condition)
+        return self.update(target)
 
     def __repr__(self) -> str:
         return f"SyntheticGradient({self.net!r})"
