@@ -20,6 +20,7 @@ from .credit import (
     DirectFeedbackAlignment,
     FeedbackAlignment,
     LastLayerOnly,
+    RecurrentDNI,
     SyntheticGradient,
 )
 from .data import MaxScaler, MinMaxScaler, Standardizer, batches, one_hot, train_test_split
@@ -72,7 +73,7 @@ __version__ = "0.1.0"
 __all__ = [
     "datasets", "init", "metrics",
     "credit", "DNI", "Backprop", "CreditRule", "DirectFeedbackAlignment", "FeedbackAlignment",
-    "LastLayerOnly", "SyntheticGradient",
+    "LastLayerOnly", "SyntheticGradient", "RecurrentDNI",
     "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
     "ProgressBar",
     "MaxScaler", "MinMaxScaler", "Standardizer", "batches", "one_hot", "train_test_split",
