@@ -49,6 +49,7 @@ def check_thresholds(task, seed):
     err = {m: r[0] for m, r in results.items()}
     table = "\n".join(f"  {m:10s} {e:6.2f} %  {results[m][2]:5.1f} s  angles {results[m][1]}" for m, e in err.items())
     msg = f"seed {seed}:\n{table}"
+    print(msg)  # shown with pytest -s
     assert err["BP"] <= 6.0, msg
     assert err["cDNI"] <= 9.5 and err["cDNI"] <= err["BP"] + 4.5, msg
     assert err["DNI"] <= err["last layer"] - 1.5, msg

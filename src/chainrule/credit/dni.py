@@ -206,7 +206,7 @@ class DNI(CreditRule):
         return {i: [g.copy() for g in net.layers[i].grads.values()] for i in self._param_layers}
 
     def _credit(self, net, y, delta):
-        scale = len(delta) if self.loss is None or self.loss.reduction == "mean" else 1
+        scale = len(delta) if self.loss.reduction == "mean" else 1
         if self.modules is None:
             self._make_modules(delta.shape[-1])
         condition = as_condition(y, delta.shape[-1], delta.dtype) if self.conditioned else None
