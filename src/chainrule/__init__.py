@@ -32,6 +32,7 @@ from .errors import (
     ShapeError,
     TrainingError,
 )
+from .explain import Trace, explain
 from .gradcheck import GradcheckReport, gradcheck
 from .io import load, save
 from .layers import (
@@ -78,7 +79,7 @@ __all__ = [
     "ProgressBar",
     "MaxScaler", "MinMaxScaler", "Standardizer", "batches", "one_hot", "train_test_split",
     "ChainruleError", "ConfigError", "DataError", "FileFormatError", "ShapeError", "TrainingError",
-    "GradcheckReport", "gradcheck", "load", "save",
+    "GradcheckReport", "gradcheck", "load", "save", "explain", "Trace",
     "ELU", "Dense", "Dropout", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax",
     "Softplus", "Tanh",
     "sequence", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .errors import ChainruleError
+from .explain import cli as explain_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,12 +18,15 @@ def build_parser() -> argparse.ArgumentParser:
                           " print test accuracy and per-class precision/recall, save model and plot.")
     demo.add_argument("--out-dir", default="runs", help="folder for the model and plot (default: runs)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    explain_cli.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "explain":
+            return explain_cli.run(args)
         if args.command == "demo":
             from .demo import main as demo_main
 
