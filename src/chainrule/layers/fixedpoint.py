@@ -35,7 +35,7 @@ class FixedPointRNN(Layer):
     the equilibrium is dL/dθ = zᵀ ∂F/∂θ with the adjoint z = (I − Jᵀ)⁻¹ g. In rows (batch first):
 
     method="rbp" (Almeida–Pineda):  relax the error network  z ← g + (z ∘ f')·Wᵀ  from z = g until
-              max|Δz| <= backward_tol · max|g|; raise ConvergenceError (with the iteration count)
+              max|Δz| <= backward_tol · max|z|; raise ConvergenceError (with the iteration count)
               when it does not converge, which happens when the spectral radius of J is >= 1.
     method="neumann":  z = Σ_{k=0}^{K-1} (Jᵀ)^k g with K = neumann_steps terms (truncated Neumann
               series, constant memory; equal to BPTT over the last K steps of a converged
@@ -56,9 +56,11 @@ class FixedPointRNN(Layer):
         Return only the first n_out units (the visible units); all by default.
     method : {"rbp", "neumann", "bptt"}
     tol, max_iter : float, int
-        Forward relaxation tolerance (max-norm of the change) and iteration limit.
+        Forward relaxation tolerance (max-norm of the change) and iteration limit. By default
+        1e-5 in float32 and 1e-10 in float64.
     backward_tol, backward_max_iter : float, int
-        The adjoint relaxation's (rbp) tolerance, relative to max|g|, and iteration limit.
+        The adjoint relaxation's (rbp) tolerance, relative to max|z|, and iteration limit.
+        By default 1e-5 in float32 and 1e-10 in float64.
     neumann_steps : int
         Terms of the Neumann series (method="neumann").
     unroll_steps : int, optional
@@ -82,7 +84,7 @@ class FixedPointRNN(Layer):
     """
 
     def __init__(self, n_in: int, n_hidden: int, n_out: int | None = None, method: str = "rbp",
-                 tol: float = 1e-6, max_iter: int = 1000, backward_tol: float = 1e-6,
+                 tol: float | None = None, max_iter: int = 1000, backward_tol: float | None = None,
                  backward_max_iter: int = 1000, neumann_steps: int = 20,
                  unroll_steps: int | None = None, weight=None, weight_in=None, bias=None,
                  init=None, seed=None, dtype=np.float32) -> None:
@@ -94,15 +96,18 @@ class FixedPointRNN(Layer):
             raise ConfigError(f"FixedPointRNN n_out must be <= n_hidden ({n_hidden}), got {n_out}")
         if method not in _METHODS:
             raise ConfigError(f"FixedPointRNN method must be one of {_METHODS}, got {method!r}")
-        check_number(tol, "FixedPointRNN tol", low=0)
-        check_number(backward_tol, "FixedPointRNN backward_tol", low=0)
+        for value, name in ((tol, "tol"), (backward_tol, "backward_tol")):
+            if value is not None:
+                check_number(value, f"FixedPointRNN {name}", low=0)
         check_positive_int(max_iter, "FixedPointRNN max_iter")
         check_positive_int(backward_max_iter, "FixedPointRNN backward_max_iter")
         check_positive_int(neumann_steps, "FixedPointRNN neumann_steps")
         check_positive_int(unroll_steps, "FixedPointRNN unroll_steps", allow_none=True)
         self.n_in, self.n_hidden, self.n_out = int(n_in), int(n_hidden), n_out
-        self.method, self.tol, self.max_iter = method, float(tol), int(max_iter)
-        self.backward_tol, self.backward_max_iter = float(backward_tol), int(backward_max_iter)
+        self.method, self.max_iter = method, int(max_iter)
+        self.tol = None if tol is None else float(tol)
+        self.backward_tol = None if backward_tol is None else float(backward_tol)
+        self.backward_max_iter = int(backward_max_iter)
         self.neumann_steps, self.unroll_steps = int(neumann_steps), unroll_steps
         self.dtype = np.dtype(dtype)
         rng = as_rng(seed)
@@ -140,6 +145,7 @@ class FixedPointRNN(Layer):
         fixed_steps = self.method == "bptt" and self.unroll_steps is not None
         steps = self.unroll_steps if fixed_steps else self.max_iter
         trajectory = [x.copy()] if self.method == "bptt" else None
+        tol = self._tolerance(self.tol)
         change = np.inf
         k = 0
         while k < steps:
@@ -152,18 +158,23 @@ class FixedPointRNN(Layer):
             np.subtract(nxt, x, out=x)
             change = float(np.abs(x).max(initial=0.0))
             x, nxt = nxt, x
-            if not fixed_steps and change <= self.tol:
+            if not fixed_steps and change <= tol:
                 break
-        if not fixed_steps and change > self.tol:
+        if not fixed_steps and change > tol:
             raise ConvergenceError(
                 f"{self!r} forward did not reach a fixed point in {k} iterations: the last change"
-                f" max|x_k − x_(k-1)| was {change:.3g}, tolerance {self.tol:g}. The recurrent weights"
+                f" max|x_k − x_(k-1)| was {change:.3g}, tolerance {tol:g}. The recurrent weights"
                 " are probably too large (spectral radius of the Jacobian >= 1); raise max_iter or"
                 " tol only if the change is still shrinking"
             )
         self.forward_iterations = k
         self._input, self._fixed_point, self._trajectory = u, x, trajectory
         return x if self.n_out is None else x[:, :self.n_out]
+
+    def _tolerance(self, value: float | None) -> float:
+        if value is not None:
+            return value
+        return 1e-5 if self.dtype == np.float32 else 1e-10
 
     # --- backward: the adjoint ------------------------------------------------------------------
     def _full_grad(self, grad: np.ndarray) -> np.ndarray:
@@ -202,7 +213,7 @@ class FixedPointRNN(Layer):
         if scale == 0.0:
             self.backward_iterations, self.backward_trace = 0, np.zeros(0)
             return g
-        limit = self.backward_tol * scale
+        tol = self._tolerance(self.backward_tol)
         z, nxt, scaled = g.copy(), np.empty_like(g), np.empty_like(g)
         trace = []
         for k in range(1, self.backward_max_iter + 1):
@@ -213,6 +224,7 @@ class FixedPointRNN(Layer):
             change = float(np.abs(z).max())
             trace.append(change)
             z, nxt = nxt, z
+            limit = tol * float(np.abs(z).max())
             if change <= limit:
                 self.backward_iterations, self.backward_trace = k, np.array(trace)
                 return z
@@ -220,12 +232,18 @@ class FixedPointRNN(Layer):
                 break
         self.backward_iterations, self.backward_trace = k, np.array(trace)
         rate = trace[-1] / trace[-2] if len(trace) > 1 and trace[-2] > 0 else float("nan")
+        if rate < 0.999:
+            why = (f"the change still shrinks, by a factor of about {rate:.4g} per iteration: the"
+                   " fixed point is close to unstable; raise backward_max_iter or backward_tol")
+        else:
+            why = (f"the change shrinks by a factor of about {rate:.4g} per iteration, so the"
+                   " spectral radius of the Jacobian J at the fixed point is >= 1 (or the"
+                   " tolerance is below rounding error). Use smaller recurrent weights, or"
+                   " method='neumann'")
         raise ConvergenceError(
             f"{self!r} backward (the Almeida–Pineda adjoint z = g + Jᵀz) did not converge:"
             f" after {k} iterations the change max|Δz| was {trace[-1]:.3g}, tolerance {limit:.3g}"
-            f" (backward_tol {self.backward_tol:g} × max|g|); the change shrinks by a factor of"
-            f" about {rate:.3g} per iteration, so the spectral radius of the Jacobian J at the fixed"
-            " point is probably >= 1. Use smaller recurrent weights, or method='neumann'"
+            f" (backward_tol {tol:g} × max|z|); {why}"
         )
 
     def _adjoint_neumann(self, g: np.ndarray, slope: np.ndarray) -> np.ndarray:

@@ -61,89 +61,87 @@ class LSTM(Recurrent):
             self.params["bias"][:] = 0
             self.params["bias"][H:2 * H] = self.forget_bias
 
-    def _gate_affine(self):
-        """σ(z) = ½·tanh(z/2) + ½: one tanh over all four blocks, scaled per block."""
-        H, dt = self.n_hidden, self.dtype
-        scale = np.full(4 * H, 0.5, dt)
-        scale[2 * H:3 * H] = 1.0          # g = tanh(z), the others σ(z)
-        shift = np.full(4 * H, 0.5, dt)
-        shift[2 * H:3 * H] = 0.0
-        return scale, shift
-
     def forward(self, x: np.ndarray, training: bool = False, initial_state=None) -> np.ndarray:
-        x = self._check_input(x)
-        n, T, _ = x.shape
+        x = self._time_major(x)
+        T, n, _ = x.shape
         H = self.n_hidden
         h, c = self._start_state(n, training, initial_state)
-        scale, shift = self._gate_affine()
-        # gates first holds the scaled pre-activations of every step (one matrix product), then,
-        # step by step, the activated gates i, f, g, o in place
-        gates = (x.reshape(n * T, self.n_in) @ self.params["weight_ih"]).reshape(n, T, 4 * H)
-        gates += self.params["bias"]
-        gates *= scale
-        w_hh = self.params["weight_hh"] * scale
-        cs = np.empty((n, T, H), self.dtype)
-        tanh_cs = np.empty((n, T, H), self.dtype)
-        hs = np.empty((n, T, H), self.dtype)
+        # σ(z) = ½·tanh(z/2) + ½: one tanh over all four blocks, the ½ inside folded into the
+        # weights, the affine ½·t + ½ after it (t for the g block) as two whole-array operations
+        half = np.full(4 * H, 0.5, self.dtype)
+        half[2 * H:3 * H] = 1.0
+        w_ih = self.params["weight_ih"] * half
+        w_hh = self.params["weight_hh"] * half
+        mul = np.broadcast_to(half, (n, 4 * H)).copy()
+        add = mul.copy()
+        add[:, 2 * H:3 * H] = 0.0
+        # gates (T, n, 4H) first holds every step's input part x_t·W_ih + b (one matrix
+        # product), then step by step the activated gates i, f, g, o in place
+        gates = (x.reshape(T * n, self.n_in) @ w_ih).reshape(T, n, 4 * H)
+        gates += self.params["bias"] * half
+        cs = np.empty((T, n, H), self.dtype)
+        tanh_cs = np.empty((T, n, H), self.dtype)
+        hs = np.empty((T, n, H), self.dtype)
         recur = np.empty((n, 4 * H), self.dtype)
         ig = np.empty((n, H), self.dtype)
         h0, c0 = h, c
         for t in range(T):
-            z = gates[:, t]
+            z = gates[t]
             np.matmul(h, w_hh, out=recur)
             z += recur
             np.tanh(z, out=z)
-            z *= scale
-            z += shift
-            c_t = cs[:, t]
+            z *= mul
+            z += add
+            c_t = cs[t]
             np.multiply(z[:, H:2 * H], c, out=c_t)            # f ∘ c_{t-1}
             np.multiply(z[:, :H], z[:, 2 * H:3 * H], out=ig)  # i ∘ g
             c_t += ig
-            tc = np.tanh(c_t, out=tanh_cs[:, t])
-            h = np.multiply(z[:, 3 * H:], tc, out=hs[:, t])
+            tc = np.tanh(c_t, out=tanh_cs[t])
+            h = np.multiply(z[:, 3 * H:], tc, out=hs[t])
             c = c_t
         self._input, self._h0, self._c0 = x, h0, c0
         self._gates, self._cs, self._tanh_cs, self._hs = gates, cs, tanh_cs, hs
-        self._end_state((hs[:, -1].copy(), cs[:, -1].copy()), training)
-        return hs if self.return_sequences else hs[:, -1]
+        self._end_state((hs[-1].copy(), cs[-1].copy()), training)
+        return self._output(hs)
 
     def _backward(self, grad, need_input_grad):
         gates, cs, tanh_cs, hs = self._gates, self._cs, self._tanh_cs, self._hs
-        n, T, H = hs.shape
-        dh = self._start_hidden_grads(grad, n, T)
+        T, n, H = hs.shape
+        dh = self._start_hidden_grads(grad, T, n)
         # the local derivatives of every step at once; delta then holds δ_t in place
-        delta = np.subtract(1, gates)
-        delta *= gates                                         # a(1 − a) for i, f, o
+        delta = np.multiply(gates, gates)
         i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
         d_i, d_f, d_g, d_o = (delta[..., k * H:(k + 1) * H] for k in range(4))
-        np.multiply(g, g, out=d_g)
-        np.subtract(1, d_g, out=d_g)                           # 1 − g²
-        c_prev = np.empty_like(cs)
-        c_prev[:, 0] = self._c0
-        c_prev[:, 1:] = cs[:, :-1]
+        np.subtract(gates[..., :2 * H], delta[..., :2 * H], out=delta[..., :2 * H])   # a − a² for i, f
+        np.subtract(o, d_o, out=d_o)                                                  # and o
+        np.subtract(1, d_g, out=d_g)                                                  # 1 − g²
         d_i *= g                                               # ∂c/∂zi = g ∘ i(1 − i)
-        d_f *= c_prev                                          # ∂c/∂zf = c_{t-1} ∘ f(1 − f)
+        d_f[0] *= self._c0                                     # ∂c/∂zf = c_{t-1} ∘ f(1 − f)
+        d_f[1:] *= cs[:-1]
         d_g *= i                                               # ∂c/∂zg = i ∘ (1 − g²)
         d_o *= tanh_cs                                         # ∂h/∂zo = tanh(c) ∘ o(1 − o)
         dh_to_dc = np.multiply(tanh_cs, tanh_cs)
         np.subtract(1, dh_to_dc, out=dh_to_dc)
         dh_to_dc *= o                                          # ∂h/∂c = o ∘ (1 − tanh²(c))
-        delta4 = delta.reshape(n, T, 4, H)
+        delta4 = delta.reshape(T, n, 4, H)
         w_hh_t = self.params["weight_hh"].T
         dc = np.empty((n, H), self.dtype)
         dc_next = np.zeros((n, H), self.dtype)
         back = np.empty((n, H), self.dtype)
         for t in range(T - 1, -1, -1):
-            dh_t = dh[:, t]
-            np.multiply(dh_t, dh_to_dc[:, t], out=dc)
+            dh_t = dh[t]
+            np.multiply(dh_t, dh_to_dc[t], out=dc)
             dc += dc_next                                      # dc_t
-            d3 = delta4[:, t, :3]
+            d3 = delta4[t, :, :3]
             np.multiply(d3, dc[:, None, :], out=d3)            # δzi, δzf, δzg
-            np.multiply(delta4[:, t, 3], dh_t, out=delta4[:, t, 3])   # δzo
-            np.multiply(dc, f[:, t], out=dc_next)              # dc_t ∘ f_t, for step t − 1
-            np.matmul(delta[:, t], w_hh_t, out=back)           # δ_t · W_hhᵀ
+            np.multiply(delta4[t, :, 3], dh_t, out=delta4[t, :, 3])   # δzo
+            np.multiply(dc, f[t], out=dc_next)                 # dc_t ∘ f_t, for step t − 1
+            if t and not self.return_sequences:                # dh_{t-1} = δ_t · W_hhᵀ
+                np.matmul(delta[t], w_hh_t, out=dh[t - 1])
+                continue
+            np.matmul(delta[t], w_hh_t, out=back)              # δ_t · W_hhᵀ
             if t:
-                dh[:, t - 1] += back
+                dh[t - 1] += back
         self.initial_state_grad = (back.copy(), dc_next.copy())
         self._hidden_grads = dh
         return self._weight_grads(delta, self._h0, hs, need_input_grad)

@@ -115,10 +115,15 @@ class Recurrent(Layer):
         if self.stateful:
             self._carried[training] = state
 
-    def _check_input(self, x: np.ndarray) -> np.ndarray:
+    def _time_major(self, x: np.ndarray) -> np.ndarray:
+        """The input as a C-contiguous (time, n, n_in) array: every step's rows side by side.
+
+        Layers work time-major inside, so that each step is one contiguous block; a time-major
+        array seen batch-first (what these layers return) comes back without a copy.
+        """
         if x.ndim != 3 or x.shape[2] != self.n_in or x.shape[1] == 0:
             self.check_input(x)
-        return np.ascontiguousarray(x, dtype=self.dtype)
+        return np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
 
     # --- diagnostics ---------------------------------------------------------------------------
     @property
@@ -127,7 +132,7 @@ class Recurrent(Layer):
         dh = self._hidden_grads
         if dh is None:
             return None
-        return np.sqrt(np.einsum("ntk,ntk->t", dh, dh, dtype=np.float64))
+        return np.sqrt(np.einsum("tnk,tnk->t", dh, dh, dtype=np.float64))
 
     # --- backward ------------------------------------------------------------------------------
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -140,35 +145,39 @@ class Recurrent(Layer):
     def _backward(self, grad: np.ndarray, need_input_grad: bool):
         raise NotImplementedError
 
-    def _start_hidden_grads(self, grad: np.ndarray, n: int, T: int) -> np.ndarray:
-        """dL/dh_t from the layer above, as (n, T, H): every step, or only the last one."""
+    def _start_hidden_grads(self, grad: np.ndarray, T: int, n: int) -> np.ndarray:
+        """dL/dh_t from the layer above, time-major (T, n, H): every step, or only the last."""
         if self.return_sequences:
-            return np.array(grad, dtype=self.dtype, copy=True)
-        dh = np.zeros((n, T, self.n_hidden), self.dtype)
-        dh[:, -1] = grad
+            return np.array(np.transpose(grad, (1, 0, 2)), dtype=self.dtype, order="C", copy=True)
+        dh = np.zeros((T, n, self.n_hidden), self.dtype)
+        dh[-1] = grad
         return dh
+
+    def _output(self, hs: np.ndarray) -> np.ndarray:
+        """h_1..h_T batch-first (a view of the time-major states), or h_T."""
+        return hs.transpose(1, 0, 2) if self.return_sequences else hs[-1]
 
     def _weight_grads(self, delta: np.ndarray, h0: np.ndarray, hs: np.ndarray,
                       need_input_grad: bool) -> np.ndarray | None:
         """Sum the per-step gradients with one matrix product each.
 
-        delta (n, T, G) = dL/dz_t at every step, hs (n, T, H) the hidden states h_1..h_T:
+        delta (T, n, G) = dL/dz_t at every step, hs (T, n, H) the hidden states h_1..h_T:
         dL/dW_ih = Σ_t x_tᵀ δ_t,  dL/dW_hh = Σ_t h_{t-1}ᵀ δ_t,  dL/db = Σ_t Σ_n δ_t,
         dL/dx_t = δ_t · W_ihᵀ.
         """
         x = self._input
-        n, T, _ = x.shape
+        T, n, _ = x.shape
         width = delta.shape[2]
-        delta2 = delta.reshape(n * T, width)
-        np.matmul(x.reshape(n * T, self.n_in).T, delta2, out=self.grads["weight_ih"])
+        delta2 = delta.reshape(T * n, width)
+        np.matmul(x.reshape(T * n, self.n_in).T, delta2, out=self.grads["weight_ih"])
         np.sum(delta2, axis=0, out=self.grads["bias"])
-        h_prev = np.empty_like(hs)
-        h_prev[:, 0] = h0
-        h_prev[:, 1:] = hs[:, :-1]
-        np.matmul(h_prev.reshape(n * T, self.n_hidden).T, delta2, out=self.grads["weight_hh"])
+        grad_hh = self.grads["weight_hh"]
+        np.matmul(h0.T, delta[0], out=grad_hh)
+        if T > 1:  # h_1..h_{T-1} are the first T − 1 blocks of hs: no copy
+            grad_hh += hs[:-1].reshape((T - 1) * n, self.n_hidden).T @ delta[1:].reshape((T - 1) * n, width)
         if not need_input_grad:
             return None
-        return (delta2 @ self.params["weight_ih"].T).reshape(n, T, self.n_in)
+        return (delta2 @ self.params["weight_ih"].T).reshape(T, n, self.n_in).transpose(1, 0, 2)
 
     # --- shapes and saving -----------------------------------------------------------------
     def output_shape(self, input_shape: tuple) -> tuple:
@@ -224,18 +233,19 @@ class RNN(Recurrent):
                          init, seed, dtype)
 
     def forward(self, x: np.ndarray, training: bool = False, initial_state=None) -> np.ndarray:
-        x = self._check_input(x)
-        n, T, _ = x.shape
+        x = self._time_major(x)
+        T, n, _ = x.shape
         (h,) = self._start_state(n, training, initial_state)
         w_hh = self.params["weight_hh"]
-        # hs first holds every pre-activation x_t·W_ih + b (one matrix product), then h_t in place
-        hs = (x.reshape(n * T, self.n_in) @ self.params["weight_ih"]).reshape(n, T, self.n_hidden)
+        # hs (T, n, H) first holds every pre-activation x_t·W_ih + b (one matrix product),
+        # then h_t in place
+        hs = (x.reshape(T * n, self.n_in) @ self.params["weight_ih"]).reshape(T, n, self.n_hidden)
         hs += self.params["bias"]
         recur = np.empty((n, self.n_hidden), self.dtype)
         relu = self.activation == "relu"
         h0 = h
         for t in range(T):
-            z = hs[:, t]
+            z = hs[t]
             np.matmul(h, w_hh, out=recur)
             z += recur
             if relu:
@@ -244,13 +254,13 @@ class RNN(Recurrent):
                 np.tanh(z, out=z)
             h = z
         self._input, self._h0, self._hs = x, h0, hs
-        self._end_state((hs[:, -1].copy(),), training)
-        return hs if self.return_sequences else hs[:, -1]
+        self._end_state((hs[-1].copy(),), training)
+        return self._output(hs)
 
     def _backward(self, grad, need_input_grad):
         hs = self._hs
-        n, T, _ = hs.shape
-        dh = self._start_hidden_grads(grad, n, T)
+        T, n, _ = hs.shape
+        dh = self._start_hidden_grads(grad, T, n)
         if self.activation == "tanh":
             delta = np.multiply(hs, hs)
             np.subtract(1, delta, out=delta)          # f'(z_t) = 1 − h_t²
@@ -259,10 +269,13 @@ class RNN(Recurrent):
         w_hh_t = self.params["weight_hh"].T
         back = np.empty((n, self.n_hidden), self.dtype)
         for t in range(T - 1, -1, -1):
-            d = np.multiply(dh[:, t], delta[:, t], out=delta[:, t])     # δ_t = dh_t ∘ f'(z_t)
+            d = np.multiply(dh[t], delta[t], out=delta[t])              # δ_t = dh_t ∘ f'(z_t)
+            if t and not self.return_sequences:                         # dh_{t-1} = δ_t · W_hhᵀ
+                np.matmul(d, w_hh_t, out=dh[t - 1])
+                continue
             np.matmul(d, w_hh_t, out=back)                               # δ_t · W_hhᵀ
             if t:
-                dh[:, t - 1] += back
+                dh[t - 1] += back
         self.initial_state_grad = (back.copy(),)
         self._hidden_grads = dh
         return self._weight_grads(delta, self._h0, hs, need_input_grad)
