@@ -235,7 +235,8 @@ def test_initial_state_of_the_wrong_shape_is_refused():
 # --- errors and files -------------------------------------------------------------------------
 def test_input_of_the_wrong_shape_names_the_layer_and_the_shape():
     net = cr.Sequential(cr.LSTM(3, 4))
-    with pytest.raises(cr.ShapeError, match=r"LSTM\(n_in=3, n_hidden=4.*\(n_samples, time, 3\), got array of shape \(2, 5\)"):
+    expected = r"LSTM\(n_in=3, n_hidden=4.*\(n_samples, time, 3\), got array of shape \(2, 5\)"
+    with pytest.raises(cr.ShapeError, match=expected):
         net.forward(np.zeros((2, 5)))
     with pytest.raises(cr.ShapeError, match=r"got array of shape \(2, 5, 2\)"):
         net.forward(np.zeros((2, 5, 2)))
