@@ -4,14 +4,18 @@ Every layer's backward pass is written out from the chain rule and every gradien
 checked against finite differences (:func:`gradcheck`).
 """
 
-from . import credit, datasets, init, metrics, sequence
+from . import credit, datasets, init, metrics, plot, sequence
 from .callbacks import (
     Callback,
+    CSVLogger,
     EarlyStopping,
+    GradientNormLogger,
     History,
     LambdaCallback,
     LearningRateScheduler,
+    ModelCheckpoint,
     ProgressBar,
+    ReduceLROnPlateau,
 )
 from .credit import (
     DNI,
@@ -76,7 +80,7 @@ __all__ = [
     "credit", "DNI", "Backprop", "CreditRule", "DirectFeedbackAlignment", "FeedbackAlignment",
     "LastLayerOnly", "SyntheticGradient", "RecurrentDNI",
     "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
-    "ProgressBar",
+    "ProgressBar", "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau", "GradientNormLogger", "plot",
     "MaxScaler", "MinMaxScaler", "Standardizer", "batches", "one_hot", "train_test_split",
     "ChainruleError", "ConfigError", "DataError", "FileFormatError", "ShapeError", "TrainingError",
     "GradcheckReport", "gradcheck", "load", "save", "explain", "Trace",

@@ -61,6 +61,21 @@ class History(Callback):
         last = {k: round(v[-1], 6) for k, v in self.history.items() if v}
         return f"History(epochs={len(self.epoch)}, last={last})"
 
+    def to_dict(self) -> dict:
+        """JSON-able copy (``save(net, path, history=h)`` stores it in the model file)."""
+        return {"history": {k: list(v) for k, v in self.history.items()}, "epoch": list(self.epoch),
+                "params": dict(self.params), "stopped_early": bool(self.stopped_early)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> History:
+        """The History that ``to_dict`` described."""
+        h = cls()
+        h.history = {k: [float(x) for x in v] for k, v in data.get("history", {}).items()}
+        h.epoch = [int(e) for e in data.get("epoch", [])]
+        h.params = dict(data.get("params", {}))
+        h.stopped_early = bool(data.get("stopped_early", False))
+        return h
+
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
@@ -193,3 +208,280 @@ class LambdaCallback(Callback):
             if not name.startswith("on_") or not hasattr(Callback, name):
                 raise ConfigError(f"LambdaCallback has no hook {name!r}")
             setattr(self, name, fn)
+
+
+# --- checkpoints, logs, learning-rate reduction, gradient norms -----------------------------
+def _auto_mode(monitor: str, mode: str, who: str) -> str:
+    """"min" or "max": "auto" takes "max" for accuracies, R² and scores."""
+    if mode not in ("auto", "min", "max"):
+        raise ConfigError(f"{who} mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "max" if any(s in monitor for s in ("acc", "r2", "score")) else "min"
+    return mode
+
+
+def _monitored(logs, monitor: str, who: str) -> float:
+    if monitor not in (logs or {}):
+        raise ConfigError(f"{who} monitors {monitor!r}, but the logs hold {sorted(logs or {})};"
+                          " pass validation data or choose another monitor")
+    return float(logs[monitor])
+
+
+class ModelCheckpoint(Callback):
+    """Save the model after each epoch, or only when ``monitor`` improves.
+
+    Every write is atomic (temporary file beside the target, flush, fsync, rename; see
+    :func:`chainrule.io.atomic_write`): a crash or a failure while writing leaves the previous
+    checkpoint in place and loadable. The file holds the logs of every epoch so far as the
+    model's History (``cr.load(path).history``) and ``metadata["checkpoint"]`` with the epoch
+    and the monitored value.
+
+    Parameters
+    ----------
+    path : str or Path
+        File to write; it may contain fields of the epoch (1-based) and the logs, e.g.
+        ``"ckpt-{epoch:03d}-{val_loss:.4f}.npz"``.
+    monitor : str
+        The log that decides what "best" means ("val_loss" by default).
+    save_best_only : bool
+        Write only when ``monitor`` is better than at every earlier epoch.
+    mode : {"auto", "min", "max"}
+    verbose : int
+        1 prints a line for each write.
+
+    Attributes
+    ----------
+    best : float or None
+        Best value of ``monitor`` seen.
+    saved : list of str
+        The paths written, in order.
+    """
+
+    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto", verbose: int = 0) -> None:
+        self.path, self.monitor = str(path), monitor
+        self.save_best_only, self.verbose = bool(save_best_only), verbose
+        self.mode = _auto_mode(monitor, mode, "ModelCheckpoint")
+        self.best: float | None = None
+        self.saved: list[str] = []
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+        self._history = History()
+
+    def _better(self, value: float) -> bool:
+        if not np.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        self._history.on_epoch_end(epoch, logs)
+        value = None
+        if self.save_best_only:
+            value = _monitored(logs, self.monitor, "ModelCheckpoint")
+            if not self._better(value):
+                return
+            self.best = value
+        elif self.monitor in logs:
+            value = float(logs[self.monitor])
+            if self._better(value):
+                self.best = value
+        try:
+            path = self.path.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"ModelCheckpoint path {self.path!r} cannot be filled from the epoch"
+                              f" and the logs {sorted(logs)}: {exc}") from None
+        from .io import save
+
+        metadata = dict(getattr(self.model, "metadata", None) or {})
+        metadata["checkpoint"] = {"epoch": epoch + 1, "monitor": self.monitor, "value": value,
+                                  "logs": logs}
+        save(self.model, path, metadata=metadata, history=self._history)
+        self.saved.append(path)
+        if self.verbose:
+            shown = f", {self.monitor}={value:.6g}" if value is not None else ""
+            print(f"epoch {epoch + 1}: saved {path}{shown}")
+
+
+class CSVLogger(Callback):
+    """Write the logs of each epoch as a row of a CSV file: epoch, loss, metrics, val_ logs.
+
+    The file is rewritten atomically after every epoch, so it is always complete and a new
+    log name (appearing after the first epoch) gets its own column.
+
+    Parameters
+    ----------
+    path : str or Path
+    separator : str
+        Field separator (",").
+    append : bool
+        Keep the rows already in the file (from an earlier run) and add to them.
+    """
+
+    def __init__(self, path, separator: str = ",", append: bool = False) -> None:
+        if len(separator) != 1:
+            raise ConfigError(f"CSVLogger separator must be one character, got {separator!r}")
+        self.path, self.separator, self.append = str(path), separator, bool(append)
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, logs=None):
+        import csv
+        import os
+
+        self.rows = []
+        if self.append and os.path.exists(self.path):
+            with open(self.path, newline="", encoding="utf-8") as f:
+                self.rows = list(csv.DictReader(f, delimiter=self.separator))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        self._write()
+
+    def _write(self) -> None:
+        import csv
+        import io as _io
+
+        from .io import atomic_write
+
+        fields: list[str] = []
+        for row in self.rows:
+            fields.extend(k for k in row if k not in fields)
+
+        def write(binary):
+            text = _io.TextIOWrapper(binary, encoding="utf-8", newline="")
+            writer = csv.DictWriter(text, fieldnames=fields, delimiter=self.separator,
+                                    lineterminator="\n", restval="")
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in row.items()})
+            text.flush()
+            text.detach()
+
+        atomic_write(self.path, write)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` stops improving.
+
+    After ``patience`` epochs without an improvement larger than ``min_delta``, lr ← max(lr ·
+    factor, min_lr); the ``cooldown`` epochs after a reduction are not counted (as in
+    torch.optim.lr_scheduler.ReduceLROnPlateau). The optimizer's
+    ``base_lr`` is scaled by the same factor, so a schedule keeps working on top of it.
+
+    Parameters
+    ----------
+    monitor : str
+    factor : float
+        In (0, 1).
+    patience : int
+    min_delta : float
+    cooldown : int
+    min_lr : float
+    mode : {"auto", "min", "max"}
+    verbose : int
+
+    Attributes
+    ----------
+    reductions : list of (epoch, new_lr)
+    """
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0, mode: str = "auto",
+                 verbose: int = 0) -> None:
+        if not 0 < factor < 1:
+            raise ConfigError(f"ReduceLROnPlateau factor must be in (0, 1), got {factor!r}")
+        for name, value in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"ReduceLROnPlateau {name} must be an integer >= 0, got {value!r}")
+        if min_lr < 0:
+            raise ConfigError(f"ReduceLROnPlateau min_lr must be >= 0, got {min_lr!r}")
+        self.monitor, self.factor, self.patience = monitor, float(factor), patience
+        self.min_delta, self.cooldown, self.min_lr = abs(min_delta), cooldown, float(min_lr)
+        self.mode = _auto_mode(monitor, mode, "ReduceLROnPlateau")
+        self.verbose = verbose
+        self.reductions: list[tuple[int, float]] = []
+
+    def on_train_begin(self, logs=None):
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+        self.reductions = []
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return np.isfinite(value)
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        better = self._better(value)
+        if better:
+            self.best, self.wait = value, 0
+        if self.cooldown_counter > 0:  # an epoch of cooldown is not counted
+            self.cooldown_counter -= 1
+            self.wait = 0
+            return
+        if better:
+            return
+        self.wait += 1
+        if self.wait < max(self.patience, 1):
+            return
+        opt = self.model.optimizer
+        if opt.lr > self.min_lr:
+            new_lr = max(opt.lr * self.factor, self.min_lr)
+            if opt.lr > 0:
+                opt.base_lr *= new_lr / opt.lr
+            opt.lr = new_lr
+            self.reductions.append((epoch, new_lr))
+            if self.verbose:
+                print(f"epoch {epoch + 1}: {self.monitor} has not improved for {self.wait} epochs;"
+                      f" learning rate reduced to {new_lr:.6g}")
+        self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class GradientNormLogger(Callback):
+    """Record the 2-norm of each layer's gradient (all its parameters together) during training.
+
+    Parameters
+    ----------
+    every : {"epoch", "batch"}
+        "epoch" keeps the mean over each epoch's batches; "batch" keeps every batch.
+
+    Attributes
+    ----------
+    norms : dict[str, list[float]]
+        One list per layer with parameters, keyed "index: Layer(args)" (e.g. "0: Dense(...)").
+    """
+
+    def __init__(self, every: str = "epoch") -> None:
+        if every not in ("epoch", "batch"):
+            raise ConfigError(f"GradientNormLogger every must be 'epoch' or 'batch', got {every!r}")
+        self.every = every
+        self.norms: dict[str, list[float]] = {}
+
+    def on_train_begin(self, logs=None):
+        self._layers = [(f"{i}: {layer!r}", layer) for i, layer in enumerate(self.model.layers)
+                        if layer.grads]
+        for key, _ in self._layers:
+            self.norms.setdefault(key, [])
+        self._sums = {key: 0.0 for key, _ in self._layers}
+        self._count = 0
+
+    def on_batch_end(self, batch, logs=None):
+        for key, layer in self._layers:
+            norm = float(np.sqrt(sum(float(np.vdot(g, g)) for g in layer.grads.values())))
+            if self.every == "batch":
+                self.norms[key].append(norm)
+            else:
+                self._sums[key] += norm
+        self._count += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every == "epoch" and self._count:
+            for key, _ in self._layers:
+                self.norms[key].append(self._sums[key] / self._count)
+                self._sums[key] = 0.0
+        self._count = 0

@@ -1,37 +1,509 @@
-"""The `chainrule` command."""
+"""The `chainrule` command: train on a CSV file, predict, evaluate, describe a model, run the demo.
+
+    chainrule train DATA.csv --target COLUMN [options]   -> model.npz (preprocessing inside)
+    chainrule predict model.npz DATA.csv [--out predictions.csv] [--proba]
+    chainrule evaluate model.npz DATA.csv [--target COLUMN]
+    chainrule info model.npz
+    chainrule demo
+
+Exit codes: 0 success, 1 an error (bad data or model file; one line on stderr naming the file,
+line and column), 2 bad usage (unknown option, bad argument value). See docs/cli.md.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 from .errors import ChainruleError
-from .explain import cli as explain_cli
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "softplus", "identity")
+OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop", "adagrad")
+LOSSES = ("auto", "crossentropy", "mse", "sse")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# --- argument types (a bad value is a usage error, exit code 2) ------------------------------
+def _sizes(text: str) -> list[int]:
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer sizes like 64,32, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+# --- the parser --------------------------------------------------------------------------------
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    """The argument parser, and the handlers of subcommands that other modules add (explain)."""
     parser = argparse.ArgumentParser(prog="chainrule", description=(
-        "Neural networks trained by backpropagation on NumPy."))
-    sub = parser.add_subparsers(dest="command", required=True)
+        "Neural networks trained by backpropagation on NumPy: train on a CSV file, predict,"
+        " evaluate, inspect a model. Exit codes: 0 ok, 1 error, 2 usage."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_predict(sub)
+    _add_evaluate(sub)
+    _add_info(sub)
     demo = sub.add_parser("demo", help="train a 64-32-16-10 network on the bundled 8x8 digits",
                           description="Train a 64-32-16-10 network on the bundled 8x8 digits,"
                           " print test accuracy and per-class precision/recall, save model and plot.")
     demo.add_argument("--out-dir", default="runs", help="folder for the model and plot (default: runs)")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    explain_cli.add_parser(sub)
-    return parser
+    return parser, _optional_subcommands(sub)
 
 
+def _optional_subcommands(sub) -> dict:
+    """Subcommands defined elsewhere: ``chainrule.explain.cli`` adds ``explain``."""
+    import importlib
+    import importlib.util
+
+    handlers = {}
+    for command, module_name in (("explain", ".explain.cli"), ("playground", ".playground.cli")):
+        try:
+            spec = importlib.util.find_spec(module_name, __package__)
+        except ModuleNotFoundError:  # the package above it is missing
+            spec = None
+        if spec is None:
+            continue
+        module = importlib.import_module(module_name, __package__)
+        module.add_parser(sub)
+        handlers[command] = module.run
+    return handlers
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a network on a CSV file and save it with its preprocessing",
+        description="Train a fully connected network on DATA.csv. Classification (a text target, or"
+        " a few whole numbers) or regression is inferred; text columns are one-hot encoded, inputs"
+        " standardized; all of it is stored in the model file, so `predict` takes the raw CSV.")
+    p.add_argument("data", metavar="DATA.csv", help="training data with a header line")
+    p.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
+    p.add_argument("--hidden", type=_sizes, default=[64, 32], metavar="SIZES",
+                   help="hidden layer sizes, comma-separated (default: 64,32; 'none' for no hidden layer)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="hidden activation (default: relu)")
+    p.add_argument("--dropout", type=_fraction, default=0.0, help="dropout after each hidden layer (default: 0)")
+    p.add_argument("--loss", choices=LOSSES, default="auto",
+                   help="auto: crossentropy for classification, mse for regression")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="(default: adam)")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help="learning rate (default: the optimizer's, 0.001 for adam, 0.01 for sgd)")
+    p.add_argument("--weight-decay", type=_non_negative_float, default=0.0, help="L2 weight decay (default: 0)")
+    p.add_argument("--epochs", type=_positive_int, default=100, help="(default: 100)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
+    p.add_argument("--validation-split", type=_fraction, default=0.0, metavar="FRACTION",
+                   help="hold out this fraction of the rows (stratified for classification) for validation")
+    p.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without improvement of the validation loss (of the"
+                   " training loss without --validation-split) and keep the best weights")
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
+                   help="z-score the inputs (and a regression target) (default: on)")
+    p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
+                   help="override the inferred task")
+    p.add_argument("--categorical", type=_names, default=[], metavar="COLUMNS",
+                   help="one-hot encode these columns even though they hold numbers")
+    p.add_argument("--ignore", type=_names, default=[], metavar="COLUMNS",
+                   help="columns that are not inputs (ids, free text)")
+    p.add_argument("--max-categories", type=_positive_int, default=100,
+                   help="most distinct values a text column may have (default: 100)")
+    p.add_argument("--delimiter", default=",", help="field separator (default: ,)")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of weights, split, shuffling (default: 0)")
+    p.add_argument("--out", default="model.npz", help="model file to write (default: model.npz)")
+    p.add_argument("--plot", default=None, metavar="curves.png", help="save loss and metric curves (needs matplotlib)")
+    p.add_argument("--log", default=None, metavar="log.csv", help="write each epoch's loss and metrics to a CSV file")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="predict for each row of a CSV file",
+                       description="Predict for each row of DATA.csv with a model from `chainrule train`"
+                       " (the raw CSV: the model applies its own encoding and scaling). The file is read"
+                       " and written in chunks, so it may be larger than memory.")
+    p.add_argument("model", metavar="model.npz")
+    p.add_argument("data", metavar="DATA.csv")
+    p.add_argument("--out", default=None, metavar="predictions.csv", help="output file (default: stdout)")
+    p.add_argument("--proba", action="store_true", help="add one probability column per class")
+    p.add_argument("--keep", type=_names, default=[], metavar="COLUMNS",
+                   help="copy these input columns (e.g. an id) into the output")
+    p.add_argument("--delimiter", default=",", help="field separator (default: ,)")
+    p.add_argument("--chunk-size", type=_positive_int, default=65536, help="rows per chunk (default: 65536)")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="loss and metrics of a model on a labelled CSV file",
+                       description="Loss and metrics (accuracy and per-class precision/recall, or"
+                       " mse/mae/r2 in the target's units) of a model on DATA.csv.")
+    p.add_argument("model", metavar="model.npz")
+    p.add_argument("data", metavar="DATA.csv")
+    p.add_argument("--target", default=None, metavar="COLUMN",
+                   help="the target column (default: the one the model was trained on)")
+    p.add_argument("--delimiter", default=",", help="field separator (default: ,)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="describe a model file",
+                       description="Layers, parameter count, preprocessing and training metadata of a model file.")
+    p.add_argument("model", metavar="model.npz")
+    p.add_argument("--json", action="store_true", help="print the stored metadata as JSON")
+
+
+# --- train -----------------------------------------------------------------------------------
+def _train(args) -> int:
+    from . import __version__
+    from .callbacks import CSVLogger, EarlyStopping, ProgressBar
+    from .csvio import TablePreprocessor, read_table
+    from .data import Standardizer, train_test_split
+    from .io import save
+    from .losses import MSE, SSE, CrossEntropy
+    from .network import mlp
+    from .optim import SGD, Adagrad, Adam, AdamW, RMSProp
+
+    say = (lambda *a, **k: None) if args.quiet else print
+    if args.plot:
+        from .plot import require_matplotlib
+
+        require_matplotlib()
+    start = time.perf_counter()
+    table = read_table(args.data, args.delimiter)
+    pre = TablePreprocessor(args.target, task=args.task, categorical=args.categorical, ignore=args.ignore,
+                            max_categories=args.max_categories, scale_target=args.standardize).fit(table)
+    X, _ = pre.transform(table)
+    y = pre.encode_target(table)
+    classification = pre.task == "classification"
+    n_text = sum(f["kind"] == "categorical" for f in pre.features)
+    say(f"{args.data}: {table.n_rows} rows; inputs: {len(pre.features) - n_text} numeric and {n_text}"
+        f" text columns -> {pre.n_inputs} network inputs")
+    if classification:
+        shown = ", ".join(pre.classes[:10]) + (", ..." if len(pre.classes) > 10 else "")
+        say(f"target {args.target!r}: classification, {len(pre.classes)} classes ({shown})")
+    else:
+        say(f"target {args.target!r}: regression")
+
+    validation = None
+    X_train, y_train = X, y
+    if args.validation_split:
+        X_train, X_val, y_train, y_val = train_test_split(
+            X, y, test_size=args.validation_split, seed=args.seed, stratify=y if classification else None)
+        validation = (X_val, y_val)
+    if args.loss == "auto":
+        loss = CrossEntropy() if classification else MSE()
+    elif args.loss == "crossentropy":
+        if not classification:
+            raise ChainruleError("--loss crossentropy needs a classification target")
+        loss = CrossEntropy()
+    else:
+        if classification:
+            raise ChainruleError(f"--loss {args.loss} is for regression; the target is classification")
+        loss = MSE() if args.loss == "mse" else SSE()
+    net = mlp([pre.n_inputs, *args.hidden, pre.n_outputs], activation=args.activation, dropout=args.dropout,
+              seed=args.seed)
+    if args.standardize:
+        net.scaler = Standardizer()
+    optimizers = {"adam": Adam, "sgd": SGD, "adamw": AdamW, "rmsprop": RMSProp, "adagrad": Adagrad}
+    opt_args = {"weight_decay": args.weight_decay}
+    if args.lr is not None:
+        opt_args["lr"] = args.lr
+    optimizer = optimizers[args.optimizer](**opt_args)
+    callbacks = []
+    monitor = "val_loss" if validation else "loss"
+    if args.early_stopping:
+        callbacks.append(EarlyStopping(monitor=monitor, patience=args.early_stopping, restore_best_weights=True))
+    if args.log:
+        callbacks.append(CSVLogger(args.log))
+    verbose = 0
+    if not args.quiet:
+        if sys.stderr.isatty():
+            callbacks.append(ProgressBar())
+        else:
+            verbose = 2
+    history = net.fit(X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
+                      batch_size=args.batch_size, seed=args.seed, validation_data=validation,
+                      metrics=["accuracy"] if classification else ["r2"], callbacks=callbacks,
+                      verbose=verbose)
+    final = {k: v[-1] for k, v in history.history.items() if v}
+    metadata = {
+        "preprocessing": pre.get_config(),
+        "training": {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "chainrule_version": __version__,
+            "data": {"file": Path(args.data).name, "rows": table.n_rows, "columns": table.header},
+            "task": pre.task, "target": args.target,
+            "settings": {"hidden": args.hidden, "activation": args.activation, "dropout": args.dropout,
+                         "loss": type(loss).__name__, "optimizer": repr(optimizer),
+                         "epochs": args.epochs, "batch_size": args.batch_size,
+                         "validation_split": args.validation_split, "early_stopping": args.early_stopping,
+                         "standardize": args.standardize, "seed": args.seed},
+            "epochs_run": len(history.epoch), "stopped_early": history.stopped_early,
+            "final": final, "seconds": round(time.perf_counter() - start, 3),
+        },
+    }
+    save(net, args.out, metadata=metadata, history=history)
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in final.items())
+    say(f"saved {args.out} ({net.n_params:,} parameters) after {len(history.epoch)} epochs: {shown}")
+    if args.plot:
+        from .plot import history as plot_history
+
+        plot_history(history, path=args.plot, title=f"{Path(args.data).name}: {args.target}")
+        say(f"curves saved to {args.plot}")
+    return EXIT_OK
+
+
+# --- predict ---------------------------------------------------------------------------------
+def _predict(args) -> int:
+    import numpy as np
+
+    from .csvio import CsvError, TableReader, format_number, predict_table, preprocessor_of, write_csv
+    from .io import load
+
+    net = load(args.model)
+    pre = preprocessor_of(net)
+    if args.proba and (pre is None or pre.task != "classification"):
+        raise ChainruleError(f"--proba needs a classification model; {args.model} is "
+                             + ("a regression model" if pre else "a model without stored preprocessing"))
+    unseen_total = 0
+    with TableReader(args.data, args.delimiter) as reader:
+        keep = [reader.header.index(name) if name in reader.header else None for name in args.keep]
+        for name, j in zip(args.keep, keep, strict=True):
+            if j is None:
+                raise CsvError(args.data, 1, None, "no such column in the header (named in --keep)", name)
+        if pre is not None:
+            for f in pre.features:
+                if f["name"] not in reader.header:
+                    raise CsvError(args.data, 1, None, "the model needs this input column; the header lacks it"
+                                   f" (inputs: {', '.join(x['name'] for x in pre.features)})", f["name"])
+            name = pre.target_info["name"]
+            header = [*args.keep, name] + ([f"proba_{c}" for c in pre.classes] if args.proba else [])
+        else:
+            n_out = net.predict(np.zeros((1, net.layers[0].n_in))).shape[1]
+            header = [*args.keep, *(f"output_{k}" for k in range(n_out))]
+
+        def rows():
+            nonlocal unseen_total
+            for chunk in reader.chunks(args.chunk_size):
+                kept = [chunk.columns[j] for j in keep]
+                if pre is None:
+                    X = np.stack([chunk.numbers(j) for j in range(len(chunk.header))
+                                  if chunk.header[j] not in args.keep], axis=1)
+                    out = net.predict(X)
+                    values = [[format_number(v) for v in row] for row in out]
+                else:
+                    labels, proba, unseen = predict_table(net, pre, chunk, proba=args.proba)
+                    unseen_total += unseen
+                    if pre.task == "regression":
+                        values = [[format_number(v)] for v in labels]
+                    else:
+                        values = [[label] for label in labels]
+                    if proba is not None:
+                        values = [v + [format_number(p) for p in row] for v, row in zip(values, proba, strict=True)]
+                for i, v in enumerate(values):
+                    yield [k[i] for k in kept] + v
+
+        write_csv(args.out, header, rows())
+    if unseen_total:
+        print(f"chainrule: note: {unseen_total} values of text columns were not seen in training;"
+              " they were encoded as no category", file=sys.stderr)
+    if args.out:
+        print(f"predictions written to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- evaluate --------------------------------------------------------------------------------
+def _evaluate(args) -> int:
+    import numpy as np
+
+    from .csvio import preprocessor_of, read_table
+    from .io import load
+    from .losses import MSE, CrossEntropy
+    from .metrics import classification_report, r2
+
+    net = load(args.model)
+    pre = preprocessor_of(net)
+    if pre is None or pre.target_info is None:
+        raise ChainruleError(f"{args.model} holds no preprocessing from `chainrule train`; evaluate it in Python"
+                             " with net.evaluate(X, y)")
+    if args.target and args.target != pre.target_info["name"]:
+        pre.target_info = {**pre.target_info, "name": args.target}
+    table = read_table(args.data, args.delimiter)
+    y = pre.encode_target(table)
+    X, _ = pre.transform(table)
+    out = net.predict(X)
+    result: dict = {"rows": table.n_rows}
+    if pre.task == "classification":
+        pred = out.argmax(axis=1)
+        result["loss"] = CrossEntropy().value(out, y)
+        result["accuracy"] = float((pred == y).mean())
+        report = classification_report(y, pred, n_classes=len(pre.classes), names=pre.classes)
+    else:
+        values = pre.decode(out)
+        truth = y * pre.target_info["scale"] + pre.target_info["mean"]
+        result["loss"] = MSE().value(out, y.reshape(-1, 1))
+        result["mse"] = float(np.mean((values - truth) ** 2))
+        result["mae"] = float(np.mean(np.abs(values - truth)))
+        result["r2"] = r2(truth, values)
+        report = None
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.data}: {table.n_rows} rows")
+        print("  ".join(f"{k}={v:.6g}" for k, v in result.items() if k != "rows"))
+        if report:
+            print()
+            print(report)
+    return EXIT_OK
+
+
+# --- info --------------------------------------------------------------------------------------
+def _info(args) -> int:
+    from .io import load
+
+    net = load(args.model)
+    meta = getattr(net, "metadata", {}) or {}
+    if args.json:
+        print(json.dumps(meta, indent=2, default=str))
+        return EXIT_OK
+    print(f"{args.model}: chainrule model, {net.dtype}, {net.n_params:,} parameters")
+    print(net.summary())
+    pre = meta.get("preprocessing")
+    if pre:
+        parts = []
+        n_inputs = 0
+        for f in pre["features"]:
+            if f["kind"] == "numeric":
+                parts.append(f["name"])
+                n_inputs += 1
+            else:
+                cats = f["categories"]
+                parts.append(f"{f['name']} (one-hot: {', '.join(cats[:5])}{', ...' if len(cats) > 5 else ''})")
+                n_inputs += len(cats)
+        print(f"\ninputs: {len(pre['features'])} columns -> {n_inputs} network inputs"
+              f"{', standardized' if net.scaler is not None else ''}")
+        print("  " + "; ".join(parts))
+        target = pre.get("target")
+        if target and target["task"] == "classification":
+            print(f"target: {target['name']!r}, classification, {len(target['classes'])} classes:"
+                  f" {', '.join(target['classes'][:20])}")
+        elif target:
+            print(f"target: {target['name']!r}, regression (mean {target['mean']:.6g}, scale {target['scale']:.6g})")
+    train = meta.get("training")
+    if train:
+        data = train.get("data", {})
+        print(f"\ntrained {train.get('created', '?')} with chainrule {train.get('chainrule_version', '?')}"
+              f" on {data.get('file', '?')} ({data.get('rows', '?')} rows),"
+              f" {train.get('epochs_run', '?')} epochs{' (stopped early)' if train.get('stopped_early') else ''}"
+              f" in {train.get('seconds', '?')} s")
+        settings = train.get("settings", {})
+        if settings:
+            print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+        final = train.get("final", {})
+        if final:
+            print("final: " + ", ".join(f"{k}={v:.6g}" for k, v in final.items()))
+    elif net.history is not None:
+        final = {k: v[-1] for k, v in net.history.history.items() if v}
+        print(f"\nhistory: {len(net.history.epoch)} epochs; last: "
+              + ", ".join(f"{k}={v:.6g}" for k, v in final.items()))
+    other = {k: v for k, v in meta.items() if k not in ("preprocessing", "training", "history")}
+    if other:
+        print("metadata: " + json.dumps(other, default=str)[:500])
+    return EXIT_OK
+
+
+# --- main --------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; return the exit code (0 ok, 1 error, 2 usage)."""
+    parser, handlers = build_parser()
     try:
-        if args.command == "explain":
-            return explain_cli.run(args)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    commands = {"train": _train, "predict": _predict, "evaluate": _evaluate, "info": _info}
+    try:
         if args.command == "demo":
             from .demo import main as demo_main
 
             demo_main(args.out_dir, verbose=0 if args.quiet else 1)
+            return EXIT_OK
+        if args.command in handlers:
+            code = handlers[args.command](args)
+            return code if isinstance(code, int) else EXIT_OK
+        return commands[args.command](args)
     except ChainruleError as exc:
-        print(f"chainrule: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"chainrule: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"chainrule: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("chainrule: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -5,7 +5,8 @@ File layout (a NumPy ``.npz`` archive):
     __chainrule__        uint8 bytes of a UTF-8 JSON document:
                          {"format": "chainrule", "version": 1, "dtype": "float32",
                           "layers": [{"class": "Dense", "config": {...}, "frozen": [...]}, ...],
-                          "scaler": {"class": "Standardizer", ...} or null, "metadata": {...}}
+                          "scaler": {"class": "Standardizer", ...} or null,
+                          "metadata": {..., "history": {...} (optional)}}
     layers.<i>.<name>    parameter <name> of layer <i>
     scaler.<name>        the scaler's fitted arrays
 
@@ -47,8 +48,13 @@ def atomic_write(path, write) -> None:
         raise
 
 
-def save(net, path, metadata: dict | None = None) -> None:
-    """Save ``net`` (a Sequential) to ``path`` (".npz" is not added)."""
+def save(net, path, metadata: dict | None = None, history=None) -> None:
+    """Save ``net`` (a Sequential) to ``path`` (".npz" is not added).
+
+    ``metadata`` is a JSON-able dict (default: ``net.metadata`` when the network has one);
+    ``history`` a :class:`chainrule.History` kept under ``metadata["history"]``, which ``load``
+    gives back as ``net.history``.
+    """
     arrays: dict[str, np.ndarray] = {}
     layers = []
     for i, layer in enumerate(net.layers):
@@ -61,8 +67,11 @@ def save(net, path, metadata: dict | None = None) -> None:
         scaler = net.scaler.get_config()
         for k, a in net.scaler.get_arrays().items():
             arrays[f"scaler.{k}"] = np.asarray(a)
+    metadata = dict(metadata or getattr(net, "metadata", {}) or {})
+    if history is not None:
+        metadata["history"] = history.to_dict()
     header = {"format": FORMAT, "version": VERSION, "dtype": net.dtype.name, "layers": layers,
-              "scaler": scaler, "metadata": metadata or getattr(net, "metadata", {}) or {}}
+              "scaler": scaler, "metadata": metadata}
     arrays[HEADER] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -137,4 +146,9 @@ def _rebuild(header: dict, arrays: dict, Sequential):
         scaler_arrays = {k[len("scaler."):]: v for k, v in arrays.items() if k.startswith("scaler.")}
         net.scaler = scaler_from_config(header["scaler"], scaler_arrays)
     net.metadata = header.get("metadata", {})
+    net.history = None
+    if isinstance(net.metadata.get("history"), dict):
+        from .callbacks import History
+
+        net.history = History.from_dict(net.metadata["history"])
     return net

@@ -280,11 +280,15 @@ class Sequential:
         return result
 
     # --- files ----------------------------------------------------------------------------
-    def save(self, path) -> None:
-        """Write the architecture (JSON) and every array into one ``.npz`` file."""
+    def save(self, path, metadata: dict | None = None, history=None) -> None:
+        """Write the architecture (JSON) and every array into one ``.npz`` file.
+
+        ``metadata`` (a JSON-able dict) and ``history`` (a History) are stored with it; see
+        :func:`chainrule.io.save`.
+        """
         from .io import save
 
-        save(self, path)
+        save(self, path, metadata=metadata, history=history)
 
 
 def mlp(sizes, activation: str = "relu", output_activation: str | None = None,

@@ -1,0 +1,667 @@
+"""scikit-learn estimators on chainrule networks: :class:`MLPClassifier` and :class:`MLPRegressor`.
+
+They take the parameters of scikit-learn's own MLPs (same names, defaults and meaning, the
+sgd and adam solvers) and train the same objective in the same way, so they can replace them
+in a pipeline. On top they offer what scikit-learn's MLP does not: ``dropout``, any chainrule
+activation, a validation set of your own (``fit(X, y, X_val=..., y_val=...)``), chainrule
+callbacks (EarlyStopping, ModelCheckpoint, CSVLogger, ReduceLROnPlateau, ...) and float32.
+
+The objective, per mini-batch B with sample weights w (1 when none are given):
+
+    L = Σ_{i∈B} w_i ℓ(z_i, t_i) / Σ_{i∈B} w_i  +  α/2 · Σ_layers ‖W‖² / Σ_{i∈B} w_i
+
+with ℓ the softmax cross-entropy (several classes), the sigmoid cross-entropy summed over
+outputs (two classes, or multilabel), or ½ Σ_k (z_k − t_k)² (regression) of the last layer's
+output z. Its gradient with respect to z is w_i (p_i − t_i) / Σ w (p = softmax, sigmoid or
+identity of z), which backpropagation carries through the network. Weights start as in
+scikit-learn (Glorot uniform, biases too), drawn from ``random_state``, and the epoch loop,
+``tol``/``n_iter_no_change`` stopping, ``early_stopping`` with a held-out
+``validation_fraction`` and the "invscaling"/"adaptive" learning rates follow scikit-learn's
+MLP step by step.
+
+The fitted network is ``net_`` (a :class:`chainrule.Sequential` of Dense and activation
+layers, without the output non-linearity): ``est.net_.save("model.npz")`` stores it in
+chainrule's pickle-free format. The estimator itself pickles (joblib, process pools).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils import check_random_state, column_or_1d
+    from sklearn.utils import shuffle as sk_shuffle
+    from sklearn.utils.multiclass import type_of_target, unique_labels
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'"
+                      f" ({exc})") from exc
+
+from .callbacks import Callback
+from .errors import TrainingError
+from .layers import ELU, Dense, Dropout, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from .network import Sequential
+from .optim import SGD, Adam
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+#: Activation names: scikit-learn's four and chainrule's own.
+ACTIVATIONS = {"identity": Identity, "logistic": Sigmoid, "sigmoid": Sigmoid, "tanh": Tanh,
+               "relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU, "softplus": Softplus}
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * np.tanh(0.5 * z) + 0.5
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _loss_and_delta(out: str, z: np.ndarray, t: np.ndarray, w: np.ndarray | None):
+    """Weighted mean loss of a batch, dL/dz, and the weight sum Σw (the batch size when w is None).
+
+    out = "softmax": t holds class indices (n,);  ℓ = logsumexp(z) − z_t,  dℓ/dz = p − onehot(t)
+    out = "logistic": t is 0/1 (n, k);  ℓ = Σ_k max(z,0) − z·t + log(1 + e^−|z|),  dℓ/dz = σ(z) − t
+    out = "identity": t is real (n, k);  ℓ = ½ Σ_k (z − t)²,  dℓ/dz = z − t
+    """
+    n = len(z)
+    if out == "softmax":
+        rows = np.arange(n)
+        shifted = z - z.max(axis=1, keepdims=True)
+        delta = np.exp(shifted)
+        total = delta.sum(axis=1, keepdims=True)
+        per_sample = np.log(total[:, 0]) - shifted[rows, t]
+        delta /= total
+        delta[rows, t] -= 1
+    elif out == "logistic":
+        per_sample = (np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))).sum(axis=1)
+        delta = _sigmoid(z) - t
+    else:
+        delta = z - t
+        per_sample = 0.5 * np.einsum("ij,ij->i", delta, delta)
+    if w is None:
+        delta *= 1.0 / n
+        return float(per_sample.sum()) / n, delta, float(n)
+    weight_sum = float(w.sum())
+    if weight_sum <= 0:
+        return 0.0, None, 0.0
+    delta *= (w / weight_sum).astype(delta.dtype)[:, None]
+    return float(w @ per_sample) / weight_sum, delta, weight_sum
+
+
+class _BaseMLP(BaseEstimator):
+    """What MLPClassifier and MLPRegressor share: parameters, network, the epoch loop."""
+
+    _score_name = "score"
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 dropout=0.0, callbacks=None, dtype=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.dropout = dropout
+        self.callbacks = callbacks
+        self.dtype = dtype
+
+    # --- parameters ------------------------------------------------------------------------
+    def _hidden_sizes(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0:
+                raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
+        return [int(s) for s in sizes]
+
+    def _check_params(self) -> None:
+        def number(name, low=None, high=None, low_open=False, high_open=False, integer=False):
+            value = getattr(self, name)
+            kind = numbers.Integral if integer else numbers.Real
+            ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+            if ok and low is not None:
+                ok = value > low if low_open else value >= low
+            if ok and high is not None:
+                ok = value < high if high_open else value <= high
+            if not ok:
+                lo = "" if low is None else f"{'(' if low_open else '['}{low}, "
+                hi = "inf)" if high is None else f"{high}{')' if high_open else ']'}"
+                what = "an integer" if integer else "a number"
+                raise ValueError(f"{type(self).__name__}: {name} must be {what} in {lo or '('}{hi},"
+                                 f" got {value!r}")
+
+        self._hidden_sizes()
+        if not (self.activation in ACTIVATIONS
+                or (isinstance(self.activation, type) and issubclass(self.activation, Layer))):
+            raise ValueError(f"{type(self).__name__}: activation must be one of {sorted(ACTIVATIONS)}"
+                             f" or a chainrule Layer class, got {self.activation!r}")
+        if self.solver not in ("sgd", "adam"):
+            hint = " (lbfgs is scikit-learn's own MLP's; chainrule trains by mini-batches)" \
+                if self.solver == "lbfgs" else ""
+            raise ValueError(f"{type(self).__name__}: solver must be 'sgd' or 'adam', got {self.solver!r}{hint}")
+        if self.learning_rate not in ("constant", "invscaling", "adaptive"):
+            raise ValueError(f"{type(self).__name__}: learning_rate must be 'constant', 'invscaling' or"
+                             f" 'adaptive', got {self.learning_rate!r}")
+        if self.batch_size != "auto":
+            number("batch_size", low=1, integer=True)
+        number("alpha", low=0)
+        number("learning_rate_init", low=0, low_open=True)
+        number("power_t", low=0)
+        number("max_iter", low=1, integer=True)
+        number("tol", low=0)
+        number("momentum", low=0, high=1)
+        number("validation_fraction", low=0, high=1, low_open=True, high_open=True)
+        number("beta_1", low=0, high=1, high_open=True)
+        number("beta_2", low=0, high=1, high_open=True)
+        number("epsilon", low=0, low_open=True)
+        number("n_iter_no_change", low=1, integer=True)
+        number("dropout", low=0, high=1, high_open=True)
+        if self.callbacks is not None and not all(isinstance(c, Callback) for c in self.callbacks):
+            raise ValueError(f"{type(self).__name__}: callbacks must be a list of chainrule Callbacks,"
+                             f" got {self.callbacks!r}")
+        if self.dtype is not None and np.dtype(self.dtype) not in (np.float32, np.float64):
+            raise ValueError(f"{type(self).__name__}: dtype must be None, float32 or float64, got {self.dtype!r}")
+
+    # --- the network -------------------------------------------------------------------------
+    def _build(self, n_features: int, n_outputs: int, dtype, rs) -> None:
+        """Glorot-uniform weights and biases in scikit-learn's order, from ``rs``."""
+        sizes = [n_features, *self._hidden_sizes(), n_outputs]
+        factor = 2.0 if self.activation in ("logistic", "sigmoid") else 6.0
+        act = ACTIVATIONS.get(self.activation, self.activation)
+        dense = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            weight = rs.uniform(-bound, bound, (fan_in, fan_out))
+            bias = rs.uniform(-bound, bound, fan_out)
+            dense.append(Dense(fan_in, fan_out, weight=weight, bias=bias))
+        layers: list[Layer] = []
+        for i, layer in enumerate(dense):
+            layers.append(layer)
+            if i < len(dense) - 1:
+                layers.append(act())
+                if self.dropout:
+                    layers.append(Dropout(self.dropout, seed=int(rs.randint(2**31 - 1))))
+        self.net_ = Sequential(*layers, dtype=dtype)
+        self.n_layers_ = len(sizes)
+        self.n_outputs_ = n_outputs
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        self.best_loss_ = None if self.early_stopping else np.inf
+        self.best_validation_score_ = -np.inf if self.early_stopping else None
+        self.validation_scores_ = [] if self.early_stopping else None
+        self._callbacks_started = False
+
+    def _dense(self) -> list[Dense]:
+        return [layer for layer in self.net_.layers if isinstance(layer, Dense)]
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """The weight matrices, (n_in, n_out) each; the network's own arrays (not copies)."""
+        check_is_fitted(self)
+        return [layer.params["weight"] for layer in self._dense()]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """The bias vectors; the network's own arrays (not copies)."""
+        check_is_fitted(self)
+        return [layer.params["bias"] for layer in self._dense()]
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "net_")
+
+    def _new_optimizer(self):
+        if self.solver == "adam":
+            return Adam(lr=self.learning_rate_init, betas=(self.beta_1, self.beta_2), eps=self.epsilon)
+        return SGD(lr=self.learning_rate_init, momentum=self.momentum,
+                   nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
+
+    # --- fitting -------------------------------------------------------------------------------
+    def _fit(self, X, y, sample_weight=None, X_val=None, y_val=None, incremental=False, classes=None):
+        self._check_params()
+        first = not self.__sklearn_is_fitted__() or (not self.warm_start and not incremental)
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=first,
+                             y_numeric=not isinstance(self, ClassifierMixin))
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if not sample_weight.any():
+                raise ValueError("Sample weights must contain at least one non-zero number")
+        T = self._encode_target(y, first, incremental, classes)
+        if X_val is not None or y_val is not None:
+            if X_val is None or y_val is None:
+                raise ValueError("pass both X_val and y_val, or neither")
+            X_val = validate_data(self, X_val, reset=False, dtype=(np.float64, np.float32))
+            y_val = self._check_val_target(y_val, len(X_val))
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+
+        rs = check_random_state(self.random_state)
+        if first:
+            dtype = self.dtype if self.dtype is not None else (
+                np.float32 if X.dtype == np.float32 else np.float64)
+            self._build(X.shape[1], T.shape[1] if T.ndim == 2 else len(self.classes_), dtype, rs)
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = self._new_optimizer()
+        self.net_.optimizer = self._optimizer
+
+        sw_val = None
+        if self.early_stopping and X_val is None:
+            stratify = y if isinstance(self, ClassifierMixin) and y.ndim == 1 else None
+            parts = train_test_split(X, y, T, *([sample_weight] if sample_weight is not None else []),
+                                     random_state=rs, test_size=self.validation_fraction, stratify=stratify)
+            X, X_val, _, y_val, T, _ = parts[:6]
+            if sample_weight is not None:
+                sample_weight, sw_val = parts[6], parts[7]
+            if len(X_val) < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' or the"
+                                 " size of your dataset.")
+        if X_val is not None and self.validation_scores_ is None:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+        X = self.net_._check_input(X, "X")
+        T = T.astype(self.net_.dtype) if T.dtype.kind == "f" else T
+        sw = None if sample_weight is None else sample_weight.astype(self.net_.dtype)
+        self._stochastic(X, T, sw, X_val, y_val, sw_val, rs, incremental)
+        return self
+
+    def _batch_size(self, n: int) -> int:
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be"
+                          " clipped", stacklevel=3)
+        return int(np.clip(self.batch_size, 1, n))
+
+    def _stochastic(self, X, T, sw, X_val, y_val, sw_val, rs, incremental) -> None:
+        net, opt = self.net_, self._optimizer
+        callbacks = list(self.callbacks or [])
+        n = len(X)
+        bs = self._batch_size(n)
+        index = np.arange(n)
+        dense = self._dense()
+        early = self.early_stopping and X_val is not None
+        best_weights = None
+        if callbacks and not (incremental and self._callbacks_started):
+            for cb in callbacks:
+                cb.set_model(net)
+                cb.on_train_begin()
+            self._callbacks_started = True
+        net.stop_training = False
+        self.n_iter_ = 0 if not incremental else self.n_iter_
+        try:
+            for _ in range(self.max_iter):
+                epoch = len(self.loss_curve_)
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch)
+                if self.shuffle:
+                    index = sk_shuffle(index, random_state=rs)
+                total = 0.0
+                for b, start in enumerate(range(0, n, bs)):
+                    rows = index[start:start + bs]
+                    value = self._step(X[rows], T[rows], None if sw is None else sw[rows], dense, opt, epoch, b)
+                    total += value * len(rows)
+                    for cb in callbacks:
+                        cb.on_batch_end(b, {"loss": value})
+                self.n_iter_ += 1
+                self.loss_ = total / n
+                self.t_ += n
+                self.loss_curve_.append(self.loss_)
+                logs = {"loss": self.loss_}
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+                if X_val is not None:
+                    score = self._score(X_val, y_val, sw_val)
+                    self.validation_scores_.append(score)
+                    logs["val_loss"] = self._val_loss(X_val, y_val, sw_val)
+                    logs[f"val_{self._score_name}"] = score
+                    if self.verbose:
+                        print(f"Validation score: {score:f}")
+                stop_now, improved = self._update_no_improvement(early)
+                if early and improved:
+                    best_weights = net.get_weights()
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, logs)
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    opt.lr = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+                if stop_now and self._trigger_stopping(early):
+                    break
+                if net.stop_training or incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and"
+                                  " the optimization hasn't converged yet.", ConvergenceWarning, stacklevel=4)
+        finally:
+            if callbacks and not incremental:
+                for cb in callbacks:
+                    cb.on_train_end()
+        if early and best_weights is not None:
+            net.set_weights(best_weights)
+
+    def _step(self, xb, tb, wb, dense, opt, epoch, batch) -> float:
+        net = self.net_
+        z = net._forward_train(xb)
+        value, delta, weight_sum = _loss_and_delta(self._out, z, tb, wb)
+        if delta is None:  # every weight in this batch is zero: nothing to learn from it
+            return 0.0
+        net._backward_train(delta)
+        if self.alpha:
+            c = self.alpha / weight_sum
+            value += 0.5 * c * sum(float(np.vdot(d.params["weight"], d.params["weight"])) for d in dense)
+            for d in dense:
+                d.grads["weight"] += c * d.params["weight"]
+        if not math.isfinite(value):
+            raise TrainingError(f"{type(self).__name__}: the loss became {value} at epoch {epoch + 1},"
+                                f" batch {batch + 1}; scale the inputs or lower learning_rate_init")
+        opt.step(net)
+        return value
+
+    def _update_no_improvement(self, early: bool) -> tuple[bool, bool]:
+        """scikit-learn's rule: (stop?, is the validation score the best so far?)."""
+        improved = False
+        if early:
+            score = self.validation_scores_[-1]
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                improved = True
+        else:
+            if self.validation_scores_:
+                self.best_validation_score_ = max(self.best_validation_score_, self.validation_scores_[-1])
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+        return self._no_improvement_count > self.n_iter_no_change, improved
+
+    def _trigger_stopping(self, early: bool) -> bool:
+        what = "Validation score" if early else "Training loss"
+        msg = f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
+        if self.solver == "sgd" and self.learning_rate == "adaptive":
+            if self._optimizer.lr > 1e-6:
+                self._optimizer.lr /= 5
+                self._no_improvement_count = 0
+                if self.verbose:
+                    print(f"{msg} Setting learning rate to {self._optimizer.lr:f}")
+                return False
+        if self.verbose:
+            print(f"{msg} Stopping.")
+        return True
+
+    def _val_loss(self, X_val, y_val, sw_val) -> float:
+        z = self.net_.predict(X_val)
+        t = self._encode_known(y_val)
+        t = t.astype(z.dtype) if t.dtype.kind == "f" else t
+        return _loss_and_delta(self._out, z, t, None if sw_val is None else np.asarray(sw_val, z.dtype))[0]
+
+    # --- using --------------------------------------------------------------------------------
+    def _output(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        return np.asarray(self.net_.predict(X), dtype=np.float64)
+
+    def __getstate__(self):
+        """Pickle without the arrays the layers keep from their last forward pass."""
+        state = dict(super().__getstate__())
+        if "net_" in state:
+            net = copy.copy(state["net_"])
+            net.layers = []
+            for layer in state["net_"].layers:
+                layer = copy.copy(layer)
+                for key, value in list(vars(layer).items()):
+                    if key.startswith("_") and isinstance(value, np.ndarray):
+                        setattr(layer, key, None)
+                net.layers.append(layer)
+            state["net_"] = net
+        return state
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier on a chainrule network (log-loss, sgd or adam).
+
+    Two classes give one sigmoid output, more give a softmax over one output per class, and
+    a label-indicator matrix y (n_samples, n_labels) gives one sigmoid per label (multilabel).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default (100,)
+    activation : str or chainrule Layer class, default "relu"
+        "identity", "logistic" (= "sigmoid"), "tanh", "relu", "leaky_relu", "elu", "softplus",
+        or a Layer class (instantiated without arguments after each hidden Dense).
+    solver : {"adam", "sgd"}
+    alpha : float
+        L2 penalty on the weights (not the biases), as in scikit-learn.
+    batch_size : int or "auto"
+        "auto" is min(200, n_samples).
+    learning_rate : {"constant", "invscaling", "adaptive"}
+        The sgd solver's schedule.
+    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start,
+    momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
+    n_iter_no_change
+        As in :class:`sklearn.neural_network.MLPClassifier`.
+    dropout : float
+        Dropout probability after each hidden activation (0 = none).
+    callbacks : list of chainrule.Callback, optional
+        Called with the logs of each epoch: "loss", and with a validation set "val_loss" and
+        "val_accuracy". ``callback.model`` is ``net_``.
+    dtype : None, numpy.float32 or numpy.float64
+        The network's dtype; None follows X (float32 input stays float32, all else float64).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    net_ : chainrule.Sequential
+        The trained network (outputs logits).
+    coefs_, intercepts_ : list of ndarray
+    loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, n_iter_, t_,
+    n_layers_, n_outputs_, out_activation_, n_features_in_, feature_names_in_
+        As in scikit-learn. ``validation_scores_`` is filled whenever there is a validation
+        set (``early_stopping`` or ``X_val``).
+    """
+
+    _score_name = "accuracy"
+
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
+        """Train on (X, y) for up to ``max_iter`` epochs.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+        y : array-like (n_samples,) labels, or (n_samples, n_labels) 0/1 for multilabel
+        sample_weight : array-like (n_samples,), optional
+        X_val, y_val : array-like, optional
+            A validation set, scored after each epoch (``validation_scores_``); with
+            ``early_stopping=True`` it replaces the held-out ``validation_fraction``.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, X_val, y_val)
+
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over (X, y); ``classes`` (every label) is required on the first call."""
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _encode_target(self, y, first: bool, incremental: bool, classes) -> np.ndarray:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        kind = type_of_target(y)
+        if kind not in ("binary", "multiclass", "multilabel-indicator"):
+            raise ValueError(f"Unknown label type: {kind!r}; {type(self).__name__} needs class labels"
+                             " or a 0/1 label-indicator matrix")
+        if first:
+            if incremental and classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            if kind == "multilabel-indicator":
+                self.classes_ = np.arange(y.shape[1])
+                self._out = "logistic"
+            else:
+                self.classes_ = unique_labels(classes if classes is not None else y)
+                if len(self.classes_) < 2:
+                    raise ValueError(f"{type(self).__name__} needs samples of at least two classes;"
+                                     f" y has one class only: {self.classes_[0]!r}")
+                self._out = "softmax" if len(self.classes_) > 2 else "logistic"
+            self.out_activation_ = "softmax" if self._out == "softmax" else "logistic"
+            self._multilabel = kind == "multilabel-indicator"
+        else:
+            if (kind == "multilabel-indicator") != self._multilabel:
+                fitted = "a label-indicator matrix" if self._multilabel else "class labels"
+                raise ValueError(f"y is {kind}, but the model was fitted on {fitted}")
+            if kind != "multilabel-indicator":
+                if classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
+                    raise ValueError(f"`classes={classes!r}` is not the same as on the first call to"
+                                     f" partial_fit ({self.classes_!r})")
+                new = np.setdiff1d(unique_labels(y), self.classes_)
+                if len(new):
+                    raise ValueError(f"`y` has classes not in `self.classes_`: {new!r};"
+                                     f" the model knows {self.classes_!r}")
+                if self.warm_start and not incremental and set(unique_labels(y)) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same classes as in"
+                                     f" the previous call to fit. Previously got {self.classes_}, `y` has"
+                                     f" {unique_labels(y)}")
+        return self._encode_known(y)
+
+    def _encode_known(self, y) -> np.ndarray:
+        y = np.asarray(y)
+        if self._multilabel:
+            return y.astype(np.float64)
+        index = np.searchsorted(self.classes_, y)
+        if self._out == "softmax":
+            return index.astype(np.intp)
+        return index.astype(np.float64).reshape(-1, 1)
+
+    def _check_val_target(self, y_val, n: int):
+        y_val = np.asarray(y_val)
+        if len(y_val) != n:
+            raise ValueError(f"X_val has {n} samples, y_val has {len(y_val)}")
+        if y_val.ndim == 1 or y_val.shape[1] == 1:
+            y_val = y_val.reshape(-1)
+            new = np.setdiff1d(unique_labels(y_val), self.classes_)
+            if len(new):
+                raise ValueError(f"y_val has classes not in y: {new!r}")
+        return y_val
+
+    def _score(self, X, y, sample_weight=None) -> float:
+        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (n_samples, n_classes); one column per label for multilabel."""
+        z = self._output(X)
+        if self._out == "softmax":
+            return _softmax(z)
+        p = _sigmoid(z)
+        if not self._multilabel:  # two classes, one output
+            return np.hstack([1 - p, p])
+        return p
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Natural log of ``predict_proba``."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each sample (a 0/1 matrix for multilabel)."""
+        z = self._output(X)
+        if self._out == "softmax":
+            return self.classes_[z.argmax(axis=1)]
+        if not self._multilabel:
+            return self.classes_[(z[:, 0] > 0).astype(np.intp)]
+        return (z > 0).astype(np.int64)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor on a chainrule network (squared error, sgd or adam).
+
+    The output layer is linear, one unit per target column. Parameters and attributes are
+    those of :class:`MLPClassifier` (without ``classes_``); the callbacks' validation score is
+    "val_r2". Scale the target (e.g. a ``TransformedTargetRegressor``) when its values are large.
+    """
+
+    _score_name = "r2"
+    _out = "identity"
+    _multilabel = False
+
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
+        """Train on (X, y) for up to ``max_iter`` epochs; see :meth:`MLPClassifier.fit`."""
+        return self._fit(X, y, sample_weight, X_val, y_val)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y)."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _encode_target(self, y, first: bool, incremental: bool, classes) -> np.ndarray:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        T = np.asarray(y, dtype=np.float64)
+        T = T.reshape(len(T), -1)
+        if first:
+            self.out_activation_ = "identity"
+        elif T.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {T.shape[1]} columns, but the model was fitted on {self.n_outputs_}")
+        return T
+
+    def _encode_known(self, y) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        return y.reshape(len(y), -1)
+
+    def _check_val_target(self, y_val, n: int):
+        y_val = np.asarray(y_val, dtype=np.float64)
+        if len(y_val) != n:
+            raise ValueError(f"X_val has {n} samples, y_val has {len(y_val)}")
+        return y_val
+
+    def _score(self, X, y, sample_weight=None) -> float:
+        return r2_score(y, self.predict(X), sample_weight=sample_weight)
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted values, (n_samples,) for one target, (n_samples, n_targets) for several."""
+        z = self._output(X)
+        return z[:, 0] if z.shape[1] == 1 else z
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
