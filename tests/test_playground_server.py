@@ -166,11 +166,17 @@ def test_posts_need_their_content_type_and_a_bounded_body(pg):
     assert request(pg, "POST", "/api/play", b"", content_type=None)[0] == 415
     status, _, body = request(pg, "POST", "/api/config", b"{not json")
     assert status == 400 and "not valid JSON" in json.loads(body)["error"]
-    status, _, body = request(pg, "POST", "/api/config", b"x" * (64 * 1024 + 1))
-    assert status == 413
-    status, _, body = request(pg, "POST", "/api/upload?filename=big.csv", b"x" * (pg.max_upload + 1),
-                              content_type="text/csv")
-    assert status == 413
+    for path, kind, length in (("/api/config", "application/json", 64 * 1024 + 1),
+                               ("/api/upload?filename=big.csv", "text/csv", pg.max_upload + 1),
+                               ("/api/upload?filename=huge.csv", "text/csv", 10**12)):
+        conn = http.client.HTTPConnection("127.0.0.1", pg.port, timeout=5)
+        conn.putrequest("POST", path)  # the headers only: the answer comes before any body is read
+        conn.putheader("Content-Type", kind)
+        conn.putheader("Content-Length", str(length))
+        conn.endheaders()
+        resp = conn.getresponse()
+        assert resp.status == 413 and "at most" in json.loads(resp.read())["error"]
+        conn.close()
     status, body = post_json(pg, "/api/config", {"layers": [9]})
     assert status == 400 and "'layers'" in body["error"]
 
@@ -212,8 +218,11 @@ def test_a_stalled_client_neither_slows_training_nor_keeps_a_thread():
         stalled.connect(("127.0.0.1", pg.port))
         stalled.sendall(f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{pg.port}\r\n\r\n".encode())
         try:
-            pg.session.play()
             deadline = time.monotonic() + 5
+            while not pg._server.connections and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert len(pg._server.connections) == 1  # the stream is open
+            pg.session.play()
             while len(pg._server.connections) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert not pg._server.connections  # the stalled stream was dropped, not waited on

@@ -307,3 +307,13 @@ def test_a_rejected_setting_leaves_the_session_as_it_was(make_session):
     assert s.config["dataset"] == "circle"
     other.step()
     assert s.step()["batch"] == other.step()["batch"]
+
+
+def test_the_docs_reproduction_example_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "playground.md").read_text(encoding="utf-8")
+    example = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "session.step()" in b]
+    assert len(example) == 1
+    exec(compile(example[0], "docs/playground.md", "exec"), {})

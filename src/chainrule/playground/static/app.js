@@ -164,7 +164,7 @@ function buildNetwork(topo) {
       const label = c === 0 ? topo.features[j].label : topo.names.units[c][j];
       el("text", { x: x(c) + (c === 0 ? -NODE / 2 - 4 : 0), y: y(c, j) + (c === 0 ? 4 : NODE / 2 + 11),
         "text-anchor": c === 0 ? "end" : "middle" }, nodeLayer).textContent = label;
-      const value = el("text", { x: x(c), y: last ? y(c, j) + 3 : y(c, j) + NODE / 2 + 21, "text-anchor": "middle",
+      const value = el("text", { x: x(c), y: last ? y(c, j) + 3 : y(c, j) + NODE / 2 + 23, "text-anchor": "middle",
         class: "unit-value" }, nodeLayer);
       geometry.nodes.set(key, { rect, value });
       if (!last) {
@@ -702,6 +702,11 @@ async function start() {
   }
   if (!state) state = await run(api("/api/state"));
   if (state) applyState(state);
+  window.addEventListener("hashchange", async () => {  // a link pasted into an open page
+    const update = decodeConfig(location.hash);
+    if (update.dataset === "csv" && !(S.state && S.state.upload)) delete update.dataset;
+    if (Object.keys(update).length) await configure(update);
+  });
   const events = new EventSource("/api/events");
   events.addEventListener("frame", (event) => onFrame(JSON.parse(event.data)));
   document.body.dataset.ready = "true";
