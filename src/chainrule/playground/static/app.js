@@ -164,9 +164,11 @@ function buildNetwork(topo) {
       const label = c === 0 ? topo.features[j].label : topo.names.units[c][j];
       el("text", { x: x(c) + (c === 0 ? -NODE / 2 - 4 : 0), y: y(c, j) + (c === 0 ? 4 : NODE / 2 + 11),
         "text-anchor": c === 0 ? "end" : "middle" }, nodeLayer).textContent = label;
-      const value = el("text", { x: x(c), y: last ? y(c, j) + 3 : y(c, j) + NODE / 2 + 23, "text-anchor": "middle",
-        class: "unit-value" }, nodeLayer);
-      geometry.nodes.set(key, { rect, value });
+      const below = c === 0 ? { x: x(c), y: y(c, j) + NODE / 2 + 11 } : { x: x(c), y: y(c, j) + NODE / 2 + 23 };
+      const value = el("text", { ...below, "text-anchor": "middle", class: "unit-value" }, nodeLayer);
+      const inner = last ? el("text", { x: x(c), y: y(c, j) + 3, "text-anchor": "middle", class: "unit-value" },
+        nodeLayer) : null;
+      geometry.nodes.set(key, { rect, value, inner });
       if (!last) {
         const canvas = document.createElement("canvas");
         canvas.className = "unit-map";
@@ -289,7 +291,7 @@ function drawEdges(f) {
 }
 
 function drawUnits(f) {
-  const g = S.geometry, sizes = S.state.topology.sizes;
+  const g = S.geometry;
   for (const [key, node] of g.nodes) {
     const [c, j] = key.split(",").map(Number);
     const act = f.units ? f.units.act[c][j] : null, delta = f.units ? f.units.delta[c][j] : null;
@@ -300,8 +302,11 @@ function drawUnits(f) {
       node.rect.setAttribute("data-bias-grad", f.bias_grads ? String(f.bias_grads[c - 1][j]) : "");
     }
     const walked = walkUnit(key);
-    if (c === sizes.length - 1) node.value.textContent = walked ? fmt(walked.out, 3) : act === null ? "" : fmt(act, 3);
-    else node.value.textContent = walked ? fmt(walked.out, 3) : "";
+    // the unit's numbers under it: the walked sample's out and δ, else the last mini-batch's
+    // mean activation and summed δ
+    if (walked) node.value.textContent = `out ${fmt(walked.out, 3)}` + (c > 0 ? ` δ ${fmt(walked.delta, 3)}` : "");
+    else node.value.textContent = act === null ? "" : `a ${fmt(act, 2)} δ ${fmt(delta, 2)}`;
+    if (node.inner) node.inner.textContent = walked ? fmt(walked.out, 3) : act === null ? "" : fmt(act, 3);
   }
   const maps = f.unit_maps;
   maps.maps.forEach((m, k) => {
