@@ -136,7 +136,7 @@ def test_event_stream_keep_alives_while_paused_and_frames_while_playing(pg):
         events = read_events(resp, 3, timeout=3)
         assert events[0][0] == "frame" and events[0][1]["step"] == 0
         assert [e for e in events[1:] if e == ("comment", "keep-alive")]
-        assert post_json(pg, "/api/play")[0] == 200
+        assert post_json(pg, "/api/play") == (200, {"playing": True, "error": None})
         frames = [e[1] for e in read_events(resp, 8, timeout=5) if e[0] == "frame"]
         steps = [f["step"] for f in frames]
         assert len(steps) >= 4 and all(b > a for a, b in zip(steps, steps[1:], strict=False))

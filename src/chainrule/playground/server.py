@@ -252,7 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if path == "/api/play":
                 session.play()
-                self._json(200, {"playing": True, "error": session.error})
+                self._json(200, {"playing": session.playing, "error": session.error})
             elif path == "/api/pause":
                 self._json(200, session.pause())
             elif path == "/api/step":
