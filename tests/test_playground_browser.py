@@ -1,7 +1,8 @@
 """The playground in a real browser: Playwright for Python driving Debian's chromium.
 
-Skipped only when chromium (/usr/bin/chromium, from apt) or the playwright package is absent;
-no browser is ever downloaded. Set CHAINRULE_UPDATE_SCREENSHOT=1 to write the screenshot of
+Skipped only when chromium (/usr/bin/chromium, from apt) or the playwright package is absent,
+and then a failure when CHAINRULE_REQUIRE_BROWSER is set (as CI does); no browser is ever
+downloaded. Set CHAINRULE_UPDATE_SCREENSHOT=1 to write the screenshot of
 the main test to docs/playground.png.
 """
 
@@ -19,9 +20,21 @@ import chainrule as cr
 from chainrule.playground import serve
 
 CHROMIUM = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
+REQUIRED = bool(os.environ.get("CHAINRULE_REQUIRE_BROWSER"))  # set by CI: missing is a failure, not a skip
+
+
+def _missing(why: str):
+    if REQUIRED:
+        pytest.fail(f"CHAINRULE_REQUIRE_BROWSER is set but {why}", pytrace=False)
+    pytest.skip(why, allow_module_level=True)
+
+
 if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install .[browser])")
+    _missing("chromium is not installed (apt-get install chromium)")
+try:
+    from playwright import sync_api
+except ImportError:
+    _missing("playwright is not installed (pip install .[browser])")
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
