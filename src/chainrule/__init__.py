@@ -4,7 +4,7 @@ Every layer's backward pass is written out from the chain rule and every gradien
 checked against finite differences (:func:`gradcheck`).
 """
 
-from . import credit, datasets, init, metrics, plot, sequence
+from . import credit, datasets, distributed, init, metrics, plot, sequence
 from .callbacks import (
     Callback,
     CSVLogger,
@@ -28,6 +28,7 @@ from .credit import (
     SyntheticGradient,
 )
 from .data import MaxScaler, MinMaxScaler, Standardizer, batches, one_hot, train_test_split
+from .distributed import DataParallel
 from .errors import (
     ChainruleError,
     ConfigError,
@@ -86,6 +87,7 @@ __all__ = [
     "GradcheckReport", "gradcheck", "load", "save", "explain", "Trace",
     "ELU", "Dense", "Dropout", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax",
     "Softplus", "Tanh",
+    "distributed", "DataParallel",
     "sequence", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
     "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss",
     "Sequential", "mlp",

@@ -173,6 +173,8 @@ def _add_train(sub) -> None:
     p.add_argument("--plot", default=None, metavar="curves.png", help="save loss and metric curves (needs matplotlib)")
     p.add_argument("--log", default=None, metavar="log.csv", help="write each epoch's loss and metrics to a CSV file")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of `mpiexec -n K chainrule train ...` (needs chainrule[mpi])")
 
 
 def _add_predict(sub) -> None:
@@ -220,7 +222,12 @@ def _train(args) -> int:
     from .network import mlp
     from .optim import SGD, Adagrad, Adam, AdamW, RMSProp
 
-    say = (lambda *a, **k: None) if args.quiet else print
+    root = True  # with --distributed, rank 0 alone prints and writes files
+    if args.distributed:
+        from .distributed import world_rank
+
+        root = world_rank() == 0
+    say = (lambda *a, **k: None) if args.quiet or not root else print
     if args.plot:
         from .plot import require_matplotlib
 
@@ -281,7 +288,7 @@ def _train(args) -> int:
     history = net.fit(X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
                       batch_size=args.batch_size, seed=args.seed, validation_data=validation,
                       metrics=["accuracy"] if classification else ["r2"], callbacks=callbacks,
-                      verbose=verbose)
+                      verbose=verbose, distributed=args.distributed)
     final = {k: v[-1] for k, v in history.history.items() if v}
     metadata = {
         "preprocessing": pre.get_config(),
@@ -299,10 +306,11 @@ def _train(args) -> int:
             "final": final, "seconds": round(time.perf_counter() - start, 3),
         },
     }
-    save(net, args.out, metadata=metadata, history=history)
+    if root:
+        save(net, args.out, metadata=metadata, history=history)
     shown = ", ".join(f"{k}={v:.4g}" for k, v in final.items())
     say(f"saved {args.out} ({net.n_params:,} parameters) after {len(history.epoch)} epochs: {shown}")
-    if args.plot:
+    if args.plot and root:
         from .plot import history as plot_history
 
         plot_history(history, path=args.plot, title=f"{Path(args.data).name}: {args.target}")

@@ -179,7 +179,7 @@ class Sequential:
     def fit(self, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int | None = 32,
             shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
             verbose: int = 1, print_every: int | None = None, rule=None,
-            bptt_steps: int | None = None):
+            bptt_steps: int | None = None, distributed=False):
         """Train the network by backpropagation (or by another credit-assignment ``rule``).
 
         Parameters
@@ -216,6 +216,10 @@ class Sequential:
             batch runs in windows of this many steps, the recurrent state carried from window to
             window and the gradient cut at the boundaries, the windows' gradients summed into one
             update (see :mod:`chainrule.sequence`). None: full BPTT.
+        distributed : bool or DataParallel
+            Data-parallel training over the MPI ranks of ``mpiexec -n K python script.py``: each
+            global batch is split over the ranks and their gradients summed by Allreduce; every rank
+            ends with the same weights and History (docs/distributed.md, ``chainrule[mpi]``).
 
         Returns
         -------
@@ -227,7 +231,8 @@ class Sequential:
         return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                    batch_size=batch_size, shuffle=shuffle, seed=seed,
                    validation_data=validation_data, metrics=metrics, callbacks=callbacks,
-                   verbose=verbose, print_every=print_every, rule=rule, bptt_steps=bptt_steps)
+                   verbose=verbose, print_every=print_every, rule=rule, bptt_steps=bptt_steps,
+                   distributed=distributed)
 
     def predict(self, X, batch_size: int | None = 8192) -> np.ndarray:
         """The network's output for X (scaled first when a scaler is attached), in batches."""

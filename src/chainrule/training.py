@@ -41,8 +41,16 @@ def _format_logs(logs: dict) -> str:
 def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int | None = 32,
         shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
         verbose: int = 1, print_every: int | None = None, initial_epoch: int = 0,
-        rule=None, bptt_steps: int | None = None) -> History:
+        rule=None, bptt_steps: int | None = None, distributed=False) -> History:
     """Train ``net`` on (X, y); see :meth:`chainrule.Sequential.fit` for the arguments."""
+    dp = None
+    if distributed:  # data-parallel over MPI ranks (chainrule.distributed): first, the ranks must agree
+        from .distributed import DataParallel
+
+        dp = DataParallel.for_fit(net, distributed)
+        dp.check_agreement(X, y, validation_data, loss=loss, optimizer=optimizer, epochs=epochs,
+                           batch_size=batch_size, shuffle=shuffle, metrics=metrics, rule=rule,
+                           bptt_steps=bptt_steps, initial_epoch=initial_epoch)
     check_positive_int(epochs, "epochs")
     check_positive_int(batch_size, "batch_size", allow_none=True)
     check_positive_int(print_every, "print_every", allow_none=True)
@@ -77,6 +85,10 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
     cbs: list[Callback] = [history, *callbacks]
     net.optimizer, net.loss, net.stop_training = optimizer, loss, False
     net._fit_params = history.params
+    if dp is not None:  # rank 0's weights and seed, one gradient buffer; rank 0 alone prints and writes
+        loss, metric_objs, callbacks, verbose, print_every = dp.setup(
+            n, loss, metric_objs, callbacks, verbose, print_every, rng)
+        cbs = [history, *callbacks]
     if rule is not None:  # a credit-assignment rule (chainrule.credit) replaces backward + step
         if not callable(getattr(rule, "backward_step", None)):
             raise ConfigError(f"rule must be a credit-assignment rule (chainrule.credit), got {rule!r}")
@@ -103,6 +115,8 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
             total = 0.0
             for b in range(n_batches):
                 xb, yb = Xs[b * bs:(b + 1) * bs], ys[b * bs:(b + 1) * bs]
+                if dp is not None:  # this rank's rows of the global batch
+                    xb, yb = dp.shard(xb, yb)
                 if bptt_steps is None:
                     output = net._forward_train(xb) if rule is None else rule.forward(net, xb)
                     value, delta = loss._value_and_grad(output, yb)
@@ -110,7 +124,7 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                     output, value = truncated_bptt_step(net, loss, xb, yb, bptt_steps)
                 else:  # the rule's own windows (credit.RecurrentDNI); its update is backward_step's
                     (output, value), delta = rule.bptt_step(net, xb, yb, bptt_steps), None
-                if not math.isfinite(value):
+                if not math.isfinite(value) and dp is None:  # distributed: dp.reduce stops every rank
                     raise TrainingError(
                         f"the loss became {value} at epoch {epoch + 1}, batch {b + 1} of {n_batches}"
                         f" (samples {b * bs} to {b * bs + len(xb) - 1} of the epoch's order);"
@@ -120,6 +134,8 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                 if rule is None:
                     if bptt_steps is None:
                         net._backward_train(delta)
+                    if dp is not None:  # one Allreduce: the global batch's gradient and loss
+                        value = dp.reduce(value, epoch, b)
                     optimizer.step(net)
                 else:
                     rule.backward_step(net, yb, delta)
@@ -138,6 +154,8 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
             if validation_data is not None:
                 val = net._evaluate_prepared(Xv, yv, loss, metrics)
                 logs.update({f"val_{k}": v for k, v in val.items()})
+            if dp is not None:  # every rank's loss sums and metric counts: the same logs on every rank
+                logs = dp.combine_logs(logs, metric_objs)
             if bar is not None:
                 bar.set_postfix_str(_format_logs(logs), refresh=True)
                 bar.close()
@@ -147,12 +165,20 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                 print(f"epoch={epoch + 1}, loss={logs['loss']:.7f}", flush=True)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
+            if dp is not None:
+                dp.stop_together()
             if net.stop_training:
                 history.stopped_early = epoch + 1 < epochs
                 break
+    except BaseException as exc:
+        if dp is not None:  # a rank failing alone takes the job down with its message
+            dp.fail(exc)
+        raise
     finally:
         for cb in cbs:
             cb.on_train_end()
+        if dp is not None:
+            dp.end_fit()
     return history
 
 
