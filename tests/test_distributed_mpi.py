@@ -8,7 +8,8 @@ each with a thread pool the size of the machine, oversubscribe the cores, and MP
 ranks then fight the BLAS threads (a 2-rank run here was about 25 times slower). One thread also
 fixes the summation order inside each rank, so repeated runs are bit-identical.
 
-The tests skip only when mpi4py is not installed (``pip install '.[mpi]'`` installs it and MPICH).
+The tests skip only when mpi4py is not installed (``pip install '.[mpi]'`` installs it and MPICH),
+and fail instead when CHAINRULE_REQUIRE_MPI is set (as CI does).
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ import pytest
 
 import chainrule as cr
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None,
-                                reason="mpi4py is not installed (pip install 'chainrule[mpi]')")
+if importlib.util.find_spec("mpi4py") is None:
+    if os.environ.get("CHAINRULE_REQUIRE_MPI"):  # set by CI: missing is a failure, not a skip
+        pytest.fail("CHAINRULE_REQUIRE_MPI is set but mpi4py is not installed: pip install '.[mpi]'",
+                    pytrace=False)
+    pytest.skip("mpi4py is not installed (pip install 'chainrule[mpi]')", allow_module_level=True)
 
 sys.path.insert(0, str(Path(__file__).parent))
 import test_distributed_worker as worker  # noqa: E402

@@ -365,7 +365,7 @@ class DataParallel:
         self._mean, self._n, self._batch, self._loss_sum = loss.reduction == "mean", n, 0, 0.0
         if self.is_root:
             return shard_loss, shard_metrics, list(callbacks), verbose, print_every
-        self._stdout, sys.stdout = sys.stdout, open(os.devnull, "w")  # noqa: SIM115 (closed by end_fit)
+        self._stdout, sys.stdout = sys.stdout, open(os.devnull, "w")  # closed by end_fit
         return shard_loss, shard_metrics, [cb for cb in callbacks if not _root_only(cb)], 0, None
 
     def agreed_stop(self, stop) -> _AgreedStop:
