@@ -261,3 +261,11 @@ def test_chainrule_train_distributed_on_two_ranks_matches_the_single_process_com
     assert dist.history.history.keys() == plain.history.history.keys()
     assert (tmp_path / "log.csv").exists()
 
+
+def test_a_signal_to_one_rank_stops_every_rank_after_the_same_batch(tmp_path):
+    pytest.importorskip("chainrule.interrupt")  # fit's graceful stop (SIGINT/SIGTERM after a batch)
+    ok(launch(2, "signal_on_one_rank", tmp_path))
+    got = [info(tmp_path, f"signal-rank{rank}") for rank in (0, 1)]
+    assert all(g["interrupted"] for g in got)
+    assert got[0]["steps"] == got[1]["steps"] == 4  # SIGINT after batch 3's update: batch 4 is the last
+    assert_identical(weights(tmp_path, "signal-rank0"), weights(tmp_path, "signal-rank1"))
