@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule import _container as cr_container
 from chainrule import io as cr_io
 
 
@@ -106,7 +107,7 @@ def test_failure_of_the_rename_also_keeps_the_previous_file(tmp_path, data, monk
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cr_io.os, "replace", failing_replace)
+    monkeypatch.setattr(cr_container.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         fit(small_net(seed=1), data, 1, [cr.ModelCheckpoint(path)])
     monkeypatch.undo()

@@ -202,7 +202,7 @@ def test_a_header_that_is_not_json_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(("field", "value", "match"), [
-    ("version", 2, "version 2"),
+    ("version", 3, "version 3"),
     ("version", None, "version"),
     ("format", "kerasish", "not a chainrule model"),
 ])

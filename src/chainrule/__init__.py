@@ -34,6 +34,7 @@ from .errors import (
     ConfigError,
     DataError,
     FileFormatError,
+    InputTypeError,
     ShapeError,
     TrainingError,
 )
@@ -83,7 +84,8 @@ __all__ = [
     "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",
     "ProgressBar", "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau", "GradientNormLogger", "plot",
     "MaxScaler", "MinMaxScaler", "Standardizer", "batches", "one_hot", "train_test_split",
-    "ChainruleError", "ConfigError", "DataError", "FileFormatError", "ShapeError", "TrainingError",
+    "ChainruleError", "ConfigError", "DataError", "FileFormatError", "InputTypeError", "ShapeError",
+    "TrainingError",
     "GradcheckReport", "gradcheck", "load", "save", "explain", "Trace",
     "ELU", "Dense", "Dropout", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax",
     "Softplus", "Tanh",

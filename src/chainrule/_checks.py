@@ -7,15 +7,55 @@ import numpy as np
 from .errors import ConfigError, DataError, ShapeError
 
 
-def as_float_array(x, name: str, dtype) -> np.ndarray:
-    """Return ``x`` as an array of ``dtype``, casting once; reject non-numeric input."""
+def as_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, with ragged lists and the like reported as a ShapeError naming ``name``."""
+    if isinstance(x, np.ndarray):
+        return x
     try:
-        arr = np.asarray(x)
-    except Exception as exc:  # ragged lists and the like
+        return np.asarray(x)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # ragged lists and the like
         raise ShapeError(f"{name} must be an array of numbers, got {type(x).__name__}: {exc}") from None
+
+
+def as_float_array(x, name: str, dtype=None) -> np.ndarray:
+    """Return ``x`` as an array of ``dtype``, casting once; reject non-numeric input.
+
+    Booleans and integers are converted; object, string, complex and other arrays are refused.
+    ``dtype=None`` keeps float32 and float64 and turns anything else into float64. Values too
+    large for the target dtype (1e39 into float32) are refused, naming the first one.
+    """
+    arr = as_array(x, name)
     if arr.dtype.kind not in "biuf":
-        raise DataError(f"{name} must hold numbers, got an array of dtype {arr.dtype}")
-    return arr.astype(dtype, copy=False)
+        what = {"O": "Python objects", "U": "strings", "S": "bytes", "c": "complex numbers",
+                "M": "dates", "m": "time spans", "V": "records"}.get(arr.dtype.kind, "non-numbers")
+        raise DataError(f"{name} must hold numbers, got an array of {what} (dtype {arr.dtype})")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    dtype = np.dtype(dtype)
+    if arr.dtype == dtype:
+        return arr
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > dtype.itemsize and arr.size:
+        with np.errstate(invalid="ignore"):
+            too_big = np.isfinite(arr) & (np.abs(arr) > np.finfo(dtype).max)
+        if too_big.any():
+            at = tuple(int(i) for i in np.argwhere(too_big)[0])
+            raise DataError(f"{name} holds {arr[at]} at index {list(at)}, too large for {dtype}"
+                            f" (largest {np.finfo(dtype).max:.4g}); scale the data")
+    return arr.astype(dtype)
+
+
+def check_not_empty(arr: np.ndarray, name: str) -> None:
+    if arr.size == 0:
+        raise ShapeError(f"{name} is empty (shape {arr.shape}); expected at least one value")
+
+
+def quiet_float_errors():
+    """``np.errstate`` that silences overflow/invalid/divide warnings (not a caller's "raise").
+
+    For code that checks its results for NaN and inf itself and reports them as errors.
+    """
+    current = np.geterr()
+    return np.errstate(**{k: "ignore" for k in ("over", "invalid", "divide") if current[k] == "warn"})
 
 
 def check_finite(arr: np.ndarray, name: str) -> None:

@@ -4,6 +4,10 @@ A callback subclasses :class:`Callback` and overrides the hooks it needs. ``self
 the network being trained; setting ``self.model.stop_training = True`` ends training after
 the current epoch. ``logs`` is a dict of floats: "loss", metric names, and "val_" names when
 there is validation data.
+
+A callback whose behaviour depends on what it saw in earlier epochs lists those attributes in
+``_state_attrs`` (or overrides ``get_state``/``set_state``), so that a checkpoint keeps them and
+``fit(..., resume=...)`` gives them back (numbers, strings, lists, dicts and arrays).
 """
 
 from __future__ import annotations
@@ -19,9 +23,23 @@ class Callback:
     """Base class: every hook does nothing."""
 
     model = None
+    #: Attributes that carry over from epoch to epoch (kept in checkpoints); empty: stateless.
+    _state_attrs: tuple[str, ...] = ()
 
     def set_model(self, model) -> None:
         self.model = model
+
+    def get_state(self) -> dict | None:
+        """What a checkpoint keeps of this callback (None: nothing, the callback is stateless)."""
+        if not self._state_attrs:
+            return None
+        return {name: getattr(self, name, None) for name in self._state_attrs}
+
+    def set_state(self, state: dict) -> None:
+        """Put back what ``get_state`` gave (called on resume, after ``on_train_begin``)."""
+        for name in self._state_attrs:
+            if name in state:
+                setattr(self, name, state[name])
 
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
@@ -44,6 +62,11 @@ class History(Callback):
         The fit settings (epochs, batch_size, samples, ...).
     stopped_early : bool
         True when a callback ended training before ``epochs``.
+    interrupted : bool
+        True when SIGINT or SIGTERM stopped ``fit`` after a batch (the checkpoint, when one
+        was configured, holds the state to resume from).
+    checkpoint : str or None
+        The checkpoint file of the fit, when one was configured.
     """
 
     def __init__(self) -> None:
@@ -51,6 +74,8 @@ class History(Callback):
         self.epoch: list[int] = []
         self.params: dict = {}
         self.stopped_early = False
+        self.interrupted = False
+        self.checkpoint: str | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
@@ -59,22 +84,33 @@ class History(Callback):
 
     def __repr__(self) -> str:
         last = {k: round(v[-1], 6) for k, v in self.history.items() if v}
-        return f"History(epochs={len(self.epoch)}, last={last})"
+        stopped = ", interrupted" if self.interrupted else ""
+        return f"History(epochs={len(self.epoch)}, last={last}{stopped})"
 
     def to_dict(self) -> dict:
         """JSON-able copy (``save(net, path, history=h)`` stores it in the model file)."""
         return {"history": {k: list(v) for k, v in self.history.items()}, "epoch": list(self.epoch),
-                "params": dict(self.params), "stopped_early": bool(self.stopped_early)}
+                "params": dict(self.params), "stopped_early": bool(self.stopped_early),
+                "interrupted": bool(self.interrupted)}
 
     @classmethod
     def from_dict(cls, data: dict) -> History:
         """The History that ``to_dict`` described."""
         h = cls()
-        h.history = {k: [float(x) for x in v] for k, v in data.get("history", {}).items()}
-        h.epoch = [int(e) for e in data.get("epoch", [])]
-        h.params = dict(data.get("params", {}))
-        h.stopped_early = bool(data.get("stopped_early", False))
+        h.set_state(data)
         return h
+
+    def get_state(self) -> dict:
+        return self.to_dict()
+
+    def set_state(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise ConfigError(f"History state must be a dict, got {type(state).__name__}")
+        self.history = {str(k): [float(x) for x in v] for k, v in dict(state.get("history", {})).items()}
+        self.epoch = [int(e) for e in state.get("epoch", [])]
+        self.params = dict(state.get("params", {}))
+        self.stopped_early = bool(state.get("stopped_early", False))
+        self.interrupted = bool(state.get("interrupted", False))
 
 
 class EarlyStopping(Callback):
@@ -105,6 +141,8 @@ class EarlyStopping(Callback):
             mode = "max" if any(s in monitor for s in ("acc", "r2")) else "min"
         self.mode = mode
         self.restore_best_weights = restore_best_weights
+
+    _state_attrs = ("best", "best_epoch", "wait", "stopped_epoch", "best_weights")
 
     def _better(self, value: float) -> bool:
         if self.best is None:
@@ -269,6 +307,13 @@ class ModelCheckpoint(Callback):
         self.best = None
         self._history = History()
 
+    def get_state(self) -> dict:
+        return {"best": self.best, "saved": list(self.saved), "history": self._history.to_dict()}
+
+    def set_state(self, state: dict) -> None:
+        self.best, self.saved = state.get("best"), list(state.get("saved", []))
+        self._history = History.from_dict(state.get("history", {}))
+
     def _better(self, value: float) -> bool:
         if not np.isfinite(value):
             return False
@@ -326,6 +371,8 @@ class CSVLogger(Callback):
             raise ConfigError(f"CSVLogger separator must be one character, got {separator!r}")
         self.path, self.separator, self.append = str(path), separator, bool(append)
         self.rows: list[dict] = []
+
+    _state_attrs = ("rows",)
 
     def on_train_begin(self, logs=None):
         import csv
@@ -404,6 +451,8 @@ class ReduceLROnPlateau(Callback):
         self.verbose = verbose
         self.reductions: list[tuple[int, float]] = []
 
+    _state_attrs = ("best", "wait", "cooldown_counter", "reductions")
+
     def on_train_begin(self, logs=None):
         self.best, self.wait, self.cooldown_counter = None, 0, 0
         self.reductions = []
@@ -461,6 +510,8 @@ class GradientNormLogger(Callback):
             raise ConfigError(f"GradientNormLogger every must be 'epoch' or 'batch', got {every!r}")
         self.every = every
         self.norms: dict[str, list[float]] = {}
+
+    _state_attrs = ("norms", "_sums", "_count")
 
     def on_train_begin(self, logs=None):
         self._layers = [(f"{i}: {layer!r}", layer) for i, layer in enumerate(self.model.layers)

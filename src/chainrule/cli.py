@@ -7,13 +7,15 @@
     chainrule demo
 
 Exit codes: 0 success, 1 an error (bad data or model file; one line on stderr naming the file,
-line and column), 2 bad usage (unknown option, bad argument value). See docs/cli.md.
+line and column), 2 bad usage (unknown option, bad argument value), 130 training stopped by
+Ctrl-C or SIGTERM (the checkpoint to resume from is named). See docs/cli.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from .errors import ChainruleError
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "softplus", "identity")
 OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop", "adagrad")
 LOSSES = ("auto", "crossentropy", "mse", "sse")
@@ -173,6 +175,13 @@ def _add_train(sub) -> None:
     p.add_argument("--plot", default=None, metavar="curves.png", help="save loss and metric curves (needs matplotlib)")
     p.add_argument("--log", default=None, metavar="log.csv", help="write each epoch's loss and metrics to a CSV file")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="training state to write after each epoch and on Ctrl-C/SIGTERM (default: OUT.ckpt,"
+                   " removed once the model is saved; a named one is kept)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="BATCHES",
+                   help="also write the checkpoint every BATCHES batches")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="PATH",
+                   help="go on from a checkpoint (default: the --checkpoint path) of the same command")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the ranks of `mpiexec -n K chainrule train ...` (needs chainrule[mpi])")
 
@@ -285,10 +294,20 @@ def _train(args) -> int:
             callbacks.append(ProgressBar())
         else:
             verbose = 2
+    checkpoint = args.checkpoint or f"{args.out}.ckpt"
+    resume = None if args.resume is None else checkpoint if args.resume is True else args.resume
     history = net.fit(X_train, y_train, loss=loss, optimizer=optimizer, epochs=args.epochs,
                       batch_size=args.batch_size, seed=args.seed, validation_data=validation,
                       metrics=["accuracy"] if classification else ["r2"], callbacks=callbacks,
-                      verbose=verbose, distributed=args.distributed)
+                      verbose=verbose, distributed=args.distributed,
+                      checkpoint=None if args.distributed else checkpoint,
+                      checkpoint_every=args.checkpoint_every or "epoch", resume=resume)
+    if history.interrupted:
+        where = (" (distributed training writes no checkpoint)" if args.distributed else
+                 f"; the training state is in {checkpoint}: run the same command with --resume {checkpoint} to go on")
+        if root:
+            print(f"chainrule: interrupted after {len(history.epoch)} complete epochs{where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     final = {k: v[-1] for k, v in history.history.items() if v}
     metadata = {
         "preprocessing": pre.get_config(),
@@ -308,6 +327,8 @@ def _train(args) -> int:
     }
     if root:
         save(net, args.out, metadata=metadata, history=history)
+        if args.checkpoint is None and not args.distributed and os.path.exists(checkpoint):
+            os.unlink(checkpoint)  # the default checkpoint has done its job
     shown = ", ".join(f"{k}={v:.4g}" for k, v in final.items())
     say(f"saved {args.out} ({net.n_params:,} parameters) after {len(history.epoch)} epochs: {shown}")
     if args.plot and root:

@@ -393,7 +393,11 @@ class TablePreprocessor:
         if task == "regression":
             if numbers is None:
                 numbers = table.numbers(j)
-            mean, scale = float(numbers.mean()), float(numbers.std())
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean, scale = float(numbers.mean()), float(numbers.std())
+            if not (math.isfinite(mean) and math.isfinite(scale)):
+                raise CsvError(table.path, None, j + 1, "the target's values are too large to standardize"
+                               f" (up to {np.abs(numbers).max():.4g}); rescale the column", table.header[j])
             if not self.scale_target:
                 mean, scale = 0.0, 1.0
             elif scale == 0:

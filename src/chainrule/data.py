@@ -25,7 +25,7 @@ import numpy as np
 
 from chainrule.errors import ChainruleError, ConfigError, DataError, ShapeError
 
-from ._checks import as_rng
+from ._checks import as_array, as_rng, quiet_float_errors
 
 __all__ = [
     "Standardizer",
@@ -53,7 +53,7 @@ def _check_finite(X: np.ndarray, what: str) -> None:
 
 def _check_2d(X: Any, what: str) -> np.ndarray:
     """Turn ``X`` into a 2-D numeric array, or raise ShapeError / DataError."""
-    X = np.asarray(X)
+    X = as_array(X, what)
     if X.ndim != 2:
         raise ShapeError(
             f"{what} expects a 2-D array (n_samples, n_features), got array of shape {X.shape}"
@@ -119,9 +119,16 @@ class _Scaler:
         """
         name = type(self).__name__
         X = _check_2d(X, f"{name}.fit")
-        if X.shape[0] == 0:
-            raise ShapeError(f"{name}.fit needs at least one sample, got array of shape {X.shape}")
-        self._fit_stats(X.astype(np.float64))
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ShapeError(f"{name}.fit needs at least one sample and one feature, got array of shape {X.shape}")
+        with quiet_float_errors():
+            self._fit_stats(X.astype(np.float64))
+        for key in self._array_names:
+            value = getattr(self, key + "_")
+            if not np.isfinite(value).all() or (key == "scale" and not np.all(value != 0)):
+                col = int(np.argmax(~np.isfinite(value) | (value == 0)))
+                raise DataError(f"{name}.fit: column {col} has values too large to scale in float64"
+                                f" (up to {np.abs(X[:, col]).max():.4g}); divide them first")
         self.n_features_in_ = int(X.shape[1])
         return self
 
@@ -149,7 +156,17 @@ class _Scaler:
         numpy.ndarray
             New array of the same shape; float32 for float32 input, else float64.
         """
-        return self._forward(self._check_transform_input(X, "transform"))
+        return self._checked(self._forward, X, "transform")
+
+    def _checked(self, method, X: Any, name: str) -> np.ndarray:
+        X = self._check_transform_input(X, name)
+        with quiet_float_errors():
+            out = method(X)
+        if not np.isfinite(out).all():
+            row, col = (int(i) for i in np.argwhere(~np.isfinite(out))[0])
+            raise DataError(f"{type(self).__name__}.{name}: the value at row {row}, column {col} overflows"
+                            f" {out.dtype} once scaled; the data are far outside the fitted range")
+        return out
 
     def fit_transform(self, X: Any) -> np.ndarray:
         """``fit(X)`` then ``transform(X)``."""
@@ -167,7 +184,7 @@ class _Scaler:
         numpy.ndarray
             New array of the same shape; float32 for float32 input, else float64.
         """
-        return self._backward(self._check_transform_input(X, "inverse_transform"))
+        return self._checked(self._backward, X, "inverse_transform")
 
     def get_config(self) -> dict[str, Any]:
         """JSON-able description: class name under ``"class"``, arguments, feature count.
@@ -420,11 +437,13 @@ def one_hot(labels: Any, n_classes: int | None = None, dtype: Any = np.float32) 
     >>> one_hot([0, 2, 1]).tolist()
     [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
     """
-    y = np.asarray(labels)
+    y = as_array(labels, "one_hot labels")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise ShapeError(f"one_hot expects labels of shape (n,) or (n, 1), got shape {y.shape}")
+    if y.dtype == np.bool_:
+        y = y.astype(np.int64)
     if np.issubdtype(y.dtype, np.floating):
         whole = np.isfinite(y) & (y == np.round(y))
         if not whole.all():
@@ -434,10 +453,13 @@ def one_hot(labels: Any, n_classes: int | None = None, dtype: Any = np.float32) 
             )
     elif not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"one_hot expects integer labels, got dtype {y.dtype}")
-    y = y.astype(np.int64)
     if y.size and y.min() < 0:
         i = int(np.argmin(y))
         raise DataError(f"one_hot expects labels >= 0, got {y[i]} at position {i}")
+    if y.size and float(y.max()) >= 2**31:
+        i = int(np.argmax(y))
+        raise DataError(f"one_hot got label {y[i]} at position {i}; that many classes cannot be one-hot encoded")
+    y = y.astype(np.int64)
     if n_classes is None:
         if y.size == 0:
             raise DataError("one_hot cannot infer n_classes from empty labels; pass n_classes")
@@ -445,6 +467,9 @@ def one_hot(labels: Any, n_classes: int | None = None, dtype: Any = np.float32) 
     elif isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) \
             or n_classes < 1:
         raise ConfigError(f"one_hot n_classes must be a positive int, got {n_classes!r}")
+    if y.shape[0] * int(n_classes) > 2**31:
+        raise ConfigError(f"one_hot of {y.shape[0]} labels into {n_classes} classes would make"
+                          f" {y.shape[0] * int(n_classes):,} entries; that is too many")
     if y.size and y.max() >= n_classes:
         i = int(np.argmax(y))
         raise DataError(
@@ -549,13 +574,13 @@ def train_test_split(
     >>> X_test.tolist()
     [[6, 7]]
     """
-    X = np.asarray(X)
+    X = as_array(X, "train_test_split X")
     if X.ndim == 0:
         raise ShapeError("train_test_split expects an array of samples, got a scalar")
     n = X.shape[0]
     arrays = [X]
     if y is not None:
-        y = np.asarray(y)
+        y = as_array(y, "train_test_split y")
         if y.ndim == 0 or y.shape[0] != n:
             raise ShapeError(
                 f"train_test_split: X has {n} samples but y has shape {y.shape}"
@@ -575,14 +600,18 @@ def train_test_split(
             perm = rng.permutation(n)
             test_idx, train_idx = perm[:n_test], perm[n_test:]
         else:
-            labels = np.asarray(stratify)
+            labels = as_array(stratify, "train_test_split stratify")
             if labels.ndim == 2 and labels.shape[1] == 1:
                 labels = labels[:, 0]
             if labels.shape != (n,):
                 raise ShapeError(
                     f"train_test_split: stratify should have shape ({n},), got {labels.shape}"
                 )
-            _, class_of = np.unique(labels, return_inverse=True)
+            try:
+                _, class_of = np.unique(labels, return_inverse=True)
+            except TypeError:  # objects that cannot be ordered
+                raise DataError(f"train_test_split: stratify labels must be numbers or strings that can be"
+                                f" sorted, got an array of dtype {labels.dtype}") from None
             class_of = class_of.reshape(-1)
             take = _stratified_counts(np.bincount(class_of), n_test)
             test_parts, train_parts = [], []
@@ -631,12 +660,12 @@ def batches(
     >>> [xb.tolist() for xb, _ in batches([[1], [2], [3]], batch_size=2, shuffle=False)]
     [[[1], [2]], [[3]]]
     """
-    X = np.asarray(X)
+    X = as_array(X, "batches X")
     if X.ndim == 0:
         raise ShapeError("batches expects an array of samples, got a scalar")
     n = X.shape[0]
     if y is not None:
-        y = np.asarray(y)
+        y = as_array(y, "batches y")
         if y.ndim == 0 or y.shape[0] != n:
             raise ShapeError(f"batches: X has {n} samples but y has shape {y.shape}")
     if batch_size is None:

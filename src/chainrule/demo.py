@@ -56,7 +56,9 @@ def plot_history(history, path) -> bool:
     ax.legend()
     ax.set_title("64-32-16-10 network on the 8x8 digits")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from .io import atomic_write
+
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     return True
 

@@ -28,3 +28,7 @@ class TrainingError(ChainruleError, RuntimeError):
 
 class FileFormatError(ChainruleError, ValueError):
     """A file is not a chainrule file, or is damaged."""
+
+
+class InputTypeError(ChainruleError, TypeError):
+    """An argument is of a kind chainrule cannot take at all (a sparse matrix, a scalar)."""

@@ -1,60 +1,101 @@
 """save and load: the architecture as JSON and every array in one ``.npz`` file, no pickle.
 
-File layout (a NumPy ``.npz`` archive):
+File layout (an ``.npz`` archive of uncompressed ``.npy`` members, as ``numpy.savez`` writes):
 
     __chainrule__        uint8 bytes of a UTF-8 JSON document:
-                         {"format": "chainrule", "version": 1, "dtype": "float32",
-                          "layers": [{"class": "Dense", "config": {...}, "frozen": [...]}, ...],
+                         {"format": "chainrule", "version": 2, "dtype": "float32",
+                          "layers": [{"class": "Dense", "config": {...}, "frozen": [...],
+                                      "params": [...]}, ...],
                           "scaler": {"class": "Standardizer", ...} or null,
-                          "metadata": {..., "history": {...} (optional)}}
+                          "metadata": {..., "history": {...} (optional)},
+                          "training": {...} (checkpoints only, see chainrule.checkpoint),
+                          "checksum": {"algorithm": "sha256", "header": HEX,
+                                       "arrays": {NAME: {"dtype": "<f4", "shape": [4, 6],
+                                                         "sha256": HEX}, ...}}}
     layers.<i>.<name>    parameter <name> of layer <i>
     scaler.<name>        the scaler's fitted arrays
+    (checkpoints add optimizer.*, rng.*, state.* arrays)
 
-Writing goes to a temporary file in the same folder, is flushed to disk, then renamed over
-the target, so a crash never leaves a half-written model in place of a good one.
+Version 2 added the checksum: the SHA-256 of each array (over its dtype, shape and bytes) and
+of the header itself (its canonical JSON without the checksum entry). ``load`` checks the
+container (:mod:`chainrule._container`), the format and version, that the arrays are exactly
+those the header lists, with the listed dtypes and shapes, that the architecture agrees with
+them, and finally every digest. Version-1 files (chainrule 0.1, before checksums) still load,
+with every check but the digests. Writing goes through :func:`atomic_write`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import tempfile
-import zipfile
-from pathlib import Path
+import math
 
 import numpy as np
 
-from .errors import FileFormatError
+from ._container import atomic_write, atomic_write_text, read_arrays
+from .errors import DataError, FileFormatError
 from .layers.base import layer_from_config
 
+__all__ = ["save", "load", "atomic_write", "atomic_write_text", "read", "write"]
+
 FORMAT = "chainrule"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HEADER = "__chainrule__"
+#: Layer configs name sizes with these keys; see _check_sizes.
+_SIZE_KEYS = ("n_in", "n_out", "n_hidden")
+#: A layer whose two largest sizes multiply to more than this (and to more than 16 times the
+#: elements the file holds) would allocate far more than the file describes: refused.
+_MIN_ALLOCATION = 2**22
 
 
-def atomic_write(path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync, then rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# --- checksums ------------------------------------------------------------------------------
+def _canonical(header: dict) -> bytes:
+    body = {k: v for k, v in header.items() if k != "checksum"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def save(net, path, metadata: dict | None = None, history=None) -> None:
-    """Save ``net`` (a Sequential) to ``path`` (".npz" is not added).
+def array_digest(arr: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and C-order bytes."""
+    h = hashlib.sha256()
+    h.update(f"{arr.dtype.str}|{tuple(arr.shape)}|".encode("ascii"))
+    h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
 
-    ``metadata`` is a JSON-able dict (default: ``net.metadata`` when the network has one);
-    ``history`` a :class:`chainrule.History` kept under ``metadata["history"]``, which ``load``
-    gives back as ``net.history``.
-    """
+
+def _checksum(header: dict, arrays: dict[str, np.ndarray]) -> dict:
+    return {"algorithm": "sha256", "header": hashlib.sha256(_canonical(header)).hexdigest(),
+            "arrays": {name: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": array_digest(a)}
+                       for name, a in sorted(arrays.items())}}
+
+
+# --- writing ------------------------------------------------------------------------------------
+def write(path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write a chainrule file: ``header`` (JSON-able) and ``arrays``, with the checksum, atomically."""
+    arrays = {k: np.asarray(a) for k, a in arrays.items()}
+    for k, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise FileFormatError(f"cannot save array {k} of dtype {a.dtype}: only numbers are stored")
+    header = json.loads(json.dumps({**header, "format": FORMAT, "version": VERSION}))  # the form load sees
+    header["checksum"] = _checksum(header, arrays)
+    stored = dict(arrays)
+    stored[HEADER] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    atomic_write(path, lambda f: np.savez(f, **stored))
+
+
+def _check_finite_params(net) -> None:
+    for i, layer in enumerate(net.layers):
+        for k, p in layer.params.items():
+            if p.dtype.kind == "f" and not np.isfinite(p).all():
+                bad = tuple(int(j) for j in np.argwhere(~np.isfinite(p))[0])
+                raise DataError(f"refusing to save a broken model: parameter layers.{i}.{k} holds"
+                                f" {p[bad]} at index {list(bad)}; the file already at the target,"
+                                " if any, is left as it was")
+
+
+def model_parts(net, metadata: dict | None = None, history=None) -> tuple[dict, dict]:
+    """The header and arrays that describe ``net`` (what :func:`save` writes)."""
+    _check_finite_params(net)
     arrays: dict[str, np.ndarray] = {}
     layers = []
     for i, layer in enumerate(net.layers):
@@ -72,61 +113,153 @@ def save(net, path, metadata: dict | None = None, history=None) -> None:
         metadata["history"] = history.to_dict()
     header = {"format": FORMAT, "version": VERSION, "dtype": net.dtype.name, "layers": layers,
               "scaler": scaler, "metadata": metadata}
-    arrays[HEADER] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return header, arrays
+
+
+def save(net, path, metadata: dict | None = None, history=None) -> None:
+    """Save ``net`` (a Sequential) to ``path`` (".npz" is not added).
+
+    ``metadata`` is a JSON-able dict (default: ``net.metadata`` when the network has one);
+    ``history`` a :class:`chainrule.History` kept under ``metadata["history"]``, which ``load``
+    gives back as ``net.history``. A network with a NaN or inf parameter is refused
+    (DataError), so a diverged model never replaces a good file.
+    """
+    header, arrays = model_parts(net, metadata, history)
+    try:
+        json.dumps(header, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"save: metadata must be JSON-able (str, numbers, lists, dicts): {exc}") from None
+    write(path, header, arrays)
+
+
+# --- reading ------------------------------------------------------------------------------------
+def read(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The header and arrays of a chainrule file, after the container, format, version and
+    manifest checks (digests are checked by :func:`verify`)."""
+    arrays = read_arrays(path)
+    if HEADER not in arrays:
+        raise FileFormatError(f"{path} is an .npz file but not a chainrule model (no {HEADER} entry)")
+    raw = arrays.pop(HEADER)
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise FileFormatError(f"{path}: the {HEADER} entry should be UTF-8 bytes, got {raw.dtype} {raw.shape}")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        raise FileFormatError(f"{path}: the {HEADER} entry is not valid JSON ({str(exc)[:200]})") from None
+    if not isinstance(header, dict):
+        raise FileFormatError(f"{path}: malformed header (a JSON {type(header).__name__}, not an object)")
+    if header.get("format") != FORMAT:
+        raise FileFormatError(f"{path} is not a chainrule model file (format {str(header.get('format'))[:80]!r})")
+    version = header.get("version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise FileFormatError(f"{path} has format version {repr(version)[:40]}; this chainrule reads"
+                              f" versions {', '.join(map(str, READABLE_VERSIONS))}"
+                              + (" (the file is newer than this chainrule: upgrade it)"
+                                 if isinstance(version, int) and version > VERSION else ""))
+    if version >= 2:
+        _check_manifest(path, header, arrays)
+    return header, arrays
+
+
+def _check_manifest(path, header: dict, arrays: dict) -> None:
+    checksum = header.get("checksum")
+    listed = checksum.get("arrays") if isinstance(checksum, dict) else None
+    if not isinstance(listed, dict) or checksum.get("algorithm") != "sha256" \
+            or not isinstance(checksum.get("header"), str):
+        raise FileFormatError(f"{path}: version-2 file without a valid checksum entry")
+    for name, entry in listed.items():
+        if name not in arrays:
+            raise FileFormatError(f"{path}: missing array {name} (the header lists it, the file lacks it)")
+        arr = arrays[name]
+        if not isinstance(entry, dict):
+            raise FileFormatError(f"{path}: malformed checksum entry for {name}")
+        try:
+            want_dtype, want_shape = np.dtype(str(entry.get("dtype"))), tuple(entry.get("shape"))
+        except TypeError:
+            raise FileFormatError(f"{path}: malformed checksum entry for {name}") from None
+        if arr.dtype != want_dtype or arr.shape != want_shape:
+            raise FileFormatError(f"{path}: array {name} should be {want_dtype.name} of shape {want_shape}"
+                                  f" (as the header lists), the file holds {arr.dtype.name} {arr.shape}")
+    extra = sorted(set(arrays) - set(listed))
+    if extra:
+        raise FileFormatError(f"{path}: arrays the header does not list: {', '.join(extra[:10])}")
+
+
+def verify(path, header: dict, arrays: dict) -> None:
+    """Check the SHA-256 digests of a version-2 file (the header's and every array's)."""
+    if header.get("version", 1) < 2:
+        return
+    checksum = header["checksum"]
+    if hashlib.sha256(_canonical(header)).hexdigest() != checksum["header"]:
+        raise FileFormatError(f"{path}: the header does not match its checksum (the file was changed"
+                              " or damaged after it was written)")
+    for name, entry in checksum["arrays"].items():
+        if array_digest(arrays[name]) != entry.get("sha256"):
+            raise FileFormatError(f"{path}: array {name} does not match its checksum (the file was"
+                                  " changed or damaged after it was written)")
 
 
 def load(path):
-    """Rebuild the network saved at ``path``; raise FileFormatError for anything else."""
+    """Rebuild the network saved at ``path``; raise FileFormatError for anything else.
+
+    Never unpickles and never evaluates anything from the file; see docs/reliability.md.
+    """
     from .network import Sequential
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise FileFormatError(f"{path} is not a chainrule model file (not an .npz archive)")
+    header, arrays = read(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if HEADER not in data.files:
-                raise FileFormatError(f"{path} is an .npz file but not a chainrule model (no {HEADER} entry)")
-            arrays = {k: data[k] for k in data.files}
-    except FileFormatError:
-        raise
-    except ValueError as exc:  # object arrays need pickle, which is refused
-        raise FileFormatError(f"{path} holds data that would need pickle to load; refused ({exc})") from None
-    except Exception as exc:
-        raise FileFormatError(f"{path} could not be read as a chainrule model: {exc}") from None
-    try:
-        header = json.loads(arrays.pop(HEADER).tobytes().decode("utf-8"))
-    except Exception as exc:
-        raise FileFormatError(f"{path}: the {HEADER} entry is not valid JSON ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise FileFormatError(f"{path} is not a chainrule model file (format {header.get('format')!r})"
-                              if isinstance(header, dict) else f"{path}: malformed header")
-    if header.get("version") != VERSION:
-        raise FileFormatError(f"{path} has format version {header.get('version')!r};"
-                              f" this chainrule reads version {VERSION}")
-    try:
-        return _rebuild(header, arrays, Sequential)
+        net = _rebuild(header, arrays, Sequential)
     except FileFormatError as exc:
         raise FileFormatError(f"{path}: {exc}") from None
-    except Exception as exc:
-        raise FileFormatError(f"{path}: the model description is inconsistent ({exc})") from None
+    except (Exception, RecursionError) as exc:
+        raise FileFormatError(f"{path}: the model description is inconsistent"
+                              f" ({type(exc).__name__}: {str(exc)[:300]})") from None
+    verify(path, header, arrays)
+    return net
+
+
+def _check_sizes(i: int, config, n_elements: int) -> None:
+    """Refuse a layer config that would allocate far more than the file holds (before building it)."""
+    if isinstance(config, dict):
+        sizes = sorted((v for k, v in config.items() if k in _SIZE_KEYS and isinstance(v, int)), reverse=True)
+        if sizes and (sizes[0] < 0 or math.prod(sizes[:2]) > max(16 * n_elements, _MIN_ALLOCATION)):
+            raise FileFormatError(f"layer {i} declares sizes {dict((k, config[k]) for k in _SIZE_KEYS if k in config)}"
+                                  f" that the file's {n_elements:,} stored numbers cannot hold")
+        for v in config.values():
+            _check_sizes(i, v, n_elements)
+    elif isinstance(config, list):
+        for v in config:
+            _check_sizes(i, v, n_elements)
 
 
 def _rebuild(header: dict, arrays: dict, Sequential):
-    dtype = np.dtype(header["dtype"])
+    try:
+        dtype = np.dtype(header["dtype"])
+    except (KeyError, TypeError):
+        raise FileFormatError(f"the header's dtype {str(header.get('dtype'))[:40]!r} is not a dtype") from None
+    if dtype not in (np.float32, np.float64):
+        raise FileFormatError(f"the header's dtype must be float32 or float64, got {dtype}")
+    specs = header.get("layers")
+    if not isinstance(specs, list):
+        raise FileFormatError("the header's layers must be a list")
+    n_elements = sum(a.size for a in arrays.values())
     layers = []
-    for i, spec in enumerate(header["layers"]):
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or not isinstance(spec.get("class"), str) \
+                or not isinstance(spec.get("config", {}), dict):
+            raise FileFormatError(f"layer {i} is malformed (expected {{'class': name, 'config': {{...}}}})")
+        _check_sizes(i, spec.get("config", {}), n_elements)
         try:
-            layer = layer_from_config(spec["class"], spec["config"])
-        except KeyError:
-            raise FileFormatError(f"layer {i} has unknown type {spec.get('class')!r}") from None
+            layer = layer_from_config(spec["class"], spec.get("config", {}))
+        except KeyError as exc:
+            if exc.args and exc.args[0] == spec["class"]:
+                raise FileFormatError(f"layer {i} has unknown type {spec['class'][:80]!r}") from None
+            raise
         expected = set(layer.params)
-        stored = set(spec.get("params", []))
+        stored = set(spec.get("params", [])) if isinstance(spec.get("params", []), list) else None
         if expected != stored:
             raise FileFormatError(f"layer {i} ({spec['class']}) should have parameters"
-                                  f" {sorted(expected)}, the file lists {sorted(stored)}")
+                                  f" {sorted(expected)}, the file lists {sorted(stored or [])}")
         for k in layer.params:
             key = f"layers.{i}.{k}"
             if key not in arrays:
@@ -135,9 +268,14 @@ def _rebuild(header: dict, arrays: dict, Sequential):
             if arr.shape != layer.params[k].shape or arr.dtype.kind != "f":
                 raise FileFormatError(f"array {key} should be a float array of shape"
                                       f" {layer.params[k].shape}, got {arr.dtype} {arr.shape}")
+            if not np.isfinite(arr).all():
+                raise FileFormatError(f"array {key} holds NaN or inf values")
             layer.params[k] = arr.astype(dtype, copy=True)
             layer.grads[k] = np.zeros_like(layer.params[k])
-        layer.frozen = set(spec.get("frozen", []))
+        frozen = spec.get("frozen", [])
+        if not isinstance(frozen, list) or not set(frozen) <= expected:
+            raise FileFormatError(f"layer {i}: frozen names {frozen!r} are not among its parameters")
+        layer.frozen = set(frozen)
         layers.append(layer)
     net = Sequential(*layers, dtype=dtype)
     if header.get("scaler"):
@@ -145,7 +283,8 @@ def _rebuild(header: dict, arrays: dict, Sequential):
 
         scaler_arrays = {k[len("scaler."):]: v for k, v in arrays.items() if k.startswith("scaler.")}
         net.scaler = scaler_from_config(header["scaler"], scaler_arrays)
-    net.metadata = header.get("metadata", {})
+    metadata = header.get("metadata", {})
+    net.metadata = metadata if isinstance(metadata, dict) else {}
     net.history = None
     if isinstance(net.metadata.get("history"), dict):
         from .callbacks import History

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import as_float_array
+from ._checks import as_array, as_float_array, check_finite, check_not_empty, quiet_float_errors
 from .errors import ConfigError, DataError, ShapeError
 
 
@@ -25,30 +25,33 @@ class Loss:
 
     # --- public, checked --------------------------------------------------------------
     def value(self, output, target) -> float:
-        output, target = self.prepare(output, target)
-        return self._value(output, target)
+        return self.value_and_grad(output, target)[0]
 
     def grad(self, output, target) -> np.ndarray:
-        output, target = self.prepare(output, target)
-        return self._value_and_grad(output, target)[1]
+        return self.value_and_grad(output, target)[1]
 
     def value_and_grad(self, output, target) -> tuple[float, np.ndarray]:
         output, target = self.prepare(output, target)
-        return self._value_and_grad(output, target)
+        with quiet_float_errors():  # an overflow comes back as inf, without a warning
+            return self._value_and_grad(output, target)
 
     __call__ = value
 
     def prepare(self, output, target) -> tuple[np.ndarray, np.ndarray]:
         """Check that ``target`` fits ``output``; return both as arrays ready for the loss."""
-        output = np.asarray(output)
-        if output.dtype.kind != "f":
-            output = output.astype(np.float64)
+        name = f"{type(self).__name__} output"
+        output = as_float_array(output, name)
+        if output.ndim == 0:
+            raise ShapeError(f"{name} must be an array of shape (n_samples, ...), got a scalar")
+        check_not_empty(output, name)
+        check_finite(output, name)
         return output, self.prepare_target(target, output.shape, output.dtype)
 
     def prepare_target(self, target, output_shape: tuple, dtype) -> np.ndarray:
         """Default: a real-valued target of the output's shape ((n,) is taken as (n, 1))."""
         name = type(self).__name__
         target = as_float_array(target, f"{name} target", dtype)
+        check_finite(target, f"{name} target")
         if target.shape != output_shape:
             if target.ndim == 1 and output_shape == (target.shape[0], 1):
                 target = target.reshape(-1, 1)
@@ -165,30 +168,34 @@ class CrossEntropy(Loss):
     """
 
     def prepare_target(self, target, output_shape, dtype):
-        target = np.asarray(target)
+        target = as_array(target, "CrossEntropy target")
         n_classes = output_shape[-1]
         if target.shape == output_shape:
             if target.dtype.kind not in "biuf":
                 raise DataError(f"CrossEntropy target rows must be numbers, got dtype {target.dtype}")
-            return target.astype(dtype, copy=False)
+            target = as_float_array(target, "CrossEntropy target", dtype)
+            check_finite(target, "CrossEntropy target")
+            return target
         if target.shape == output_shape[:-1] or (
             target.ndim == len(output_shape) and target.shape[-1] == 1
             and target.shape[:-1] == output_shape[:-1]
         ):
             target = target.reshape(output_shape[:-1])
             if target.dtype.kind == "f":
+                target = target.astype(np.float64, copy=False)
+                check_finite(target, "CrossEntropy class labels")
                 if not np.array_equal(target, np.round(target)):
                     raise DataError("CrossEntropy class labels must be whole numbers, got fractions")
-            elif target.dtype.kind not in "iu":
+            elif target.dtype.kind not in "biu":
                 raise DataError(f"CrossEntropy class labels must be integers, got dtype {target.dtype}")
-            labels = target.astype(np.intp)
-            if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-                bad = labels[(labels < 0) | (labels >= n_classes)][0]
+            out_of_range = (target < 0) | (target >= n_classes)
+            if out_of_range.any():  # (checked before the cast, so 1e30 or 2**64 - 1 cannot wrap around)
+                bad = target[out_of_range][0]
                 raise DataError(
                     f"CrossEntropy expects class labels in [0, {n_classes - 1}] for an output"
                     f" with {n_classes} columns, got label {bad}"
                 )
-            return labels
+            return target.astype(np.intp)
         raise ShapeError(
             f"CrossEntropy expects integer labels of shape {output_shape[:-1]} or probability rows"
             f" of shape {output_shape}, got target of shape {target.shape}"

@@ -11,7 +11,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigError, ShapeError
+from ._checks import as_array, as_float_array, check_finite, check_not_empty, quiet_float_errors
+from .errors import ConfigError, DataError, ShapeError
+
+#: confusion_matrix refuses to build a matrix for more classes than this (4096² counts: 128 MiB).
+MAX_CLASSES = 4096
+
+
+def _checked(y, name: str, labels: bool = False) -> np.ndarray:
+    """A public metric's argument: a non-empty, finite array of numbers (whole ones for labels)."""
+    arr = as_float_array(y, name) if not labels else as_array(y, name)
+    if labels and arr.dtype.kind not in "biuf":
+        raise DataError(f"{name} must be class labels (integers), got an array of dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise ShapeError(f"{name} must be an array with one entry per sample, got a scalar")
+    check_not_empty(arr, name)
+    if arr.dtype.kind == "f":
+        check_finite(arr, name)
+    return arr
 
 
 def _labels_pred(y_pred: np.ndarray, threshold: float) -> np.ndarray:
@@ -45,6 +62,7 @@ def _correct(y_true, y_pred, threshold=0.5) -> tuple[int, int]:
 
 def accuracy(y_true, y_pred, threshold: float = 0.5) -> float:
     """Fraction of samples whose predicted class equals the true class."""
+    y_true, y_pred = _checked(y_true, "accuracy y_true"), _checked(y_pred, "accuracy y_pred")
     correct, n = _correct(y_true, y_pred, threshold)
     return correct / n
 
@@ -59,21 +77,32 @@ def _as_2d(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     return y_true.reshape(len(y_true), -1), y_pred.reshape(len(y_pred), -1)
 
 
+def _checked_2d(y_true, y_pred, name: str) -> tuple[np.ndarray, np.ndarray]:
+    return _as_2d(_checked(y_true, f"{name} y_true"), _checked(y_pred, f"{name} y_pred"))
+
+
 def mse(y_true, y_pred) -> float:
-    """Mean squared error over all elements."""
-    t, p = _as_2d(y_true, y_pred)
-    return float(np.mean((t - p) ** 2))
+    """Mean squared error over all elements (inf when the squares overflow)."""
+    t, p = _checked_2d(y_true, y_pred, "mse")
+    with quiet_float_errors():
+        return float(np.mean((t - p) ** 2))
 
 
 def mae(y_true, y_pred) -> float:
     """Mean absolute error over all elements."""
-    t, p = _as_2d(y_true, y_pred)
-    return float(np.mean(np.abs(t - p)))
+    t, p = _checked_2d(y_true, y_pred, "mae")
+    with quiet_float_errors():
+        return float(np.mean(np.abs(t - p)))
 
 
 def r2(y_true, y_pred) -> float:
     """1 − SS_res/SS_tot per output column, averaged; a constant column with perfect fit is 1."""
-    t, p = _as_2d(y_true, y_pred)
+    t, p = _checked_2d(y_true, y_pred, "r2")
+    with quiet_float_errors():
+        return _r2(t, p)
+
+
+def _r2(t: np.ndarray, p: np.ndarray) -> float:
     ss_res = ((t - p) ** 2).sum(axis=0)
     ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -198,10 +227,24 @@ def get_metric(metric) -> Metric:
 
 
 # --- per-class reports -------------------------------------------------------------------
+def _labels(y, name: str, n_classes: int | None) -> np.ndarray:
+    arr = _checked(y, name, labels=True).reshape(-1)
+    if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+        raise DataError(f"{name} must be whole class labels, got {arr[arr != np.round(arr)][0]}")
+    limit = n_classes if n_classes is not None else MAX_CLASSES
+    bad = (arr < 0) | (arr >= limit)
+    if bad.any():
+        raise DataError(f"{name} must hold class labels in [0, {limit - 1}], got {arr[bad][0]}")
+    return arr.astype(np.intp)
+
+
 def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
     """Counts C[i, j] of samples of true class i predicted as class j (integer labels)."""
-    t = np.asarray(y_true).astype(np.intp).reshape(-1)
-    p = np.asarray(y_pred).astype(np.intp).reshape(-1)
+    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))
+                                  or not 1 <= n_classes <= MAX_CLASSES):
+        raise ConfigError(f"confusion_matrix n_classes must be an integer in [1, {MAX_CLASSES}], got {n_classes!r}")
+    t = _labels(y_true, "confusion_matrix y_true", n_classes)
+    p = _labels(y_pred, "confusion_matrix y_pred", n_classes)
     if t.shape != p.shape:
         raise ShapeError(f"confusion_matrix: y_true has {t.size} labels, y_pred has {p.size}")
     k = n_classes if n_classes is not None else int(max(t.max(initial=-1), p.max(initial=-1)) + 1)
@@ -226,6 +269,8 @@ def classification_report(y_true, y_pred, n_classes: int | None = None, names=No
     """A text table of per-class precision, recall, F1 and support, with the accuracy."""
     precision, recall, f1, support = precision_recall(y_true, y_pred, n_classes)
     names = [str(n) for n in (names if names is not None else range(len(support)))]
+    if len(names) != len(support):
+        raise ConfigError(f"classification_report names: {len(support)} classes, got {len(names)} names")
     w = max(len(n) for n in names + ["class"])
     lines = [f"{'class':>{w}}  precision  recall  f1-score  support"]
     for i, name in enumerate(names):

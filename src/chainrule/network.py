@@ -6,8 +6,8 @@ import copy
 
 import numpy as np
 
-from ._checks import as_float_array, check_batch, check_finite, check_positive_int
-from .errors import ConfigError, ShapeError
+from ._checks import as_float_array, check_batch, check_finite, check_not_empty, check_positive_int, quiet_float_errors
+from .errors import ChainruleError, ConfigError, DataError, ShapeError
 from .layers.base import Layer
 from .losses import get_loss
 from .metrics import get_metric
@@ -56,6 +56,7 @@ class Sequential:
     def _check_input(self, x, name: str = "X") -> np.ndarray:
         arr = as_float_array(x, name, self.dtype)
         check_batch(arr, name)
+        check_not_empty(arr, name)
         check_finite(arr, name)
         check_first = getattr(self.layers[0], "check_input", None) if self.layers else None
         if check_first is not None:  # name the caller's whole array, not a probe or a batch
@@ -72,17 +73,31 @@ class Sequential:
     def forward(self, x, training: bool = False) -> np.ndarray:
         """The network's output for a batch ``x`` of shape (n_samples, n_features)."""
         out = self._check_input(x)
-        for layer in self.layers:
-            out = layer.forward(out, training)
+        with quiet_float_errors():
+            for layer in self.layers:
+                out = layer.forward(out, training)
+        _check_output(out, "forward")
         return out
 
     __call__ = forward
 
     def backward(self, grad) -> np.ndarray:
-        """Send dL/doutput back through every layer; fill their ``grads``; return dL/dx."""
-        grad = np.asarray(grad, dtype=self.dtype)
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+        """Send dL/doutput back through every layer; fill their ``grads``; return dL/dx.
+
+        ``grad`` must have the shape of the output of the last forward pass (whose caches the
+        layers use).
+        """
+        grad = as_float_array(grad, "backward grad", self.dtype)
+        check_finite(grad, "backward grad")
+        try:
+            with quiet_float_errors():
+                for layer in reversed(self.layers):
+                    grad = layer.backward(grad)
+        except ChainruleError:
+            raise
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:
+            raise ShapeError(f"backward: the gradient does not fit the last forward pass ({exc}); call"
+                             " forward first and pass dL/doutput of the output's shape") from None
         return grad
 
     def _forward_train(self, x: np.ndarray) -> np.ndarray:
@@ -179,7 +194,8 @@ class Sequential:
     def fit(self, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int | None = 32,
             shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
             verbose: int = 1, print_every: int | None = None, rule=None,
-            bptt_steps: int | None = None, distributed=False):
+            bptt_steps: int | None = None, distributed=False, checkpoint=None,
+            checkpoint_every="epoch", resume=None, graceful_stop: bool = True):
         """Train the network by backpropagation (or by another credit-assignment ``rule``).
 
         Parameters
@@ -220,11 +236,32 @@ class Sequential:
             Data-parallel training over the MPI ranks of ``mpiexec -n K python script.py``: each
             global batch is split over the ranks and their gradients summed by Allreduce; every rank
             ends with the same weights and History (docs/distributed.md, ``chainrule[mpi]``).
+        checkpoint : str or Path, optional
+            Write the whole training state there (weights, optimizer state, random streams,
+            position, History, callbacks' state; see :mod:`chainrule.checkpoint`) after each
+            epoch, every ``checkpoint_every`` batches, and when a signal stops training. Each
+            write is atomic and checksummed; ``cr.load`` reads the file as the network it holds.
+        checkpoint_every : int or "epoch"
+            Batches between checkpoints ("epoch": only at the end of each epoch).
+        resume : str or Path, optional
+            A checkpoint to go on from: the network, optimizer and everything above are put back
+            and training continues exactly where it stopped (bit-identical to a run that never
+            stopped). The data and settings must be the same; ``epochs`` may be larger.
+        graceful_stop : bool
+            While fit runs in the main thread, SIGINT (Ctrl-C) and SIGTERM stop it after the
+            current batch: the checkpoint is written and the History comes back with
+            ``interrupted=True``. A second Ctrl-C stops at once (KeyboardInterrupt).
 
         Returns
         -------
         History
             ``history.history["loss"]`` holds the mean loss over each epoch's batches.
+
+        Raises
+        ------
+        TrainingError
+            When the loss becomes NaN or inf (naming the epoch, batch and last finite loss; the
+            parameters keep their last finite values and the last checkpoint is left untouched).
         """
         from .training import fit
 
@@ -232,12 +269,17 @@ class Sequential:
                    batch_size=batch_size, shuffle=shuffle, seed=seed,
                    validation_data=validation_data, metrics=metrics, callbacks=callbacks,
                    verbose=verbose, print_every=print_every, rule=rule, bptt_steps=bptt_steps,
-                   distributed=distributed)
+                   distributed=distributed, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                   resume=resume, graceful_stop=graceful_stop)
 
     def predict(self, X, batch_size: int | None = 8192) -> np.ndarray:
         """The network's output for X (scaled first when a scaler is attached), in batches."""
         check_positive_int(batch_size, "batch_size", allow_none=True)
-        return self._predict_prepared(self._prepare_input(X), batch_size)
+        X = self._prepare_input(X)
+        with quiet_float_errors():
+            out = self._predict_prepared(X, batch_size)
+        _check_output(out, "predict")
+        return out
 
     def _predict_prepared(self, X: np.ndarray, batch_size: int | None = 8192) -> np.ndarray:
         if batch_size is None or len(X) <= batch_size:
@@ -258,15 +300,23 @@ class Sequential:
         from .training import _check_target
 
         loss = get_loss(loss) if loss is not None else self.loss
+        check_positive_int(batch_size, "batch_size", allow_none=True)
         X = self._prepare_input(X)
         result = {}
         if loss is not None:
             y_ready = _check_target(self, loss, X, y, "evaluate y")
-            result = self._evaluate_prepared(X, y_ready, loss, metrics, batch_size)
+            with quiet_float_errors():
+                result = self._evaluate_prepared(X, y_ready, loss, metrics, batch_size)
+            bad = [k for k, v in result.items() if not np.isfinite(v)]
+            if bad:
+                raise DataError(f"evaluate: {', '.join(bad)} came out NaN or inf (the output overflowed);"
+                                " the input is far outside what the network can handle, scale it")
         else:
             if not metrics:
                 raise ConfigError("evaluate needs a loss or metrics (this network was never fitted)")
-            out = self._predict_prepared(X, batch_size)
+            with quiet_float_errors():
+                out = self._predict_prepared(X, batch_size)
+            _check_output(out, "evaluate")
             for m in metrics:
                 acc = get_metric(m)
                 acc.reset()
@@ -294,6 +344,14 @@ class Sequential:
         from .io import save
 
         save(self, path, metadata=metadata, history=history)
+
+
+def _check_output(out: np.ndarray, what: str) -> None:
+    """Raise DataError when the network's output overflowed (inf or NaN from finite input)."""
+    if out.dtype.kind == "f" and not np.isfinite(out).all():
+        row = int(np.argwhere(~np.isfinite(out))[0][0])
+        raise DataError(f"{what}: the network's output for sample {row} is not finite (it overflowed);"
+                        " the input is far outside the range the network can handle: scale it")
 
 
 def mlp(sizes, activation: str = "relu", output_activation: str | None = None,

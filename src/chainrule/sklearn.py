@@ -27,6 +27,7 @@ chainrule's pickle-free format. The estimator itself pickles (joblib, process po
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import numbers
 import warnings
@@ -46,8 +47,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'"
                       f" ({exc})") from exc
 
+from ._checks import quiet_float_errors
 from .callbacks import Callback
-from .errors import TrainingError
+from .errors import ChainruleError, DataError, InputTypeError, TrainingError
 from .layers import ELU, Dense, Dropout, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from .network import Sequential
 from .optim import SGD, Adam
@@ -57,6 +59,40 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 #: Activation names: scikit-learn's four and chainrule's own.
 ACTIVATIONS = {"identity": Identity, "logistic": Sigmoid, "sigmoid": Sigmoid, "tanh": Tanh,
                "relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU, "softplus": Softplus}
+
+
+_MIXED: dict[type, type] = {}
+
+
+def _as_chainrule_error(exc: Exception) -> ChainruleError:
+    """The same error, message and type (so scikit-learn's checks still see a ValueError, a
+    NotFittedError...) but also a ChainruleError."""
+    if type(exc) is ValueError:
+        return DataError(*exc.args)
+    if type(exc) is TypeError:
+        return InputTypeError(*exc.args)
+    cls = _MIXED.get(type(exc))
+    if cls is None:
+        cls = _MIXED[type(exc)] = type(type(exc).__name__, (ChainruleError, type(exc)), {"__module__": __name__})
+    new = cls.__new__(cls)
+    new.args = exc.args
+    new.__dict__.update(getattr(exc, "__dict__", {}))
+    return new
+
+
+def _chainrule_errors(method):
+    """A public method whose ValueErrors and TypeErrors (scikit-learn's input validation) come out
+    as ChainruleErrors too, and whose diverging arithmetic is reported, not warned about."""
+    @functools.wraps(method)
+    def public(self, *args, **kwargs):
+        try:
+            with quiet_float_errors():
+                return method(self, *args, **kwargs)
+        except ChainruleError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise _as_chainrule_error(exc).with_traceback(exc.__traceback__) from None
+    return public
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -498,6 +534,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _score_name = "accuracy"
 
+    @_chainrule_errors
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Train on (X, y) for up to ``max_iter`` epochs.
 
@@ -516,6 +553,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         return self._fit(X, y, sample_weight, X_val, y_val)
 
+    @_chainrule_errors
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y); ``classes`` (every label) is required on the first call."""
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
@@ -582,6 +620,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _score(self, X, y, sample_weight=None) -> float:
         return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
 
+    @_chainrule_errors
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (n_samples, n_classes); one column per label for multilabel."""
         z = self._output(X)
@@ -592,11 +631,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.hstack([1 - p, p])
         return p
 
+    @_chainrule_errors
     def predict_log_proba(self, X) -> np.ndarray:
         """Natural log of ``predict_proba``."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
+    @_chainrule_errors
     def predict(self, X) -> np.ndarray:
         """The most probable class of each sample (a 0/1 matrix for multilabel)."""
         z = self._output(X)
@@ -624,10 +665,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     _out = "identity"
     _multilabel = False
 
+    @_chainrule_errors
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Train on (X, y) for up to ``max_iter`` epochs; see :meth:`MLPClassifier.fit`."""
         return self._fit(X, y, sample_weight, X_val, y_val)
 
+    @_chainrule_errors
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y)."""
         return self._fit(X, y, sample_weight, incremental=True)
@@ -656,6 +699,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _score(self, X, y, sample_weight=None) -> float:
         return r2_score(y, self.predict(X), sample_weight=sample_weight)
 
+    @_chainrule_errors
     def predict(self, X) -> np.ndarray:
         """Predicted values, (n_samples,) for one target, (n_samples, n_targets) for several."""
         z = self._output(X)

@@ -70,5 +70,10 @@ def plot_alignment(histories, path=None, ax=None, title: str | None = None):
     ax.legend(fontsize="small")
     if path is not None:
         ax.figure.tight_layout()
-        ax.figure.savefig(path, dpi=120)
+        from pathlib import Path
+
+        from ..io import atomic_write
+
+        fmt = Path(path).suffix.lstrip(".").lower() or "png"
+        atomic_write(path, lambda f: ax.figure.savefig(f, format=fmt, dpi=120))
     return ax

@@ -111,8 +111,9 @@ def run(args) -> int:
         trace = build_trace(args)
         text = render(trace, fmt or "text", args.width)
         if args.out:
-            with open(args.out, "w", encoding="utf-8") as f:
-                f.write(text)
+            from ..io import atomic_write_text
+
+            atomic_write_text(args.out, text)
             print(f"wrote {args.out} ({fmt or 'text'})", file=sys.stderr)
         else:
             try:

@@ -199,5 +199,7 @@ class Trace:
             raise ConfigError(f"Trace.save: format must be one of {sorted(writers)} or given by the extension"
                               f" .txt, .md, .tex, .html; got {format or path.suffix or 'no extension'!r}")
         text = writers[fmt]()
-        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        from ..io import atomic_write_text
+
+        atomic_write_text(path, text if text.endswith("\n") else text + "\n")
         return path

@@ -8,6 +8,11 @@ A layer maps a batch forward and sends the gradient back:
 ``params`` and ``grads`` are dicts of arrays with the same keys. Optimizers update
 ``params`` in place, so a layer must never rebind a parameter array after it is built.
 ``frozen`` names parameters that optimizers leave alone; their gradients are still computed.
+
+``layer(x)`` is the checked public face of ``forward``: it accepts any array of numbers (ints
+and bools are converted, non-contiguous and read-only arrays are fine) and refuses empty,
+non-numeric and non-finite input with a ChainruleError. ``forward`` and ``backward`` themselves
+are the unchecked protocol the training loop calls.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError, ShapeError
 
 _REGISTRY: dict[str, type[Layer]] = {}
 
@@ -40,8 +45,24 @@ class Layer:
     def backward(self, grad: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        return self.forward(x, training=training)
+    def __call__(self, x, training: bool = False, **kwargs) -> np.ndarray:
+        """``forward`` with the input checked first (see the module docstring)."""
+        from .._checks import as_float_array, check_finite, check_not_empty, quiet_float_errors
+
+        name = f"{self!r} input"
+        x = as_float_array(x, name, getattr(self, "dtype", None))
+        if x.ndim == 0:
+            raise ShapeError(f"{name} must be an array with at least one axis, got a scalar")
+        check_not_empty(x, name)
+        check_finite(x, name)
+        check = getattr(self, "check_input", None)
+        if check is not None:
+            check(x)
+        with quiet_float_errors():
+            out = self.forward(x, training=training, **kwargs)
+        if isinstance(out, np.ndarray) and out.dtype.kind == "f" and not np.isfinite(out).all():
+            raise DataError(f"{self!r}: the output overflowed (inf or NaN) for finite input; scale the input")
+        return out
 
     # --- parameters -------------------------------------------------------------------
     def freeze(self, *names: str) -> Layer:
