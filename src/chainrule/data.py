@@ -127,8 +127,8 @@ class _Scaler:
             value = getattr(self, key + "_")
             if not np.isfinite(value).all() or (key == "scale" and not np.all(value != 0)):
                 col = int(np.argmax(~np.isfinite(value) | (value == 0)))
-                raise DataError(f"{name}.fit: column {col} has values too large to scale in float64"
-                                f" (up to {np.abs(X[:, col]).max():.4g}); divide them first")
+                raise DataError(f"{name}.fit: column {col} cannot be scaled in float64 (values from"
+                                f" {X[:, col].min():.4g} to {X[:, col].max():.4g}); rescale it first")
         self.n_features_in_ = int(X.shape[1])
         return self
 
@@ -283,8 +283,17 @@ class Standardizer(_Scaler):
         # A column is constant exactly when max == min; test that rather than std == 0,
         # because the std of a constant column can come out as 1e-17 from rounding.
         constant = X.max(axis=0) == X.min(axis=0)
-        self.mean_ = np.where(constant, X[0], X.mean(axis=0))
-        self.scale_ = np.where(constant, 1.0, X.std(axis=0))
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # (checked just below)
+            mean, std = X.mean(axis=0), X.std(axis=0)
+        # Squares of 1e-300 underflow to 0 and of 1e300 overflow: such columns are divided by their
+        # largest magnitude first (only they, so ordinary data keep exactly the usual statistics).
+        odd = ~constant & ~(np.isfinite(mean) & np.isfinite(std) & (std > 0))
+        if odd.any():
+            m = np.abs(X[:, odd]).max(axis=0)
+            Z = X[:, odd] / m
+            mean[odd], std[odd] = Z.mean(axis=0) * m, Z.std(axis=0) * m
+        self.mean_ = np.where(constant, X[0], mean)
+        self.scale_ = np.where(constant, 1.0, std)
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean_.astype(X.dtype)) / self.scale_.astype(X.dtype)
