@@ -4,7 +4,7 @@ and random bytes, either works or raises a ChainruleError. Warnings are errors i
 an overflow or invalid-value warning escaping counts as a failure too.
 
 The default run keeps each property to a few dozen examples; ``make fuzz`` runs
-CHAINRULE_FUZZ_EXAMPLES=750 per property (over 10,000 cases in all, see FUZZ_CASES below).
+CHAINRULE_FUZZ_EXAMPLES=750 per property (11,250 cases in all, see FUZZ_CASES below).
 """
 
 from __future__ import annotations
@@ -256,6 +256,19 @@ def test_estimators(data, valid, kind, X_new):
         only_chainrule_errors(est.predict, X_new)  # not fitted
 
 
+@FUZZ
+@given(data=st.data(), valid=st.booleans(), loss=st.sampled_from(LOSSES),
+       which=st.sampled_from(["gradcheck", "explain"]))
+def test_gradcheck_and_explain(data, valid, loss, which):
+    X = data.draw(valid_matrix() if valid else matrix())
+    y = data.draw(targets(len(X) if isinstance(X, np.ndarray) and X.ndim else 3, valid))
+    net = cr.Sequential(cr.Dense(3, 2, seed=0), cr.Tanh(), dtype=np.float64)
+    if which == "gradcheck":
+        only_chainrule_errors(cr.gradcheck, net, loss, X, y)
+    else:
+        only_chainrule_errors(cr.explain, net, loss, X, y, lr=0.5)
+
+
 # --- files and the command line ---------------------------------------------------------------
 cell = st.one_of(st.sampled_from(["", "1", "-2.5", "nan", "inf", "1e400", "a", "b", "NA", '"x,y"', " 3 "]),
                  st.text(max_size=4), st.floats(allow_nan=True).map(repr), st.integers().map(str))
@@ -347,7 +360,7 @@ def test_load_of_damaged_files(tmp_path_factory, edits, cut, noise):
         assert zipfile.is_zipfile(path)
 
 
-PROPERTIES = 14
+PROPERTIES = 15
 FUZZ_CASES = PROPERTIES * int(os.environ.get("CHAINRULE_FUZZ_EXAMPLES", "750"))
 
 

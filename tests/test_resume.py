@@ -106,6 +106,26 @@ def test_every_optimizer_state_resumes_exactly(tmp_path, make_opt):
     assert_same_weights(net, ref)
 
 
+def test_a_stateful_rnn_with_truncated_bptt_and_dropout_resumes_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(24, 6, 3)), rng.integers(0, 2, size=(24, 6))
+
+    def build_rnn():
+        return cr.Sequential(cr.RNN(3, 5, seed=0, return_sequences=True, stateful=True), cr.Dropout(0.2, seed=3),
+                             cr.TimeDistributed(cr.Dense(5, 2, seed=1)), dtype=np.float64)
+
+    fit = dict(loss=cr.CrossEntropy(), epochs=3, batch_size=4, seed=0, verbose=0, bptt_steps=2)
+    ref = build_rnn()
+    ref.fit(X, y, optimizer=cr.Adam(lr=0.01), **fit)
+    path = tmp_path / "rnn.ckpt"
+    with pytest.raises(RuntimeError):
+        build_rnn().fit(X, y, optimizer=cr.Adam(lr=0.01), callbacks=[Crash(10)], checkpoint=path,
+                        checkpoint_every=4, **fit)
+    net = build_rnn()
+    net.fit(X, y, optimizer=cr.Adam(lr=0.01), resume=path, **fit)
+    assert_same_weights(net, ref)
+
+
 def test_the_checkpoint_is_a_loadable_model_with_the_training_state(tmp_path):
     X, y = data()
     path = tmp_path / "run.ckpt"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_batch, check_finite, check_number, check_positive_int
+from .._checks import (
+    as_array,
+    as_float_array,
+    check_batch,
+    check_finite,
+    check_not_empty,
+    check_number,
+    check_positive_int,
+)
 from ..errors import ConfigError, ShapeError
 from ..losses import get_loss
 from ..optim import SGD
@@ -164,16 +172,17 @@ def explain(net, loss, x, y, lr: float | None = None, notation: str = "scalar", 
 
 # --- pieces ----------------------------------------------------------------------------------------
 def _prepare(work, levels, loss, x, y) -> tuple[np.ndarray, np.ndarray]:
-    X = np.asarray(x, dtype=np.float64) if not isinstance(x, np.ndarray) else x.astype(np.float64)
+    X = as_float_array(x, "explain x", np.float64)
     one = X.ndim == 1
     if one:
         X = X.reshape(1, -1)
     check_batch(X, "explain x")
+    check_not_empty(X, "explain x")
     check_finite(X, "explain x")
     if X.shape[1] != levels[0].n_in:
         raise ShapeError(f"explain x: the network takes {levels[0].n_in} features per sample, got x of shape"
                          f" {np.shape(x)}")
-    Y = np.asarray(y)
+    Y = as_array(y, "explain y")
     if one:
         from ..losses import CrossEntropy
 
