@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow lint clean
+.PHONY: run test test-slow fuzz lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(VENV)/.installed-plot: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[dev,plot]"
+	$(PY) -m pip install --quiet -e ".[dev,plot,browser,mpi]"
 	touch $@
 
 run: $(VENV)/.installed-plot
@@ -29,6 +29,19 @@ test: lint
 
 test-slow: $(VENV)/.installed-dev
 	$(PY) -m pytest -m slow
+
+# the property-based tests at full size (over 10,000 generated cases)
+fuzz: $(VENV)/.installed-dev
+	CHAINRULE_FUZZ_EXAMPLES=750 $(PY) -m pytest tests/test_fuzz.py -q
+
+# `make bench` (QUICK=1: under 2 minutes; CHECK=1: fail on a regression against the baseline)
+.PHONY: bench
+$(VENV)/.installed-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/run.py $(if $(filter 1 yes true,$(QUICK)),--quick) $(if $(filter 1 yes true,$(CHECK)),--check)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
