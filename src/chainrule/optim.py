@@ -98,6 +98,7 @@ def trainable(model) -> list:
     return [
         (f"{i}.{name}", p, g)
         for i, layer in enumerate(layers)
+        if layer.params  # skip activations: half the per-step calls of a small network
         for name, p, g in layer.trainable()
     ]
 

@@ -34,6 +34,9 @@ from .metrics import get_metric
 from .optim import get_optimizer
 from .sequence import check_bptt_steps, truncated_bptt_step
 
+#: Above this size, shuffled batches are gathered one by one instead of once per epoch.
+_GATHER_EACH_BATCH_BYTES = 16 * 2**20
+
 
 def _progress_bar(total: int, epoch: int, epochs: int):
     from tqdm.auto import tqdm
@@ -150,8 +153,12 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                 for cb in cbs:
                     cb.on_epoch_begin(epoch)
             epoch_rng = rng.bit_generator.state if saver is not None else None
-            if shuffle:
-                order = rng.permutation(n)
+            # (one sample: nothing to shuffle, and permutation(1) draws no random number)
+            order = rng.permutation(n) if shuffle and n > 1 else None
+            # Large data are gathered batch by batch: no epoch-sized copy (memory, page faults),
+            # and each batch is fresh in cache. Small data: one gather, then slices per step.
+            gather_each_batch = order is not None and X.nbytes > _GATHER_EACH_BATCH_BYTES
+            if order is not None and not gather_each_batch:
                 Xs, ys = X[order], y[order]
             else:
                 Xs, ys = X, y
@@ -167,7 +174,11 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                 if bar is not None:
                     bar.update(first)
             for b in range(first, n_batches):
-                xb, yb = Xs[b * bs:(b + 1) * bs], ys[b * bs:(b + 1) * bs]
+                if gather_each_batch:
+                    rows = order[b * bs:(b + 1) * bs]
+                    xb, yb = X[rows], y[rows]
+                else:
+                    xb, yb = Xs[b * bs:(b + 1) * bs], ys[b * bs:(b + 1) * bs]
                 if dp is not None:  # this rank's rows of the global batch
                     xb, yb = dp.shard(xb, yb)
                 if bptt_steps is None:

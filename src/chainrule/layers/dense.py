@@ -81,8 +81,8 @@ class Dense(Layer):
         x = self._input
         if x.ndim == 2:
             np.matmul(x.T, delta, out=self.grads["weight"])
-            if self.use_bias:
-                np.sum(delta, axis=0, out=self.grads["bias"])
+            if self.use_bias:  # add.reduce is np.sum without its ~1.5 µs Python wrapper
+                np.add.reduce(delta, axis=0, out=self.grads["bias"])
         else:  # sequences (n, time, n_in): sum over every leading axis
             x2, d2 = x.reshape(-1, self.n_in), delta.reshape(-1, self.n_out)
             np.matmul(x2.T, d2, out=self.grads["weight"])
