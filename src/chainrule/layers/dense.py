@@ -80,7 +80,10 @@ class Dense(Layer):
         """Fill ``grads`` only; the first layer of a network needs no dL/dx."""
         x = self._input
         if x.ndim == 2:
-            np.matmul(x.T, delta, out=self.grads["weight"])
+            if len(x) == 1:  # one sample: xᵀ·δ is an outer product, which a ufunc makes 2x faster than BLAS
+                np.multiply(x.T, delta, out=self.grads["weight"])
+            else:
+                np.matmul(x.T, delta, out=self.grads["weight"])
             if self.use_bias:  # add.reduce is np.sum without its ~1.5 µs Python wrapper
                 np.add.reduce(delta, axis=0, out=self.grads["bias"])
         else:  # sequences (n, time, n_in): sum over every leading axis
