@@ -1,0 +1,441 @@
+"""The benchmark cases, one implementation per framework, run inside a worker process.
+
+``run.py`` starts one long-lived worker per framework (``python cases.py --worker NAME``) and
+sends it one JSON command per line on stdin; the worker answers one JSON line on its own
+copy of stdout (anything else it prints goes to stderr). Each command is one timed run, so
+the driver can alternate frameworks run by run. ``python cases.py --memory NAME`` is the
+fresh process whose peak resident memory is measured for the batch-512 epoch.
+
+A worker imports only its own framework: chainrule (NumPy), torch or scikit-learn. The
+clock (``time.perf_counter``) runs around the public call only: ``fit`` / ``predict`` for
+chainrule and scikit-learn, the whole epoch loop (shuffle included) for PyTorch. Models,
+optimizers and data are built before the clock starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import resource
+import sys
+import time
+import warnings
+
+import numpy as np
+
+#: Variables that force OpenBLAS onto an older, slower kernel on this machine; never set here.
+FORCED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+#: Layer sizes of the MLP cases.
+MLP_SIZES = (784, 256, 128, 10)
+
+
+# --- data (NumPy only, the same arrays in every worker) ------------------------------------
+def mnist_like(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic MNIST-shaped data: (n, 784) float32 in [0, 1] and int64 labels 0..9.
+
+    Each class is a fixed sparse "stroke" pattern plus uniform noise, so SGD at lr 0.1
+    learns it and the loss stays finite. Built in chunks to keep the peak memory at X.
+    """
+    rng = np.random.default_rng(seed)
+    protos = rng.random((10, 784), dtype=np.float32) * (rng.random((10, 784)) < 0.2)
+    y = rng.integers(0, 10, n)
+    X = np.empty((n, 784), dtype=np.float32)
+    for start in range(0, n, 4096):
+        stop = min(start + 4096, n)
+        noise = rng.random((stop - start, 784), dtype=np.float32)
+        noise *= 0.3
+        noise += protos[y[start:stop]]
+        np.minimum(noise, 1.0, out=noise)
+        X[start:stop] = noise
+    return X, y
+
+
+def mazur_sample() -> tuple[np.ndarray, np.ndarray, list, list]:
+    """Mazur's 2-2-2 worked example: input, target, and (weight, bias) of both layers."""
+    x = np.array([[0.05, 0.10]], dtype=np.float32)
+    t = np.array([[0.01, 0.99]], dtype=np.float32)
+    # weight[i, j] connects input i to unit j: w1 = 0.15, w2 = 0.20 feed h1; w3, w4 feed h2.
+    hidden = ([[0.15, 0.25], [0.20, 0.30]], [0.35, 0.35])
+    output = ([[0.40, 0.50], [0.45, 0.55]], [0.60, 0.60])
+    return x, t, hidden, output
+
+
+def digits_onehot() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled 8x8 digits, pixels scaled to [0, 1], one-hot float32 targets."""
+    from chainrule.datasets import load_digits
+
+    X, y = load_digits()
+    X = X / np.float32(16.0)
+    return X.astype(np.float32), np.eye(10, dtype=np.float32)[y]
+
+
+_DATA: dict = {}
+
+
+def data(kind: str, n: int = 0):
+    key = (kind, n)
+    if key not in _DATA:
+        if kind == "mnist":
+            _DATA[key] = mnist_like(n)
+        elif kind == "mazur":
+            x, t, _, _ = mazur_sample()
+            _DATA[key] = (np.repeat(x, n, axis=0), np.repeat(t, n, axis=0))
+        elif kind == "digits":
+            _DATA[key] = digits_onehot()
+    return _DATA[key]
+
+
+@functools.lru_cache(maxsize=2)
+def _matmul_operands(n: int):
+    rng = np.random.default_rng(1)
+    return rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _gather_operands():
+    rng = np.random.default_rng(2)
+    return rng.random((20_000, 784), dtype=np.float32), rng.permutation(20_000)[:4096]
+
+
+def numpy_matmul_peak(n: int = 2048, reps: int = 3) -> float:
+    """GFLOP/s of the best of ``reps`` NumPy float32 n x n matmuls, measured now."""
+    a, b = _matmul_operands(n)
+    c = np.empty_like(a)
+    best = float("inf")
+    for _ in range(reps + 1):  # the first one warms up
+        start = time.perf_counter()
+        np.matmul(a, b, out=c)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+# --- chainrule -----------------------------------------------------------------------------
+class ChainruleCases:
+    name = "chainrule"
+
+    def __init__(self) -> None:
+        import chainrule as cr
+
+        self.cr = cr
+
+    def info(self) -> dict:
+        from threadpoolctl import threadpool_info
+
+        return {"chainrule": self.cr.__version__, "numpy": np.__version__,
+                "threadpools": threadpool_info()}
+
+    def _mlp(self, seed=0):
+        return self.cr.mlp(list(MLP_SIZES), activation="relu", seed=seed)
+
+    def mlp(self, samples, batch, momentum, seed=0):
+        cr = self.cr
+        X, y = data("mnist", samples)
+        net, opt = self._mlp(seed), cr.SGD(lr=0.1, momentum=momentum)
+        start = time.perf_counter()
+        net.fit(X, y, loss=cr.CrossEntropy(), optimizer=opt, epochs=1, batch_size=batch,
+                seed=seed, verbose=0)
+        return time.perf_counter() - start
+
+    def step(self, samples, batch, seed=0):
+        """The median time of one training step within a ``fit`` epoch (steady state), and the
+        NumPy matmul peak measured right after it."""
+        cr = self.cr
+        X, y = data("mnist", samples)
+        net, times = self._mlp(seed), []
+        timer = cr.LambdaCallback(on_batch_end=lambda batch, logs: times.append(time.perf_counter()))
+        net.fit(X, y, loss=cr.CrossEntropy(), optimizer=cr.SGD(lr=0.1), epochs=1, batch_size=batch,
+                seed=seed, verbose=0, callbacks=[timer])
+        return {"seconds": float(np.median(np.diff(times))), "peak_gflops": numpy_matmul_peak()}
+
+    def _mazur_net(self):
+        cr = self.cr
+        _, _, (w1, b1), (w2, b2) = mazur_sample()
+        return cr.Sequential(cr.Dense(2, 2, weight=w1, bias=b1), cr.Sigmoid(),
+                             cr.Dense(2, 2, weight=w2, bias=b2), cr.Sigmoid())
+
+    def tiny(self, steps, seed=0):
+        """One epoch of ``steps`` per-sample updates on Mazur's sample (repeated)."""
+        cr = self.cr
+        X, T = data("mazur", steps)
+        net = self._mazur_net()
+        start = time.perf_counter()
+        net.fit(X, T, loss=cr.SSE(), optimizer=cr.SGD(lr=0.5), epochs=1, batch_size=1,
+                seed=seed, verbose=0)
+        return time.perf_counter() - start
+
+    def tiny_epochs(self, steps, seed=0):
+        """The tutorial loop: ``fit(x, t, epochs=steps)`` on the one sample."""
+        cr = self.cr
+        X, T = data("mazur", 1)
+        net = self._mazur_net()
+        start = time.perf_counter()
+        net.fit(X, T, loss=cr.SSE(), optimizer=cr.SGD(lr=0.5), epochs=steps, batch_size=1,
+                seed=seed, verbose=0)
+        return time.perf_counter() - start
+
+    def digits(self, seed=0):
+        cr = self.cr
+        X, Y = data("digits")
+        net = cr.mlp([64, 32, 16, 10], activation="sigmoid", output_activation="sigmoid", seed=seed)
+        start = time.perf_counter()
+        net.fit(X, Y, loss=cr.SSE(), optimizer=cr.SGD(lr=0.5), epochs=1, batch_size=1,
+                seed=seed, verbose=0)
+        return time.perf_counter() - start
+
+    def predict(self, samples, seed=0):
+        X, _ = data("mnist", samples)
+        net = self._mlp(seed)
+        start = time.perf_counter()
+        net.predict(X)
+        return time.perf_counter() - start
+
+    def probe(self):
+        """The machine's speed now, for arithmetic and for memory: the best of 4 NumPy
+        1024 x 1024 matmuls (after a warm-up) and of 3 gathers of 4,096 random rows of 784
+        floats from a 63 MB array (the access pattern of a shuffled batch)."""
+        X, rows = _gather_operands()
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            X[rows]
+            best = min(best, time.perf_counter() - start)
+        return {"seconds": 0.0, "gflops": numpy_matmul_peak(1024, 4), "gather_gbps": X[rows].nbytes / best / 1e9}
+
+    def matmul(self, n, reps):
+        a, b = _matmul_operands(n)
+        c = np.empty_like(a)
+        start = time.perf_counter()
+        for _ in range(reps):
+            np.matmul(a, b, out=c)
+        return time.perf_counter() - start
+
+
+# --- PyTorch -------------------------------------------------------------------------------
+class TorchCases:
+    name = "torch"
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+
+    def info(self) -> dict:
+        from threadpoolctl import threadpool_info
+
+        torch = self.torch
+        config = torch.__config__.show()
+        blas = [part.split("=", 1)[1] for line in config.splitlines() for part in line.split(", ")
+                if part.strip().startswith(("BLAS_INFO=", "LAPACK_INFO="))]
+        return {"torch": torch.__version__, "numpy": np.__version__,
+                "num_threads": torch.get_num_threads(), "blas": sorted(set(blas)),
+                "mkldnn": bool(torch.backends.mkldnn.is_available()),
+                "threadpools": threadpool_info()}
+
+    def _mlp(self, seed=0):
+        nn = self.torch.nn
+        self.torch.manual_seed(seed)
+        a, b, c, d = MLP_SIZES
+        return nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Linear(b, c), nn.ReLU(), nn.Linear(c, d))
+
+    def _loader(self, X, Y, batch):
+        """Shuffle once per epoch (one gather), then yield slices: the fastest plain loader."""
+        perm = self.torch.randperm(len(X))
+        Xs, Ys = X[perm], Y[perm]
+        for start in range(0, len(X), batch):
+            yield Xs[start:start + batch], Ys[start:start + batch]
+
+    def _epoch(self, model, loss_fn, opt, X, Y, batch):
+        total = 0.0
+        for xb, yb in self._loader(X, Y, batch):
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        return total
+
+    def mlp(self, samples, batch, momentum, seed=0):
+        torch = self.torch
+        X, y = data("mnist", samples)
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        model = self._mlp(seed)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        start = time.perf_counter()
+        self._epoch(model, loss_fn, opt, Xt, yt, batch)
+        return time.perf_counter() - start
+
+    def step(self, samples, batch, seed=0):
+        """The median time of one training step within an epoch (steady state), and the
+        NumPy matmul peak measured right after it."""
+        torch = self.torch
+        X, y = data("mnist", samples)
+        model = self._mlp(seed)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        loss_fn, times = torch.nn.CrossEntropyLoss(), []
+        for xb, yb in self._loader(torch.from_numpy(X), torch.from_numpy(y), batch):
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            loss.item()
+            times.append(time.perf_counter())
+        # NumPy's peak after the epoch: its BLAS threads must not spin while torch trains
+        return {"seconds": float(np.median(np.diff(times))), "peak_gflops": numpy_matmul_peak()}
+
+    def _mazur_net(self):
+        torch, nn = self.torch, self.torch.nn
+        _, _, (w1, b1), (w2, b2) = mazur_sample()
+        l1, l2 = nn.Linear(2, 2), nn.Linear(2, 2)
+        with torch.no_grad():  # torch stores weight as (out, in)
+            l1.weight.copy_(torch.tensor(w1).T)
+            l1.bias.copy_(torch.tensor(b1))
+            l2.weight.copy_(torch.tensor(w2).T)
+            l2.bias.copy_(torch.tensor(b2))
+        return nn.Sequential(l1, nn.Sigmoid(), l2, nn.Sigmoid())
+
+    @staticmethod
+    def _sse(out, target):
+        """The textbook ½ Σ (t − o)², averaged over the samples of the batch (chainrule SSE)."""
+        return 0.5 * ((out - target) ** 2).sum() / len(out)
+
+    def tiny(self, steps, seed=0):
+        torch = self.torch
+        X, T = data("mazur", steps)
+        model = self._mazur_net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        Xt, Tt = torch.from_numpy(X), torch.from_numpy(T)
+        start = time.perf_counter()
+        self._epoch(model, self._sse, opt, Xt, Tt, 1)
+        return time.perf_counter() - start
+
+    def digits(self, seed=0):
+        torch, nn = self.torch, self.torch.nn
+        X, Y = data("digits")
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(64, 32), nn.Sigmoid(), nn.Linear(32, 16), nn.Sigmoid(),
+                              nn.Linear(16, 10), nn.Sigmoid())
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+        start = time.perf_counter()
+        self._epoch(model, self._sse, opt, Xt, Yt, 1)
+        return time.perf_counter() - start
+
+    def predict(self, samples, seed=0):
+        torch = self.torch
+        X, _ = data("mnist", samples)
+        Xt = torch.from_numpy(X)
+        model = self._mlp(seed)
+        start = time.perf_counter()
+        with torch.no_grad():
+            model(Xt).numpy()
+        return time.perf_counter() - start
+
+    def matmul(self, n, reps):
+        torch = self.torch
+        a, b = (torch.from_numpy(m) for m in _matmul_operands(n))
+        c = torch.empty(n, n)
+        start = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b, out=c)
+        return time.perf_counter() - start
+
+
+# --- scikit-learn --------------------------------------------------------------------------
+class SklearnCases:
+    name = "sklearn"
+
+    def __init__(self) -> None:
+        import sklearn
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+
+        self.sklearn, self.MLPClassifier = sklearn, MLPClassifier
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+
+    def info(self) -> dict:
+        import scipy
+        from threadpoolctl import threadpool_info
+
+        return {"scikit-learn": self.sklearn.__version__, "scipy": scipy.__version__,
+                "numpy": np.__version__, "threadpools": threadpool_info()}
+
+    def mlp(self, samples, batch, momentum, seed=0):
+        X, y = data("mnist", samples)
+        clf = self.MLPClassifier(
+            hidden_layer_sizes=MLP_SIZES[1:-1], activation="relu", solver="sgd", alpha=0.0,
+            batch_size=batch, learning_rate_init=0.1, momentum=momentum, nesterovs_momentum=False,
+            max_iter=1, shuffle=True, early_stopping=False, n_iter_no_change=10**9,
+            random_state=seed)
+        start = time.perf_counter()
+        clf.fit(X, y)
+        return time.perf_counter() - start
+
+
+FRAMEWORKS = {"chainrule": ChainruleCases, "torch": TorchCases, "sklearn": SklearnCases}
+
+
+# --- entry points --------------------------------------------------------------------------
+def serve(name: str) -> None:
+    """Answer JSON commands from stdin, one per line, until stdin closes."""
+    reply = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not break the protocol
+    cases = FRAMEWORKS[name]()
+    reply.write(json.dumps({"ready": name, "info": cases.info()}, default=str) + "\n")
+    for line in sys.stdin:
+        command = json.loads(line)
+        try:
+            if command["case"] == "prepare":
+                data(*command["args"])
+                answer = {"ok": True}
+            else:
+                answer = getattr(cases, command["case"])(**command["params"])
+                if not isinstance(answer, dict):
+                    answer = {"seconds": answer}
+        except Exception as exc:  # report, keep serving the other cases
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        reply.write(json.dumps(answer) + "\n")
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def measure_memory(name: str, samples: int, batch: int) -> None:
+    """One batch-512 epoch in this fresh process; print its peak RSS (MiB) as JSON."""
+    cases = FRAMEWORKS[name]()
+    data("mnist", samples)
+    setup = _status_kib("VmHWM")
+    seconds = cases.mlp(samples=samples, batch=batch, momentum=0.0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"framework": name, "setup_peak_mib": setup / 1024, "peak_mib": peak / 1024,
+                      "seconds": seconds}))
+
+
+def main(argv=None) -> None:
+    if any(k in os.environ for k in FORCED_ENV):  # started by hand: rerun with a clean environment
+        env = {k: v for k, v in os.environ.items() if k not in FORCED_ENV}
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--worker", choices=sorted(FRAMEWORKS))
+    group.add_argument("--memory", choices=sorted(FRAMEWORKS))
+    parser.add_argument("--samples", type=int, default=60000)
+    parser.add_argument("--batch", type=int, default=512)
+    args = parser.parse_args(argv)
+    if args.worker:
+        serve(args.worker)
+    else:
+        measure_memory(args.memory, args.samples, args.batch)
+
+
+if __name__ == "__main__":
+    main()

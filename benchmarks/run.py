@@ -1,0 +1,586 @@
+"""chainrule against PyTorch and scikit-learn, side by side in one run.
+
+    python benchmarks/run.py              the full run (about 5 minutes on 2 cores)
+    python benchmarks/run.py --quick      fewer samples, under 2 minutes
+    python benchmarks/run.py --check      also compare chainrule/PyTorch ratios with the baseline
+
+The driver imports no numerical library. It first re-executes itself without
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (they pin OpenBLAS to an older, slower kernel), then
+starts one worker process per framework (``cases.py --worker``, same clean environment)
+and alternates them run by run: a warm-up, then every repeat in a rotated framework order,
+with a pause between runs so that one framework's spinning BLAS threads do not slow the
+next. Peak memory is measured in a fresh process per framework. Results go to
+``benchmarks/results/`` as Markdown and JSON, dated, and as ``latest.md`` / ``latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FORCED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+HERE = Path(__file__).resolve().parent
+CASES_PY = HERE / "cases.py"
+NAMES = {"chainrule": "chainrule", "torch": "PyTorch", "sklearn": "scikit-learn"}
+PEERS = ("torch", "sklearn")
+MLP_SIZES = (784, 256, 128, 10)
+NOISY_SPREAD = 0.25    # (max − min) / median of a case's runs above which more runs are made
+WARMUP_ROUNDS = 2      # untimed rounds before the timed ones (the first timed run was still slow after one)
+PROBE_QUIET = 0.80     # a run counts when the probes around it reach this share of the best probe
+CHECK_TOLERANCE = 0.20  # --check fails when a ratio falls more than this below the baseline
+
+
+def reexec_without_forced_env() -> None:
+    """Replace this process by itself, minus the OpenBLAS overrides (before anything loads BLAS)."""
+    removed = {k: os.environ[k] for k in FORCED_ENV if k in os.environ}
+    if not removed:
+        return
+    env = {k: v for k, v in os.environ.items() if k not in FORCED_ENV}
+    env["CHAINRULE_BENCH_REMOVED"] = json.dumps(removed)
+    os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]], env)
+
+
+def mlp_flops_per_sample(sizes=MLP_SIZES) -> int:
+    """Matrix-product FLOPs (2·m·k·n per product) of one sample in one training step.
+
+    forward z = x·W for every layer, dL/dW = xᵀ·δ for every layer, and dL/dx = δ·Wᵀ for
+    every layer but the first: no framework here computes the gradient with respect to the
+    input data (chainrule skips it, PyTorch's autograd is not asked for it because the input
+    does not require grad, scikit-learn's backward loop stops before it).
+    """
+    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    forward = sum(2 * a * b for a, b in pairs)
+    return 2 * forward + sum(2 * a * b for a, b in pairs[1:])
+
+
+# --- the cases -----------------------------------------------------------------------------
+@dataclass
+class Case:
+    id: str
+    label: str
+    kind: str                      # the method of the cases.py classes
+    unit: str
+    frameworks: tuple[str, ...]
+    params: dict = field(default_factory=dict)
+    work: float = 1.0              # units of work per run (samples, steps, GFLOP)
+    targets: dict = field(default_factory=dict)   # peer -> minimum chainrule/peer ratio
+    peer_case: str | None = None   # take the peers' figures from this case
+    checked: bool = True           # part of the --check regression test
+
+
+def build_cases(quick: bool) -> list[Case]:
+    n = 10_000 if quick else 60_000
+    steps = 4_000 if quick else 20_000
+    epochs = 1_000 if quick else 5_000
+    all3 = ("chainrule", "torch", "sklearn")
+    cases = []
+    for batch, target in ((32, 1.5), (128, 1.5), (512, 1.8)):
+        for momentum in (0.0, 0.9):
+            sk_target = {"sklearn": 1.6} if batch == 128 else {}
+            cases.append(Case(
+                f"mlp_b{batch}" + ("_momentum" if momentum else ""),
+                f"MLP 784-256-128-10 fit, batch {batch}, SGD" + (" momentum 0.9" if momentum else ""),
+                "mlp", "samples/s", all3, {"samples": n, "batch": batch, "momentum": momentum},
+                work=n, targets={"torch": target, **sk_target}))
+    cases += [
+        Case("tiny_222", f"2-2-2 sigmoid, per-sample SGD ({steps:,} steps)", "tiny", "steps/s",
+             ("chainrule", "torch"), {"steps": steps}, work=steps, targets={"torch": 5.0}),
+        Case("tiny_222_epochs", f"2-2-2 sigmoid, fit(epochs={epochs:,}) on the one sample",
+             "tiny_epochs", "steps/s", ("chainrule",), {"steps": epochs}, work=epochs,
+             targets={"torch": 5.0}, peer_case="tiny_222"),
+        Case("digits", "64-32-16-10 sigmoid digits, per-sample epoch (1,797 steps)", "digits",
+             "samples/s", ("chainrule", "torch"), {}, work=1797, targets={"torch": 5.0}),
+        Case("predict", f"predict {n:,} x 784 (torch: no_grad)", "predict", "samples/s",
+             ("chainrule", "torch"), {"samples": n}, work=n, targets={"torch": 1.0}),
+    ]
+    flops = mlp_flops_per_sample() * 512 / 1e9
+    cases.append(Case("step_b512", "MLP batch-512 training step, median step time within the epoch",
+                      "step", "GFLOP/s", ("chainrule", "torch"), {"samples": n, "batch": 512},
+                      work=flops, checked=False))
+    reps = 3 if quick else 10
+    cases.append(Case("matmul", "float32 matmul 2048 x 2048 (chainrule: NumPy)", "matmul", "GFLOP/s",
+                      ("chainrule", "torch"), {"n": 2048, "reps": reps},
+                      work=reps * 2 * 2048**3 / 1e9, checked=False))
+    return cases
+
+
+# --- workers -------------------------------------------------------------------------------
+class Worker:
+    """A framework's long-lived process: one JSON command in, one JSON answer out."""
+
+    def __init__(self, name: str, env: dict) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            [sys.executable, str(CASES_PY), "--worker", name], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True, env=env, cwd=HERE.parent)
+        self.info: dict | None = None
+
+    def wait_ready(self) -> bool:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            return False
+        self.info = json.loads(line)["info"]
+        return True
+
+    def call(self, kind: str, params: dict) -> dict:
+        self.proc.stdin.write(json.dumps({"case": kind, "params": params}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        return json.loads(line) if line else {"error": f"{self.name} worker exited"}
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+
+
+def start_workers(names, env) -> dict[str, Worker]:
+    workers = {name: Worker(name, env) for name in names}
+    ready = {}
+    for name, worker in workers.items():
+        if worker.wait_ready():
+            ready[name] = worker
+        else:
+            print(f"  {NAMES[name]} is not available (install the extra: pip install -e '.[bench]');"
+                  " its columns stay empty", flush=True)
+    return ready
+
+
+def noisy(values: list[float]) -> bool:
+    return len(values) > 1 and (max(values) - min(values)) / statistics.median(values) > NOISY_SPREAD
+
+
+class Runner:
+    """Timed runs, each between two probes of the machine's speed.
+
+    The probe, in the chainrule worker, measures arithmetic (NumPy matmuls) and memory (a
+    gather of random rows). Other users of this machine slow things down for seconds at a
+    time, sometimes only the memory-bound parts; a run whose probe before or after it fell
+    below PROBE_QUIET of the best probe seen, on either measure, is discarded and made again
+    (up to ``attempts`` times, the last one kept), the same for every framework.
+    """
+
+    def __init__(self, workers: dict[str, Worker], settle: float, attempts: int) -> None:
+        self.workers, self.settle, self.attempts = workers, settle, attempts
+        self.prober = workers.get("chainrule")
+        self.best: dict[str, float] = {}
+        self.last: dict | None = None  # the probe after the last run, the next run's "before"
+        self.discarded = 0
+        self.log: list = []  # (framework, case, attempt, probes, best) of every timed run
+        for _ in range(3):
+            self.probe()
+
+    def probe(self) -> dict | None:
+        if self.prober is None:
+            return None
+        time.sleep(self.settle)  # let the last run's BLAS or OpenMP threads go idle
+        answer = self.prober.call("probe", {})
+        if "error" in answer:
+            return None
+        self.last = {k: v for k, v in answer.items() if k != "seconds"}
+        for k, v in self.last.items():
+            self.best[k] = max(self.best.get(k, 0.0), v)
+        return self.last
+
+    def quiet(self, probe: dict) -> bool:
+        return all(v >= PROBE_QUIET * self.best[k] for k, v in probe.items())
+
+    def run(self, name: str, case: Case, timed: bool = True) -> dict:
+        for attempt in range(1, self.attempts + 1):
+            before = self.last if self.last is not None else self.probe()
+            time.sleep(self.settle)
+            self.last = None
+            answer = self.workers[name].call(case.kind, case.params)
+            if not timed or "error" in answer:
+                return answer
+            after = self.probe()
+            probes = [p for p in (before, after) if p is not None]
+            answer["probes"] = probes
+            self.log.append((name, case.id, attempt, probes))
+            if all(self.quiet(p) for p in probes) or attempt == self.attempts:
+                answer["attempts"] = attempt
+                return answer
+            self.discarded += 1
+        raise AssertionError("unreachable")
+
+
+def run_case(case: Case, runner: Runner, repeats: int, extra: int) -> dict:
+    """Warm-up rounds, then ``repeats`` runs per framework, alternating in a rotated order.
+
+    While some framework's runs still spread by more than NOISY_SPREAD, up to ``extra`` more
+    rounds are run, so the median stands on more runs.
+    """
+    names = [n for n in case.frameworks if n in runner.workers]
+    runs: dict[str, list[float]] = {n: [] for n in names}
+    shares: dict[str, list[float]] = {n: [] for n in names}  # GFLOP/s over the same run's peak
+    attempts: dict[str, list[int]] = {n: [] for n in names}
+    errors: dict[str, str] = {}
+    for r in range(1 - WARMUP_ROUNDS, repeats + extra + 1):  # rounds r <= 0 warm up
+        if r > repeats and not any(noisy(v) for v in runs.values()):
+            break
+        order = names[r % len(names):] + names[:r % len(names)] if names else []  # rotated
+        for name in order:
+            if name in errors:
+                continue
+            answer = runner.run(name, case, timed=r > 0)
+            if "error" in answer:
+                errors[name] = answer["error"]
+                print(f"    {NAMES[name]}: {answer['error']}", flush=True)
+            elif r > 0:
+                runs[name].append(case.work / answer["seconds"])
+                attempts[name].append(answer["attempts"])
+                if "peak_gflops" in answer:
+                    shares[name].append(case.work / answer["seconds"] / answer["peak_gflops"])
+    result = {n: summarize(v) | {"attempts": attempts[n]} for n, v in runs.items() if v}
+    for n, v in shares.items():
+        if v and n in result:
+            result[n]["peak_share"] = summarize(v)
+    return result | {f"error_{n}": e for n, e in errors.items()}
+
+
+def summarize(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": values}
+
+
+def measure_memory(names, samples: int, env: dict) -> dict:
+    """Peak RSS of a fresh process that builds the data and trains one batch-512 epoch."""
+    result = {}
+    for name in names:
+        proc = subprocess.run(
+            [sys.executable, str(CASES_PY), "--memory", name, "--samples", str(samples), "--batch", "512"],
+            capture_output=True, text=True, env=env, cwd=HERE.parent)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode == 0 and lines:
+            result[name] = json.loads(lines[-1])
+        else:
+            print(f"    memory, {NAMES[name]}: failed ({proc.stderr.strip().splitlines()[-1:]})")
+    return result
+
+
+# --- the machine ---------------------------------------------------------------------------
+def cpu_model() -> str:
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    simd = [f for f in ("avx2", "fma", "avx512f") if f in flags]
+    return (f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')},"
+            f" model {fields.get('model', '?')}; {', '.join(simd)})")
+
+
+def git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=HERE.parent, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src"],
+                               capture_output=True, text=True, cwd=HERE.parent).stdout.strip()
+        return head + (" (src modified)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def blas_lines(workers: dict[str, Worker]) -> list[str]:
+    """One line per framework: versions, BLAS library, the kernel OpenBLAS chose, threads."""
+    lines = []
+    for name, worker in workers.items():
+        info = worker.info or {}
+        pools = [p for p in info.get("threadpools", []) if p.get("user_api") == "blas"]
+        blas = "; ".join(
+            f"{p.get('internal_api')} {p.get('version')} ({p.get('prefix')}), kernel"
+            f" {p.get('architecture')}, {p.get('num_threads')} threads" for p in pools)
+        if name == "chainrule":
+            lines.append(f"chainrule {info.get('chainrule')} on NumPy {info.get('numpy')}: {blas}")
+        elif name == "torch":
+            omp = [p for p in info.get("threadpools", []) if p.get("user_api") == "openmp"]
+            lines.append(f"PyTorch {info.get('torch')}: BLAS {', '.join(info.get('blas', [])) or '?'},"
+                         f" oneDNN {'on' if info.get('mkldnn') else 'off'}, torch.set_num_threads("
+                         f"{info.get('num_threads')}), OpenMP {omp[0].get('num_threads') if omp else '?'}"
+                         " threads")
+        else:
+            lines.append(f"scikit-learn {info.get('scikit-learn')} (SciPy {info.get('scipy')},"
+                         f" NumPy {info.get('numpy')}): {blas}")
+    return lines
+
+
+def machine_info(workers: dict[str, Worker]) -> dict:
+    removed = json.loads(os.environ.get("CHAINRULE_BENCH_REMOVED", "{}"))
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "commit": git_commit(),
+        "removed_env": removed,
+        "env_now": {k: os.environ.get(k) for k in FORCED_ENV},
+        "blas": blas_lines(workers),
+        "workers": {n: w.info for n, w in workers.items()},
+    }
+
+
+# --- the table -----------------------------------------------------------------------------
+def fmt_num(x: float) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.0f}k"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def fmt_fig(fig: dict | None) -> str:
+    if not fig:
+        return "–"
+    return f"{fmt_num(fig['median'])} ({fmt_num(fig['min'])}–{fmt_num(fig['max'])})"
+
+
+def verdict(ratio: float | None, target: float | None, higher_is_better: bool = True) -> str:
+    if ratio is None or target is None:
+        return ""
+    if higher_is_better:
+        return f"≥ {target:g}×: {'met' if ratio >= target else f'missed by {100 * (1 - ratio / target):.0f} %'}"
+    return f"≤ {target:g}×: {'met' if ratio <= target else f'missed by {100 * (ratio / target - 1):.0f} %'}"
+
+
+def build_rows(cases: list[Case], results: dict, memory: dict) -> list[dict]:
+    """Table rows: per case the figures, the ratios chainrule/peer and the target verdicts."""
+    rows = []
+    for case in cases:
+        res = results.get(case.id, {})
+        peer_res = results.get(case.peer_case, {}) if case.peer_case else res
+        figs = {"chainrule": res.get("chainrule")} | {p: peer_res.get(p) for p in PEERS}
+        ratios = {p: figs["chainrule"]["median"] / figs[p]["median"]
+                  for p in PEERS if figs["chainrule"] and figs[p]}
+        targets = [verdict(ratios.get(p), t) + f" {NAMES[p]}" for p, t in case.targets.items()
+                   if p in ratios]
+        rows.append({"id": case.id, "label": case.label, "unit": case.unit, "figures": figs,
+                     "ratios": ratios, "targets": targets, "checked": case.checked,
+                     "peers_from": case.peer_case})
+    # efficiency: matrix-product FLOP/s of the batch-512 step over NumPy's matmul peak, from the
+    # median step time (the target) and from the whole epoch through fit (shuffle, checks)
+    peak = results.get("matmul", {}).get("chainrule")
+    step, b512 = results.get("step_b512", {}), results.get("mlp_b512", {})
+    if peak and (step or b512):
+        flops = mlp_flops_per_sample()
+        eff = {}
+        for n in NAMES:
+            if n in step:  # each run's step GFLOP/s over the peak measured right after it
+                eff.setdefault(n, {})["step"] = step[n]["peak_share"]["median"]
+            if n in b512:
+                eff.setdefault(n, {})["epoch"] = b512[n]["median"] * flops / 1e9 / peak["max"]
+        share = eff.get("chainrule", {}).get("step")
+        targets = []
+        if share is not None:
+            met = "met" if share >= 0.75 else f"missed by {75 - 100 * share:.0f} points"
+            targets.append(f"chainrule step ≥ 75 %: {met}")
+        rows.append({"id": "efficiency", "label": "batch-512 step, share of the NumPy matmul peak"
+                     " (step / whole epoch)", "unit": "% of peak", "figures": eff, "ratios": {},
+                     "targets": targets, "checked": False,
+                     "peak_gflops": peak["max"], "flops_per_sample": flops})
+    if memory:
+        figs = {n: {"median": m["peak_mib"], "setup": m["setup_peak_mib"]} for n, m in memory.items()}
+        ratios = {p: figs["chainrule"]["median"] / figs[p]["median"] for p in PEERS
+                  if "chainrule" in figs and p in figs}
+        rows.append({"id": "memory", "label": "peak RSS, fresh process, batch-512 epoch", "unit": "MiB",
+                     "figures": figs, "ratios": ratios,
+                     "targets": [verdict(ratios["torch"], 1.0, higher_is_better=False) + " PyTorch"]
+                     if "torch" in ratios else [], "checked": False})
+    return rows
+
+
+def render_table(rows: list[dict]) -> str:
+    head = ["case", "unit", "chainrule", "PyTorch", "scikit-learn", "chainrule / PyTorch",
+            "chainrule / scikit-learn", "target"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for row in rows:
+        figs = row["figures"]
+        if row["id"] == "efficiency":
+            cells = [" / ".join(f"{100 * figs[n][k]:.0f} %" if k in figs[n] else "–" for k in ("step", "epoch"))
+                     if n in figs else "–" for n in NAMES]
+        elif row["id"] == "memory":
+            cells = [f"{figs[n]['median']:.0f} (setup {figs[n]['setup']:.0f})" if n in figs else "–"
+                     for n in NAMES]
+        else:
+            cells = [fmt_fig(figs.get(n)) for n in NAMES]
+        ratios = [f"{row['ratios'][p]:.2f}×" if p in row["ratios"] else "–" for p in PEERS]
+        lines.append("| " + " | ".join([row["label"], row["unit"], *cells, *ratios,
+                                         "; ".join(row["targets"])]) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(report: dict, table: str) -> str:
+    m = report["machine"]
+    removed = ", ".join(f"{k}={v}" for k, v in m["removed_env"].items()) or "none were set"
+    eff = next((r for r in report["rows"] if r["id"] == "efficiency"), None)
+    lines = [
+        f"# chainrule benchmarks, {report['date']} ({report['mode']} run)",
+        "",
+        f"- CPU: {m['cpu']}; {m['cores']} cores, {m['usable_cores']} usable; {m['system']};"
+        f" Python {m['python']}; chainrule commit {m['commit']}",
+        *[f"- {line}" for line in m["blas"]],
+        f"- removed from the environment before any BLAS loaded: {removed}",
+        f"- {report['repeats']} timed runs per framework and case after {WARMUP_ROUNDS} warm-up runs (up to"
+        f" {report['repeats'] + report['extra']} when the runs spread by more than"
+        f" {100 * NOISY_SPREAD:.0f} %); {report['discarded_runs']} runs were discarded and made again"
+        f" because a probe just before or after them (NumPy matmuls and a gather of random rows) ran"
+        f" below {100 * PROBE_QUIET:.0f} % of its best ({report['best_probe'].get('gflops', 0):.0f} GFLOP/s,"
+        f" {report['best_probe'].get('gather_gbps', 0):.1f} GB/s), up to {report['attempts']} tries; frameworks"
+        " alternating run by run; figures are medians (min–max); ratios are of the medians;"
+        " higher is better except for memory",
+        f"- noise: the NumPy matmul peak (a fixed workload) varied by {100 * report['noise']:.0f} %"
+        " (max − min over median) during the run" if report["noise"] is not None else "- noise: not measured",
+        "",
+        table,
+        "",
+    ]
+    if eff:
+        lines.append(f"Efficiency: {eff['flops_per_sample']:,} matrix-product FLOPs per sample and step"
+                     " (forward, dL/dW of every layer, dL/dx of every layer but the first: no framework"
+                     " computes dL/dx of the input data), over the NumPy float32 2048 x 2048 matmul peak (the"
+                     f" best of its runs: {eff['peak_gflops']:.0f} GFLOP/s) measured in the same run."
+                     " \"step\" divides by the median step time within an epoch (the step_b512 row;"
+                     " for chainrule the batch gather is inside the step) and by the peak measured again"
+                     " right after that epoch, so that both see the same load on this shared machine;"
+                     " the median over the runs is shown. \"Whole epoch\" divides by the epoch"
+                     " time through `fit` (the mlp_b512 row: shuffling and the input checks included).")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --- regression check ----------------------------------------------------------------------
+def check_against_baseline(report: dict, baseline_path: Path) -> int:
+    if not baseline_path.exists():
+        print(f"check: no baseline at {baseline_path}; run with --save-baseline first")
+        return 2
+    baseline = json.loads(baseline_path.read_text()).get(report["mode"])
+    if not baseline:
+        print(f"check: {baseline_path} has no {report['mode']} baseline")
+        return 2
+    failed = []
+    print(f"\ncheck: chainrule/PyTorch ratios against {baseline_path.name} ({baseline['date']})")
+    for row in report["rows"]:
+        base = baseline["ratios_vs_torch"].get(row["id"])
+        now = row["ratios"].get("torch")
+        if not row["checked"] or base is None or now is None:
+            continue
+        change = now / base - 1
+        bad = change < -CHECK_TOLERANCE
+        failed += [row["id"]] if bad else []
+        print(f"  {row['id']:18s} baseline {base:6.2f}×  now {now:6.2f}×  {100 * change:+5.0f} %"
+              f"{'  REGRESSION' if bad else ''}")
+    if failed:
+        print(f"check failed: {', '.join(failed)} fell more than {100 * CHECK_TOLERANCE:.0f} % below the baseline")
+        return 1
+    print("check passed")
+    return 0
+
+
+def save_baseline(report: dict, path: Path) -> None:
+    baseline = json.loads(path.read_text()) if path.exists() else {}
+    baseline[report["mode"]] = {
+        "date": report["date"], "commit": report["machine"]["commit"],
+        "ratios_vs_torch": {r["id"]: r["ratios"]["torch"] for r in report["rows"]
+                            if r["checked"] and "torch" in r["ratios"]},
+    }
+    path.write_text(json.dumps(baseline, indent=2) + "\n")
+    print(f"baseline for the {report['mode']} run written to {path}")
+
+
+# --- main ----------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="chainrule against PyTorch and scikit-learn.")
+    parser.add_argument("--quick", action="store_true", help="fewer samples, under 2 minutes")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when a chainrule/PyTorch ratio falls >20 %% below the baseline")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 7, quick 5)")
+    parser.add_argument("--cases", default=None, help="comma-separated case ids to run (default: all)")
+    parser.add_argument("--save-baseline", action="store_true",
+                        help="write this run's ratios as the baseline for its mode")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    repeats = args.repeats or (5 if args.quick else 7)
+    extra = 2 if args.quick else 4  # more rounds allowed when the runs are noisy
+    attempts = 2 if args.quick else 3  # tries of a run disturbed by another process
+    settle = 0.15  # s before each run and probe: OpenBLAS threads spin ~0.1 s after their last call
+    now = dt.datetime.now().astimezone()
+    start = time.perf_counter()
+
+    env = {k: v for k, v in os.environ.items() if k not in FORCED_ENV}
+    print(f"chainrule benchmarks, {now:%Y-%m-%d %H:%M %Z}, {mode} run", flush=True)
+    workers = start_workers(NAMES, env)
+    machine = machine_info(workers)
+    print(f"CPU: {machine['cpu']}; {machine['cores']} cores ({machine['usable_cores']} usable)")
+    for line in machine["blas"]:
+        print(line)
+    removed = ", ".join(f"{k}={v}" for k, v in machine["removed_env"].items()) or "none were set"
+    print(f"removed from the environment: {removed}\n", flush=True)
+
+    cases = build_cases(args.quick)
+    if args.cases:
+        wanted = set(args.cases.split(","))
+        cases = [c for c in cases if c.id in wanted]
+    results = {}
+    runner = Runner(workers, settle, attempts)
+    try:
+        for case in cases:
+            t0 = time.perf_counter()
+            results[case.id] = run_case(case, runner, repeats, extra)
+            figs = "  ".join(f"{NAMES[n]} {fmt_fig(results[case.id].get(n))}" for n in case.frameworks)
+            print(f"  {case.label}: {figs} {case.unit} [{time.perf_counter() - t0:.0f} s]", flush=True)
+    finally:
+        for worker in workers.values():
+            worker.close()
+    memory = {}
+    if not args.cases or "memory" in args.cases.split(","):
+        memory = measure_memory(list(workers), 10_000 if args.quick else 60_000, env)
+        print("  peak RSS: " + "  ".join(f"{NAMES[n]} {m['peak_mib']:.0f} MiB" for n, m in memory.items()))
+
+    peak = results.get("matmul", {}).get("chainrule")
+    noise = (peak["max"] - peak["min"]) / peak["median"] if peak else None
+    if noise is not None and noise > 0.15:
+        print(f"warning: the NumPy matmul peak varied by {100 * noise:.0f} % during the run; other"
+              " processes share this machine, so the figures are noisy: run again", flush=True)
+    rows = build_rows(cases, results, memory)
+    table = render_table(rows)
+    report = {"date": now.isoformat(timespec="seconds"), "mode": mode, "repeats": repeats, "extra": extra,
+              "attempts": attempts, "discarded_runs": runner.discarded, "best_probe": runner.best,
+              "probe_log": runner.log,
+              "machine": machine, "noise": noise, "rows": rows, "results": results, "memory": memory,
+              "seconds": round(time.perf_counter() - start, 1)}
+    print("\n" + table + "\n")
+    markdown = render_markdown(report, table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"{now:%Y-%m-%d_%H%M%S}_{mode}"
+    for name in (stem, "latest"):
+        (args.out / f"{name}.md").write_text(markdown)
+        (args.out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    print(f"written: {args.out / stem}.md/.json and latest.md/.json ({report['seconds']:.0f} s in all;"
+          f" {runner.discarded} disturbed runs made again)")
+    if args.save_baseline:
+        save_baseline(report, args.out / "baseline.json")
+    if args.check:
+        return check_against_baseline(report, args.out / "baseline.json")
+    return 0
+
+
+if __name__ == "__main__":
+    reexec_without_forced_env()
+    sys.exit(main())
