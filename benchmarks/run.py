@@ -35,7 +35,7 @@ PEERS = ("torch", "sklearn")
 MLP_SIZES = (784, 256, 128, 10)
 NOISY_SPREAD = 0.25    # (max − min) / median of a case's runs above which more runs are made
 WARMUP_ROUNDS = 2      # untimed rounds before the timed ones (the first timed run was still slow after one)
-PROBE_QUIET = 0.80     # a run counts when the probes around it reach this share of the best probe
+PROBE_QUIET = 0.85     # a run counts when the probes around it reach this share of the best probe
 CHECK_TOLERANCE = 0.20  # --check fails when a ratio falls more than this below the baseline
 
 
@@ -163,10 +163,11 @@ def noisy(values: list[float]) -> bool:
 class Runner:
     """Timed runs, each between two probes of the machine's speed.
 
-    The probe, in the chainrule worker, measures arithmetic (NumPy matmuls) and memory (a
-    gather of random rows). Other users of this machine slow things down for seconds at a
-    time, sometimes only the memory-bound parts; a run whose probe before or after it fell
-    below PROBE_QUIET of the best probe seen, on either measure, is discarded and made again
+    The probe, in the chainrule worker, measures arithmetic (NumPy matmuls), memory (a gather
+    of random rows) and the mix of a training step (plain-NumPy MLP steps). Other users of
+    this machine slow things down for seconds at a time, sometimes only some of these; a run
+    whose probe before or after it fell below PROBE_QUIET of the best seen, on any measure,
+    is discarded and made again
     (up to ``attempts`` times, the last one kept), the same for every framework.
     """
 
@@ -439,13 +440,18 @@ def render_markdown(report: dict, table: str) -> str:
         f"- {report['repeats']} timed runs per framework and case after {WARMUP_ROUNDS} warm-up runs (up to"
         f" {report['repeats'] + report['extra']} when the runs spread by more than"
         f" {100 * NOISY_SPREAD:.0f} %); {report['discarded_runs']} runs were discarded and made again"
-        f" because a probe just before or after them (NumPy matmuls and a gather of random rows) ran"
-        f" below {100 * PROBE_QUIET:.0f} % of its best ({report['best_probe'].get('gflops', 0):.0f} GFLOP/s,"
-        f" {report['best_probe'].get('gather_gbps', 0):.1f} GB/s), up to {report['attempts']} tries; frameworks"
+        f" because a probe just before or after them (NumPy matmuls, a gather of random rows, plain-NumPy"
+        f" MLP steps) ran below {100 * PROBE_QUIET:.0f} % of its best"
+        f" ({report['best_probe'].get('gflops', 0):.0f} GFLOP/s, {report['best_probe'].get('gather_gbps', 0):.1f}"
+        f" GB/s, {report['best_probe'].get('numpy_steps_per_s', 0):.0f} steps/s), up to {report['attempts']}"
+        " tries; frameworks"
         " alternating run by run; figures are medians (min–max); ratios are of the medians;"
         " higher is better except for memory",
         f"- noise: the NumPy matmul peak (a fixed workload) varied by {100 * report['noise']:.0f} %"
         " (max − min over median) during the run" if report["noise"] is not None else "- noise: not measured",
+        f"- speed: the median probe of plain-NumPy MLP steps ran at {100 * report['speed']:.0f} % of its best"
+        " during the run (other users of the host slow it for minutes at a time)"
+        if report.get("speed") is not None else "- speed: not probed",
         "",
         table,
         "",
@@ -555,15 +561,19 @@ def main(argv=None) -> int:
 
     peak = results.get("matmul", {}).get("chainrule")
     noise = (peak["max"] - peak["min"]) / peak["median"] if peak else None
-    if noise is not None and noise > 0.15:
-        print(f"warning: the NumPy matmul peak varied by {100 * noise:.0f} % during the run; other"
-              " processes share this machine, so the figures are noisy: run again", flush=True)
+    # how fast the machine ran during the timed runs: median probe over the best probe
+    steps = [p["numpy_steps_per_s"] for *_, probes in runner.log for p in probes if "numpy_steps_per_s" in p]
+    speed = statistics.median(steps) / runner.best["numpy_steps_per_s"] if steps else None
+    if (noise is not None and noise > 0.15) or (speed is not None and speed < 0.9):
+        print(f"warning: the machine was busy (matmul peak spread {100 * (noise or 0):.0f} %, probes at"
+              f" {100 * (speed or 1):.0f} % of their best); other users share it, so the figures are"
+              " noisy: run again", flush=True)
     rows = build_rows(cases, results, memory)
     table = render_table(rows)
     report = {"date": now.isoformat(timespec="seconds"), "mode": mode, "repeats": repeats, "extra": extra,
               "attempts": attempts, "discarded_runs": runner.discarded, "best_probe": runner.best,
               "probe_log": runner.log,
-              "machine": machine, "noise": noise, "rows": rows, "results": results, "memory": memory,
+              "machine": machine, "noise": noise, "speed": speed, "rows": rows, "results": results, "memory": memory,
               "seconds": round(time.perf_counter() - start, 1)}
     print("\n" + table + "\n")
     markdown = render_markdown(report, table)
@@ -572,8 +582,9 @@ def main(argv=None) -> int:
     for name in (stem, "latest"):
         (args.out / f"{name}.md").write_text(markdown)
         (args.out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    speed_note = f"; the machine ran at {100 * speed:.0f} % of its best speed" if speed is not None else ""
     print(f"written: {args.out / stem}.md/.json and latest.md/.json ({report['seconds']:.0f} s in all;"
-          f" {runner.discarded} disturbed runs made again)")
+          f" {runner.discarded} disturbed runs made again{speed_note})")
     if args.save_baseline:
         save_baseline(report, args.out / "baseline.json")
     if args.check:
