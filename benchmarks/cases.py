@@ -216,7 +216,7 @@ class ChainruleCases:
         return time.perf_counter() - start
 
     def probe(self):
-        """The machine's speed now, for arithmetic, memory and caches: the best of 4 NumPy
+        """The machine's speed now, for arithmetic, memory and caches: the best of 3 NumPy
         1024 x 1024 matmuls (after a warm-up), of 3 gathers of 4,096 random rows of 784 floats
         from a 63 MB array (the access pattern of a shuffled batch), and of 3 plain-NumPy
         batch-512 steps of the MLP (other users of the host sometimes slow only these)."""
@@ -226,7 +226,7 @@ class ChainruleCases:
             start = time.perf_counter()
             X[rows]
             best = min(best, time.perf_counter() - start)
-        return {"seconds": 0.0, "gflops": numpy_matmul_peak(1024, 4), "gather_gbps": X[rows].nbytes / best / 1e9,
+        return {"seconds": 0.0, "gflops": numpy_matmul_peak(1024, 3), "gather_gbps": X[rows].nbytes / best / 1e9,
                 "numpy_steps_per_s": _numpy_step_rate()}
 
     def matmul(self, n, reps):

@@ -34,8 +34,8 @@ NAMES = {"chainrule": "chainrule", "torch": "PyTorch", "sklearn": "scikit-learn"
 PEERS = ("torch", "sklearn")
 MLP_SIZES = (784, 256, 128, 10)
 NOISY_SPREAD = 0.25    # (max − min) / median of a case's runs above which more runs are made
-WARMUP_ROUNDS = 2      # untimed rounds before the timed ones (the first timed run was still slow after one)
-PROBE_QUIET = 0.85     # a run counts when the probes around it reach this share of the best probe
+PROBE_QUIET = 0.85     # a run counts when the probes around it reach this share of the reference probe
+SUSTAINED = 4          # disturbed tries in a row after which runs are kept as they come
 CHECK_TOLERANCE = 0.20  # --check fails when a ratio falls more than this below the baseline
 
 
@@ -165,20 +165,23 @@ class Runner:
 
     The probe, in the chainrule worker, measures arithmetic (NumPy matmuls), memory (a gather
     of random rows) and the mix of a training step (plain-NumPy MLP steps). Other users of
-    this machine slow things down for seconds at a time, sometimes only some of these; a run
-    whose probe before or after it fell below PROBE_QUIET of the best seen, on any measure,
-    is discarded and made again
-    (up to ``attempts`` times, the last one kept), the same for every framework.
+    this machine slow things down, sometimes only some of these: a run whose probe before or
+    after it fell below PROBE_QUIET of the reference (the 90th percentile of the probes so
+    far), on any measure, is discarded and made again, up to ``attempts`` times, the same for
+    every framework. Retrying only helps against short bursts: after SUSTAINED disturbed
+    tries in a row the machine is taken to be slow for a while, and runs are kept as they come
+    until a quiet probe is seen again.
     """
 
     def __init__(self, workers: dict[str, Worker], settle: float, attempts: int) -> None:
         self.workers, self.settle, self.attempts = workers, settle, attempts
         self.prober = workers.get("chainrule")
-        self.best: dict[str, float] = {}
+        self.history: dict[str, list[float]] = {}
         self.last: dict | None = None  # the probe after the last run, the next run's "before"
         self.discarded = 0
-        self.log: list = []  # (framework, case, attempt, probes, best) of every timed run
-        for _ in range(3):
+        self.streak = 0  # disturbed tries in a row
+        self.log: list = []  # (framework, case, attempt, probes) of every timed try
+        for _ in range(5):
             self.probe()
 
     def probe(self) -> dict | None:
@@ -190,32 +193,42 @@ class Runner:
             return None
         self.last = {k: v for k, v in answer.items() if k != "seconds"}
         for k, v in self.last.items():
-            self.best[k] = max(self.best.get(k, 0.0), v)
+            self.history.setdefault(k, []).append(v)
         return self.last
 
+    def reference(self) -> dict[str, float]:
+        return {k: sorted(v)[int(0.9 * (len(v) - 1))] for k, v in self.history.items()}
+
     def quiet(self, probe: dict) -> bool:
-        return all(v >= PROBE_QUIET * self.best[k] for k, v in probe.items())
+        ref = self.reference()
+        return all(v >= PROBE_QUIET * ref[k] for k, v in probe.items())
 
     def run(self, name: str, case: Case, timed: bool = True) -> dict:
+        if not timed:  # a warm-up: no probes
+            time.sleep(self.settle)
+            self.last = None
+            return self.workers[name].call(case.kind, case.params)
         for attempt in range(1, self.attempts + 1):
             before = self.last if self.last is not None else self.probe()
             time.sleep(self.settle)
             self.last = None
             answer = self.workers[name].call(case.kind, case.params)
-            if not timed or "error" in answer:
+            if "error" in answer:
                 return answer
             after = self.probe()
             probes = [p for p in (before, after) if p is not None]
             answer["probes"] = probes
             self.log.append((name, case.id, attempt, probes))
-            if all(self.quiet(p) for p in probes) or attempt == self.attempts:
+            quiet = all(self.quiet(p) for p in probes)
+            self.streak = 0 if quiet else self.streak + 1
+            if quiet or attempt == self.attempts or self.streak > SUSTAINED:
                 answer["attempts"] = attempt
                 return answer
             self.discarded += 1
         raise AssertionError("unreachable")
 
 
-def run_case(case: Case, runner: Runner, repeats: int, extra: int) -> dict:
+def run_case(case: Case, runner: Runner, repeats: int, extra: int, warmup: int) -> dict:
     """Warm-up rounds, then ``repeats`` runs per framework, alternating in a rotated order.
 
     While some framework's runs still spread by more than NOISY_SPREAD, up to ``extra`` more
@@ -226,7 +239,7 @@ def run_case(case: Case, runner: Runner, repeats: int, extra: int) -> dict:
     shares: dict[str, list[float]] = {n: [] for n in names}  # GFLOP/s over the same run's peak
     attempts: dict[str, list[int]] = {n: [] for n in names}
     errors: dict[str, str] = {}
-    for r in range(1 - WARMUP_ROUNDS, repeats + extra + 1):  # rounds r <= 0 warm up
+    for r in range(1 - warmup, repeats + extra + 1):  # rounds r <= 0 warm up
         if r > repeats and not any(noisy(v) for v in runs.values()):
             break
         order = names[r % len(names):] + names[:r % len(names)] if names else []  # rotated
@@ -427,7 +440,7 @@ def render_table(rows: list[dict]) -> str:
 
 
 def render_markdown(report: dict, table: str) -> str:
-    m = report["machine"]
+    m, ref = report["machine"], report["reference_probe"]
     removed = ", ".join(f"{k}={v}" for k, v in m["removed_env"].items()) or "none were set"
     eff = next((r for r in report["rows"] if r["id"] == "efficiency"), None)
     lines = [
@@ -437,19 +450,18 @@ def render_markdown(report: dict, table: str) -> str:
         f" Python {m['python']}; chainrule commit {m['commit']}",
         *[f"- {line}" for line in m["blas"]],
         f"- removed from the environment before any BLAS loaded: {removed}",
-        f"- {report['repeats']} timed runs per framework and case after {WARMUP_ROUNDS} warm-up runs (up to"
+        f"- {report['repeats']} timed runs per framework and case after {report['warmup']} warm-up runs (up to"
         f" {report['repeats'] + report['extra']} when the runs spread by more than"
         f" {100 * NOISY_SPREAD:.0f} %); {report['discarded_runs']} runs were discarded and made again"
         f" because a probe just before or after them (NumPy matmuls, a gather of random rows, plain-NumPy"
-        f" MLP steps) ran below {100 * PROBE_QUIET:.0f} % of its best"
-        f" ({report['best_probe'].get('gflops', 0):.0f} GFLOP/s, {report['best_probe'].get('gather_gbps', 0):.1f}"
-        f" GB/s, {report['best_probe'].get('numpy_steps_per_s', 0):.0f} steps/s), up to {report['attempts']}"
-        " tries; frameworks"
+        f" MLP steps) ran below {100 * PROBE_QUIET:.0f} % of the reference (the 90th percentile of the"
+        f" probes: {ref.get('gflops', 0):.0f} GFLOP/s, {ref.get('gather_gbps', 0):.1f} GB/s,"
+        f" {ref.get('numpy_steps_per_s', 0):.0f} steps/s), up to {report['attempts']} tries; frameworks"
         " alternating run by run; figures are medians (min–max); ratios are of the medians;"
         " higher is better except for memory",
         f"- noise: the NumPy matmul peak (a fixed workload) varied by {100 * report['noise']:.0f} %"
         " (max − min over median) during the run" if report["noise"] is not None else "- noise: not measured",
-        f"- speed: the median probe of plain-NumPy MLP steps ran at {100 * report['speed']:.0f} % of its best"
+        f"- speed: the median probe of plain-NumPy MLP steps ran at {100 * report['speed']:.0f} % of the reference"
         " during the run (other users of the host slow it for minutes at a time)"
         if report.get("speed") is not None else "- speed: not probed",
         "",
@@ -523,6 +535,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     repeats = args.repeats or (5 if args.quick else 7)
+    warmup = 1 if args.quick else 2  # untimed rounds (in a full run the first timed run was still slow after one)
     extra = 2 if args.quick else 4  # more rounds allowed when the runs are noisy
     attempts = 2 if args.quick else 3  # tries of a run disturbed by another process
     settle = 0.15  # s before each run and probe: OpenBLAS threads spin ~0.1 s after their last call
@@ -548,7 +561,7 @@ def main(argv=None) -> int:
     try:
         for case in cases:
             t0 = time.perf_counter()
-            results[case.id] = run_case(case, runner, repeats, extra)
+            results[case.id] = run_case(case, runner, repeats, extra, warmup)
             figs = "  ".join(f"{NAMES[n]} {fmt_fig(results[case.id].get(n))}" for n in case.frameworks)
             print(f"  {case.label}: {figs} {case.unit} [{time.perf_counter() - t0:.0f} s]", flush=True)
     finally:
@@ -561,17 +574,18 @@ def main(argv=None) -> int:
 
     peak = results.get("matmul", {}).get("chainrule")
     noise = (peak["max"] - peak["min"]) / peak["median"] if peak else None
-    # how fast the machine ran during the timed runs: median probe over the best probe
+    # how fast the machine ran during the timed runs: the median probe over the reference probe
     steps = [p["numpy_steps_per_s"] for *_, probes in runner.log for p in probes if "numpy_steps_per_s" in p]
-    speed = statistics.median(steps) / runner.best["numpy_steps_per_s"] if steps else None
+    speed = statistics.median(steps) / runner.reference()["numpy_steps_per_s"] if steps else None
     if (noise is not None and noise > 0.15) or (speed is not None and speed < 0.9):
         print(f"warning: the machine was busy (matmul peak spread {100 * (noise or 0):.0f} %, probes at"
-              f" {100 * (speed or 1):.0f} % of their best); other users share it, so the figures are"
+              f" {100 * (speed or 1):.0f} % of their reference); other users share it, so the figures are"
               " noisy: run again", flush=True)
     rows = build_rows(cases, results, memory)
     table = render_table(rows)
-    report = {"date": now.isoformat(timespec="seconds"), "mode": mode, "repeats": repeats, "extra": extra,
-              "attempts": attempts, "discarded_runs": runner.discarded, "best_probe": runner.best,
+    report = {"date": now.isoformat(timespec="seconds"), "mode": mode, "repeats": repeats, "warmup": warmup,
+              "extra": extra,
+              "attempts": attempts, "discarded_runs": runner.discarded, "reference_probe": runner.reference(),
               "probe_log": runner.log,
               "machine": machine, "noise": noise, "speed": speed, "rows": rows, "results": results, "memory": memory,
               "seconds": round(time.perf_counter() - start, 1)}
@@ -582,7 +596,7 @@ def main(argv=None) -> int:
     for name in (stem, "latest"):
         (args.out / f"{name}.md").write_text(markdown)
         (args.out / f"{name}.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    speed_note = f"; the machine ran at {100 * speed:.0f} % of its best speed" if speed is not None else ""
+    speed_note = f"; probes at {100 * speed:.0f} % of their reference" if speed is not None else ""
     print(f"written: {args.out / stem}.md/.json and latest.md/.json ({report['seconds']:.0f} s in all;"
           f" {runner.discarded} disturbed runs made again{speed_note})")
     if args.save_baseline:
