@@ -133,14 +133,20 @@ class Worker:
         return True
 
     def call(self, kind: str, params: dict) -> dict:
-        self.proc.stdin.write(json.dumps({"case": kind, "params": params}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
+        try:
+            self.proc.stdin.write(json.dumps({"case": kind, "params": params}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except OSError:  # the worker died earlier (its error is on stderr)
+            line = ""
         return json.loads(line) if line else {"error": f"{self.name} worker exited"}
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            self.proc.stdin.close()
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
             self.proc.wait(timeout=30)
 
 
@@ -365,12 +371,16 @@ def fmt_fig(fig: dict | None) -> str:
     return f"{fmt_num(fig['median'])} ({fmt_num(fig['min'])}–{fmt_num(fig['max'])})"
 
 
+def fmt_pct(x: float) -> str:
+    return f"{100 * x:.1f} %" if x < 0.01 else f"{100 * x:.0f} %"
+
+
 def verdict(ratio: float | None, target: float | None, higher_is_better: bool = True) -> str:
     if ratio is None or target is None:
         return ""
     if higher_is_better:
-        return f"≥ {target:g}×: {'met' if ratio >= target else f'missed by {100 * (1 - ratio / target):.0f} %'}"
-    return f"≤ {target:g}×: {'met' if ratio <= target else f'missed by {100 * (ratio / target - 1):.0f} %'}"
+        return f"≥ {target:g}×: {'met' if ratio >= target else f'missed by {fmt_pct(1 - ratio / target)}'}"
+    return f"≤ {target:g}×: {'met' if ratio <= target else f'missed by {fmt_pct(ratio / target - 1)}'}"
 
 
 def build_rows(cases: list[Case], results: dict, memory: dict) -> list[dict]:
@@ -535,7 +545,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
     repeats = args.repeats or (5 if args.quick else 7)
-    warmup = 1 if args.quick else 2  # untimed rounds (in a full run the first timed run was still slow after one)
+    warmup = 1 if args.quick else 2  # untimed rounds (the first timed run was still slow after one)
     extra = 2 if args.quick else 4  # more rounds allowed when the runs are noisy
     attempts = 2 if args.quick else 3  # tries of a run disturbed by another process
     settle = 0.15  # s before each run and probe: OpenBLAS threads spin ~0.1 s after their last call
@@ -583,12 +593,11 @@ def main(argv=None) -> int:
               " noisy: run again", flush=True)
     rows = build_rows(cases, results, memory)
     table = render_table(rows)
-    report = {"date": now.isoformat(timespec="seconds"), "mode": mode, "repeats": repeats, "warmup": warmup,
-              "extra": extra,
-              "attempts": attempts, "discarded_runs": runner.discarded, "reference_probe": runner.reference(),
-              "probe_log": runner.log,
-              "machine": machine, "noise": noise, "speed": speed, "rows": rows, "results": results, "memory": memory,
-              "seconds": round(time.perf_counter() - start, 1)}
+    report = {"date": now.isoformat(timespec="seconds"), "mode": mode, "seconds": round(time.perf_counter() - start, 1),
+              "repeats": repeats, "warmup": warmup, "extra": extra, "attempts": attempts,
+              "discarded_runs": runner.discarded, "reference_probe": runner.reference(), "noise": noise,
+              "speed": speed, "machine": machine, "rows": rows, "results": results, "memory": memory,
+              "probe_log": runner.log}
     print("\n" + table + "\n")
     markdown = render_markdown(report, table)
     args.out.mkdir(parents=True, exist_ok=True)
