@@ -78,35 +78,64 @@ def truncated_bptt_step(net, loss: Loss, xb: np.ndarray, yb: np.ndarray,
     layers = recurrent_layers(net)
     outputs: list[np.ndarray] = []
     value = 0.0
-    sums: list[tuple[np.ndarray, np.ndarray]] | None = None
+    grads = GradientSum(net.layers)
     try:
         for start in range(0, T, bptt_steps):
             stop = min(start + bptt_steps, T)
             for layer in layers:
                 layer._continue = start > 0               # start from the last window's state
             out = net._forward_train(xb[:, start:stop])
-            if out.ndim >= 3:                             # an output per step: this window's share
-                weight = time_weight(loss, stop - start, T)
-                part, delta = loss._value_and_grad(out, yb[:, start:stop])
-                value += weight * part
-                if weight != 1.0:
-                    delta *= weight
-                outputs.append(out)
-            elif stop == T:                               # one output, after the last step
-                value, delta = loss._value_and_grad(out, yb)
-                outputs.append(out)
-            else:
+            share = window_loss(loss, out, yb, start, stop, T)
+            if share is None:
                 continue                                  # this window only carries the state
+            part, delta = share
+            value += part
+            outputs.append(out)
             net._backward_train(delta)
-            if sums is None:
-                sums = [(g, g.copy()) for layer in net.layers for g in layer.grads.values()]
-            else:
-                for g, total in sums:
-                    total += g
+            grads.add()
     finally:
         for layer in layers:
             layer._continue = False
-    for g, total in sums:
-        g[...] = total
+    grads.write_back()
     output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=1)
     return output, value
+
+
+def window_loss(loss, out: np.ndarray, yb: np.ndarray, start: int, stop: int, T: int):
+    """(value, delta) of one window's share of the batch loss, or None when it has none.
+
+    An output per step counts with the window's time weight (see ``time_weight``); a single
+    output counts only in the last window.
+    """
+    if out.ndim >= 3:
+        weight = time_weight(loss, stop - start, T)
+        part, delta = loss._value_and_grad(out, yb[:, start:stop])
+        if weight != 1.0:
+            delta *= weight
+        return weight * part, delta
+    if stop == T:
+        return loss._value_and_grad(out, yb)
+    return None
+
+
+class GradientSum:
+    """Sums the layers' gradients over several backward passes (the windows of one batch).
+
+    ``add()`` after each backward; ``write_back()`` puts the totals into the layers' own
+    gradient buffers, where the optimizer reads them.
+    """
+
+    def __init__(self, layers) -> None:
+        self._layers = layers
+        self._sums: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def add(self) -> None:
+        if self._sums is None:
+            self._sums = [(g, g.copy()) for layer in self._layers for g in layer.grads.values()]
+        else:
+            for g, total in self._sums:
+                total += g
+
+    def write_back(self) -> None:
+        for g, total in self._sums or ():
+            g[...] = total

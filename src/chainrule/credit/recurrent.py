@@ -109,13 +109,13 @@ class RecurrentDNI(CreditRule):
     def bptt_step(self, net, xb: np.ndarray, yb: np.ndarray, bptt_steps: int):
         """Forward and backward over one batch in windows, the synthetic gradients injected;
         fill every ``grads`` (summed over the windows). Returns (output, loss value)."""
-        from ..sequence import time_weight
+        from ..sequence import GradientSum, window_loss
 
         loss, layers, T = self.loss, net.layers, xb.shape[1]
         rec = [layers[i] for i in self.recurrent]
         s = len(xb) if loss.reduction == "mean" else 1
         true = self._full_bptt(net, xb, yb) if self._measure_due() else None
-        outputs, value, sums = [], 0.0, None
+        outputs, value, grads = [], 0.0, GradientSum(layers)
         boundary_states: list[list[np.ndarray]] = [[] for _ in rec]
         boundary_targets: list[list[np.ndarray]] = [[] for _ in rec]
         try:
@@ -124,18 +124,13 @@ class RecurrentDNI(CreditRule):
                 for layer in rec:
                     layer._continue = start > 0
                 out = net._forward_train(xb[:, start:stop])
-                if out.ndim >= 3:
-                    weight = time_weight(loss, stop - start, T)
-                    part, delta = loss._value_and_grad(out, yb[:, start:stop])
-                    value += weight * part
-                    if weight != 1.0:
-                        delta *= weight
-                    outputs.append(out)
-                elif stop == T:
-                    value, delta = loss._value_and_grad(out, yb)
-                    outputs.append(out)
-                else:
+                share = window_loss(loss, out, yb, start, stop, T)
+                if share is None:
                     delta = np.zeros_like(out)  # no loss in this window; the future still counts
+                else:
+                    part, delta = share
+                    value += part
+                    outputs.append(out)
                 future = None
                 if stop < T:
                     future = {i: self.scale / s * m.predict(layers[i].state[0])
@@ -146,16 +141,11 @@ class RecurrentDNI(CreditRule):
                         boundary_targets[k].append(layer.initial_state_grad[0] * s)
                     if stop < T:
                         boundary_states[k].append(layer.state[0])
-                if sums is None:
-                    sums = [(g, g.copy()) for layer in layers for g in layer.grads.values()]
-                else:
-                    for g, total in sums:
-                        total += g
+                grads.add()
         finally:
             for layer in rec:
                 layer._continue = False
-        for g, total in sums:
-            g[...] = total
+        grads.write_back()
         self._boundaries = (boundary_states, boundary_targets)
         if true is not None:
             self._record_angles(net, true)
