@@ -312,3 +312,29 @@ def test_scheduled_lr_is_the_lr_of_the_update():
 def test_bad_schedules_are_refused(bad):
     with pytest.raises(cr.ChainruleError):
         bad()
+
+
+def test_an_assigned_lr_is_the_lr_of_the_next_update():
+    # callbacks such as ReduceLROnPlateau set opt.lr between steps
+    layer = cr.Dense(1, 1, weight=[[0.0]], use_bias=False, dtype=np.float64)
+    opt = cr.SGD(lr=1.0)
+    positions = []
+    for lr in (1.0, 0.25, 0.25, 2.0):
+        opt.lr = lr
+        layer.grads["weight"][...] = 1.0
+        opt.step(layer)
+        positions.append(layer.params["weight"].item())
+    assert positions == [-1.0, -1.25, -1.5, -3.5]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_update_is_theta_minus_lr_times_g_in_the_parameter_dtype(dtype):
+    rng = np.random.default_rng(4)
+    theta, g = rng.normal(size=(3, 4)).astype(dtype), rng.normal(size=(3, 4)).astype(dtype)
+    layer = cr.Dense(3, 4, weight=theta, use_bias=False, dtype=dtype)
+    layer.grads["weight"][...] = g
+    cr.SGD(lr=0.1).step(layer)
+    # NumPy's own rule for a Python float with an array: the float is rounded to the array's dtype
+    expected = theta - np.asarray(g * 0.1, dtype)
+    assert layer.params["weight"].dtype == dtype
+    np.testing.assert_array_equal(layer.params["weight"], expected)

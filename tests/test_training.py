@@ -457,3 +457,21 @@ def test_weights_set_before_joining_a_network_are_kept():
     dense.params["weight"][...] = [[1.0, 2.0], [3.0, 4.0]]
     net = cr.Sequential(dense, dtype=np.float64)
     np.testing.assert_array_equal(net.layers[0].params["weight"], [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_an_update_that_overflows_a_parameter_is_reported_after_the_epoch():
+    # z = w·x = 1e18 gives a finite loss (1e36 in float32), but lr·dL/dw = 1e24 · 2e15 overflows,
+    # so the weight becomes −inf while every loss the loop saw was finite
+    net = cr.Sequential(cr.Dense(1, 1, weight=[[1e21]], bias=[0.0]))
+    x, t = np.array([[1e-3]], np.float32), np.array([[0.0]], np.float32)
+    with pytest.raises(cr.TrainingError, match=r"parameter 0\.weight became NaN or inf during epoch 1"):
+        net.fit(x, t, loss="mse", optimizer=cr.SGD(lr=1e24), epochs=3, verbose=0)
+    assert net.layers[0].params["weight"][0, 0] == -np.inf
+
+
+def test_huge_but_finite_parameters_are_not_reported():
+    # w·w overflows float32 (the quick test), but w itself is finite: the exact test must decide
+    net = cr.Sequential(cr.Dense(1, 1, weight=[[1e30]], bias=[0.0]))
+    x, t = np.array([[1e-30]], np.float32), np.array([[1.0]], np.float32)
+    history = net.fit(x, t, loss="mse", optimizer=cr.SGD(lr=0.0), epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2

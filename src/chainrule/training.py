@@ -303,10 +303,14 @@ def _check_metrics(net, metric_objs, X, y) -> None:
 
 
 def _check_parameters(net, epoch: int) -> None:
-    for key, p in net.params.items():
-        if not np.isfinite(p).all():
-            raise TrainingError(f"parameter {key} became NaN or inf during epoch {epoch + 1} (an update"
-                                " overflowed); try a smaller learning rate, gradient clipping or scaled data")
+    for i, layer in enumerate(net.layers):
+        for name, p in layer.params.items():
+            # p·p is one BLAS call and finite whenever p is; only when it is not (NaN, inf, or an
+            # overflow of huge but finite entries) does the exact test decide
+            if not math.isfinite(np.vdot(p, p)) and not np.isfinite(p).all():
+                raise TrainingError(
+                    f"parameter {i}.{name} became NaN or inf during epoch {epoch + 1} (an update"
+                    " overflowed); try a smaller learning rate, gradient clipping or scaled data")
 
 
 def _check_target(net, loss, X, y, name: str) -> np.ndarray:

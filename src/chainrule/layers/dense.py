@@ -71,7 +71,8 @@ class Dense(Layer):
         if x.shape[-1] != self.n_in:
             self.check_input(x)
         self._input = x
-        z = x @ self.params["weight"]
+        # np.dot: the same BLAS call and result as `@` for 2-d input, ~0.3 µs less overhead per call
+        z = np.dot(x, self.params["weight"]) if x.ndim == 2 else x @ self.params["weight"]
         if self.use_bias:
             z += self.params["bias"]
         return z
@@ -80,12 +81,16 @@ class Dense(Layer):
         """Fill ``grads`` only; the first layer of a network needs no dL/dx."""
         x = self._input
         if x.ndim == 2:
-            if len(x) == 1:  # one sample: xᵀ·δ is an outer product, which a ufunc makes 2x faster than BLAS
-                np.multiply(x.T, delta, out=self.grads["weight"])
-            else:
-                np.matmul(x.T, delta, out=self.grads["weight"])
-            if self.use_bias:  # add.reduce is np.sum without its ~1.5 µs Python wrapper
-                np.add.reduce(delta, axis=0, out=self.grads["bias"])
+            grad_w = self.grads["weight"]
+            try:  # np.dot: matmul's BLAS call and result, with a third of its overhead on small arrays
+                np.dot(x.T, delta, out=grad_w)
+            except ValueError:  # np.dot writes only into an out of the result's exact dtype, C order
+                np.matmul(x.T, delta, out=grad_w)
+            if self.use_bias:
+                if len(delta) == 1:  # one sample: the sum over the batch is the row itself
+                    self.grads["bias"][:] = delta[0]
+                else:  # add.reduce is np.sum without its ~1.5 µs Python wrapper
+                    np.add.reduce(delta, axis=0, out=self.grads["bias"])
         else:  # sequences (n, time, n_in): sum over every leading axis
             x2, d2 = x.reshape(-1, self.n_in), delta.reshape(-1, self.n_out)
             np.matmul(x2.T, d2, out=self.grads["weight"])
@@ -94,7 +99,8 @@ class Dense(Layer):
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
         self.backward_params(delta)
-        return delta @ self.params["weight"].T
+        w_t = self.params["weight"].T
+        return np.dot(delta, w_t) if delta.ndim == 2 else delta @ w_t
 
     def astype(self, dtype) -> Dense:
         initial, self._initial = getattr(self, "_initial", None), None
