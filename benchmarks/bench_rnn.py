@@ -15,6 +15,11 @@ round by round, and the driver, which imports no numerical library, first drops
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE from the environment (they pin OpenBLAS to an older,
 slower kernel on this machine). The table gives the median milliseconds per step over all
 timed epochs and the ratio PyTorch / chainrule (> 1: chainrule is faster).
+
+The benchmark suite (run.py) times the same epochs, built by ``chainrule_epoch`` and
+``torch_epoch`` from here, as its ``rnn`` and ``lstm`` rows (in steps per second, its workers'
+thread settings); this file imports only the standard library at the top, so run.py's driver
+can read the constants.
 """
 
 from __future__ import annotations

@@ -11,8 +11,11 @@ learning rate, batch size, a fixed number of epochs: ``n_iter_no_change`` is set
 is reported with the test accuracy. chainrule runs in float64 (its default for float64
 input, like scikit-learn) and, as a second row, with ``dtype=np.float32``.
 
-``run(quick)`` returns the records as a list of dicts, for the benchmark suite (run.py) to
-include; this file imports only NumPy and scikit-learn at the top.
+``run(quick)`` returns the records as a list of dicts. The benchmark suite (run.py) times the
+``mnist_like`` case of ``cases()`` as its ``sklearn_estimator`` row (chainrule in float32),
+through ``case_data``, ``estimator_settings`` and ``time_fit`` from here, so that both give the
+same figures; this file imports only the standard library at the top (NumPy, scikit-learn and
+chainrule inside the functions), so run.py's driver can read the case definitions.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from pathlib import Path
 
 #: Variables that pin OpenBLAS to an older, slower kernel on some machines; removed before BLAS loads.
 FORCED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+#: Share of every data set held out for the test accuracy (stratified).
+TEST_SIZE = 0.25
 
 
 def _reexec_without_forced_env() -> None:
@@ -37,7 +42,7 @@ def _reexec_without_forced_env() -> None:
     os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]], env)
 
 
-def _cases(quick: bool) -> list[dict]:
+def cases(quick: bool) -> list[dict]:
     """(data set, hidden sizes, batch size, epochs)."""
     if quick:
         return [dict(data="digits", hidden=(64,), batch_size=32, epochs=10),
@@ -47,7 +52,8 @@ def _cases(quick: bool) -> list[dict]:
             dict(data="mnist_like", samples=20000, hidden=(256, 128), batch_size=128, epochs=3)]
 
 
-def _data(case: dict):
+def case_data(case: dict):
+    """Standardized float64 train and test splits of the case's data: X_train, X_test, y_train, y_test."""
     import numpy as np
     from sklearn import datasets
     from sklearn.model_selection import train_test_split
@@ -61,12 +67,20 @@ def _data(case: dict):
         X = np.minimum(protos[y] + 0.3 * rng.random((n, 784)), 1.0)
     else:
         X, y = getattr(datasets, f"load_{case['data']}")(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=TEST_SIZE, random_state=0, stratify=y)
     scaler = StandardScaler().fit(X_train)
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
 
 
-def _time_fit(make, X_train, y_train, X_test, y_test) -> tuple[float, float]:
+def estimator_settings(case: dict) -> dict:
+    """The keyword arguments both MLPClassifiers get: adam, a fixed number of epochs (no early stop)."""
+    return dict(hidden_layer_sizes=tuple(case["hidden"]), solver="adam", learning_rate_init=1e-3,
+                batch_size=case["batch_size"], max_iter=case["epochs"],
+                n_iter_no_change=case["epochs"] + 1, random_state=0)
+
+
+def time_fit(make, X_train, y_train, X_test, y_test) -> tuple[float, float]:
+    """Seconds of ``make().fit`` (the clock around ``fit`` only) and the fitted model's test accuracy."""
     from sklearn.exceptions import ConvergenceWarning
 
     model = make()
@@ -87,11 +101,9 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
 
     repeats = repeats or (2 if quick else 5)
     records = []
-    for case in _cases(quick):
-        X_train, X_test, y_train, y_test = _data(case)
-        settings = dict(hidden_layer_sizes=case["hidden"], solver="adam", learning_rate_init=1e-3,
-                        batch_size=case["batch_size"], max_iter=case["epochs"],
-                        n_iter_no_change=case["epochs"] + 1, random_state=0)
+    for case in cases(quick):
+        X_train, X_test, y_train, y_test = case_data(case)
+        settings = estimator_settings(case)
         makers = {
             "scikit-learn": lambda s=settings: SkMLPClassifier(**s),
             "chainrule": lambda s=settings: MLPClassifier(**s),
@@ -100,11 +112,11 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
         times: dict[str, list[float]] = {name: [] for name in makers}
         scores: dict[str, float] = {}
         for make in makers.values():  # warm-up
-            _time_fit(make, X_train[:256], y_train[:256], X_test, y_test)
+            time_fit(make, X_train[:256], y_train[:256], X_test, y_test)
         for r in range(repeats):
             order = list(makers)[r % len(makers):] + list(makers)[:r % len(makers)]
             for name in order:
-                seconds, scores[name] = _time_fit(makers[name], X_train, y_train, X_test, y_test)
+                seconds, scores[name] = time_fit(makers[name], X_train, y_train, X_test, y_test)
                 times[name].append(seconds)
         base = statistics.median(times["scikit-learn"])
         for name in makers:

@@ -6,10 +6,16 @@ copy of stdout (anything else it prints goes to stderr). Each command is one tim
 the driver can alternate frameworks run by run. ``python cases.py --memory NAME`` is the
 fresh process whose peak resident memory is measured for the batch-512 epoch.
 
-A worker imports only its own framework: chainrule (NumPy), torch or scikit-learn. The
-clock (``time.perf_counter``) runs around the public call only: ``fit`` / ``predict`` for
-chainrule and scikit-learn, the whole epoch loop (shuffle included) for PyTorch. Models,
-optimizers and data are built before the clock starts.
+A worker imports only its own framework: chainrule (NumPy), torch or scikit-learn; the one
+exception is the estimator case, whose chainrule side (``chainrule.sklearn``) is built on
+scikit-learn, imported when that case first runs (run.py runs it last). The clock
+(``time.perf_counter``) runs around the public call only: ``fit`` / ``predict`` for chainrule
+and scikit-learn, the whole epoch loop (shuffle included) for PyTorch. Models, optimizers and
+data are built before the clock starts.
+
+The recurrent and estimator cases are those of ``bench_rnn.py`` and ``bench_sklearn.py``
+beside this file, imported from there (both import only the standard library at the top), so
+the suite's rows and those scripts time the same thing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import sys
 import time
 import warnings
 
+import bench_rnn
+import bench_sklearn
 import numpy as np
 
 #: Variables that force OpenBLAS onto an older, slower kernel on this machine; never set here.
@@ -86,6 +94,32 @@ def data(kind: str, n: int = 0):
         elif kind == "digits":
             _DATA[key] = digits_onehot()
     return _DATA[key]
+
+
+@functools.lru_cache(maxsize=1)
+def _estimator_data(name: str, samples: int):
+    """bench_sklearn.py's standardized float64 splits: X_train, X_test, y_train, y_test."""
+    return bench_sklearn.case_data({"data": name, "samples": samples})
+
+
+_RECURRENT: dict = {}  # layer -> [bench_rnn.py's epoch function, runs so far]
+
+
+def _recurrent_epoch(layer: str, build) -> float:
+    """Seconds of one epoch of bench_rnn.py's case (``layer``: "rnn" or "lstm").
+
+    The model and data are built on the first call (outside the clock) and trained on from
+    run to run, each run shuffled with the next seed: the warm-up runs, then the timed ones,
+    as in bench_rnn.py's own workers. Building them once saves 25–60 ms of set-up per run
+    (data and model).
+    """
+    if layer not in _RECURRENT:
+        _RECURRENT[layer] = [build(), 0]
+    epoch, seed = _RECURRENT[layer]
+    _RECURRENT[layer][1] += 1
+    start = time.perf_counter()
+    epoch(seed)
+    return time.perf_counter() - start
 
 
 @functools.lru_cache(maxsize=2)
@@ -214,6 +248,24 @@ class ChainruleCases:
         start = time.perf_counter()
         net.predict(X)
         return time.perf_counter() - start
+
+    def recurrent(self, layer):
+        """One epoch of bench_rnn.py's case: ``net.fit(..., epochs=1)`` of 20 batch-64 steps."""
+        return _recurrent_epoch(layer, lambda: bench_rnn.chainrule_epoch(layer))
+
+    def estimator(self, case):
+        """bench_sklearn.py's ``case``: ``chainrule.sklearn.MLPClassifier(dtype=np.float32).fit``.
+
+        Imports scikit-learn (and with it SciPy's own OpenBLAS) into this worker, which also
+        probes the machine: run.py runs this case after every other one.
+        """
+        from chainrule.sklearn import MLPClassifier
+
+        X_train, X_test, y_train, y_test = _estimator_data(case["data"], case["samples"])
+        settings = bench_sklearn.estimator_settings(case)
+        seconds, _ = bench_sklearn.time_fit(lambda: MLPClassifier(dtype=np.float32, **settings),
+                                            X_train, y_train, X_test, y_test)
+        return seconds
 
     def probe(self):
         """The machine's speed now, for arithmetic, memory and caches: the best of 3 NumPy
@@ -360,6 +412,11 @@ class TorchCases:
             model(Xt).numpy()
         return time.perf_counter() - start
 
+    def recurrent(self, layer):
+        """One epoch of bench_rnn.py's case: the nn.RNN / nn.LSTM loop over 20 batch-64 steps."""
+        threads = self.torch.get_num_threads()
+        return _recurrent_epoch(layer, lambda: bench_rnn.torch_epoch(layer, threads))
+
     def matmul(self, n, reps):
         torch = self.torch
         a, b = (torch.from_numpy(m) for m in _matmul_operands(n))
@@ -399,6 +456,14 @@ class SklearnCases:
         start = time.perf_counter()
         clf.fit(X, y)
         return time.perf_counter() - start
+
+    def estimator(self, case):
+        """bench_sklearn.py's ``case``: scikit-learn's ``MLPClassifier(solver="adam").fit``, float64."""
+        X_train, X_test, y_train, y_test = _estimator_data(case["data"], case["samples"])
+        settings = bench_sklearn.estimator_settings(case)
+        seconds, _ = bench_sklearn.time_fit(lambda: self.MLPClassifier(**settings),
+                                            X_train, y_train, X_test, y_test)
+        return seconds
 
 
 FRAMEWORKS = {"chainrule": ChainruleCases, "torch": TorchCases, "sklearn": SklearnCases}

@@ -1,7 +1,7 @@
 """chainrule against PyTorch and scikit-learn, side by side in one run.
 
-    python benchmarks/run.py              the full run (about 5 minutes on 2 cores)
-    python benchmarks/run.py --quick      fewer samples, under 2 minutes
+    python benchmarks/run.py              the full run (about 6 minutes on 2 cores)
+    python benchmarks/run.py --quick      fewer samples, about 2 minutes
     python benchmarks/run.py --check      also compare chainrule/PyTorch ratios with the baseline
 
 The driver imports no numerical library. It first re-executes itself without
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import statistics
@@ -26,6 +27,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import bench_rnn  # the recurrent and estimator case definitions; both import only the standard library
+import bench_sklearn
 
 FORCED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 HERE = Path(__file__).resolve().parent
@@ -102,6 +106,12 @@ def build_cases(quick: bool) -> list[Case]:
         Case("predict", f"predict {n:,} x 784 (torch: no_grad)", "predict", "samples/s",
              ("chainrule", "torch"), {"samples": n}, work=n, targets={"torch": 1.0}),
     ]
+    # bench_rnn.py's case, the same shapes in quick mode (it is short: quick saves repeats only)
+    shape = (f"{bench_rnn.FEATURES}-{bench_rnn.HIDDEN}-{bench_rnn.CLASSES}, seq {bench_rnn.SEQ},"
+             f" batch {bench_rnn.BATCH}, fit epoch of {bench_rnn.STEPS} steps (BPTT, SGD)")
+    for layer, name in (("rnn", "tanh RNN"), ("lstm", "LSTM")):
+        cases.append(Case(layer, f"{name} {shape}", "recurrent", "steps/s", ("chainrule", "torch"),
+                          {"layer": layer}, work=bench_rnn.STEPS, targets={"torch": 1.0}))
     flops = mlp_flops_per_sample() * 512 / 1e9
     cases.append(Case("step_b512", "MLP batch-512 training step, median step time within the epoch",
                       "step", "GFLOP/s", ("chainrule", "torch"), {"samples": n, "batch": 512},
@@ -110,6 +120,16 @@ def build_cases(quick: bool) -> list[Case]:
     cases.append(Case("matmul", "float32 matmul 2048 x 2048 (chainrule: NumPy)", "matmul", "GFLOP/s",
                       ("chainrule", "torch"), {"n": 2048, "reps": reps},
                       work=reps * 2 * 2048**3 / 1e9, checked=False))
+    # bench_sklearn.py's MNIST-shaped case (its quick variant in quick mode), in samples per second
+    # over all epochs. Last: its chainrule side imports scikit-learn and SciPy's own OpenBLAS into
+    # the chainrule worker, which also probes the machine, so every other case runs before that.
+    est = next(c for c in bench_sklearn.cases(quick) if c["data"] == "mnist_like")
+    train = est["samples"] - math.ceil(bench_sklearn.TEST_SIZE * est["samples"])  # train_test_split's
+    cases.append(Case("sklearn_estimator",
+                      f"MLPClassifier fit, {train:,} x 784, hidden {'-'.join(map(str, est['hidden']))},"
+                      f" batch {est['batch_size']}, adam, {est['epochs']} epochs (chainrule: float32)",
+                      "estimator", "samples/s", ("chainrule", "sklearn"), {"case": est},
+                      work=train * est["epochs"], checked=False))
     return cases
 
 
@@ -501,12 +521,16 @@ def check_against_baseline(report: dict, baseline_path: Path) -> int:
     if not baseline:
         print(f"check: {baseline_path} has no {report['mode']} baseline")
         return 2
-    failed = []
+    failed, unbased = [], []
     print(f"\ncheck: chainrule/PyTorch ratios against {baseline_path.name} ({baseline['date']})")
     for row in report["rows"]:
         base = baseline["ratios_vs_torch"].get(row["id"])
         now = row["ratios"].get("torch")
-        if not row["checked"] or base is None or now is None:
+        if not row["checked"] or now is None:
+            continue
+        if base is None:  # a case newer than the baseline: nothing to compare with yet
+            unbased.append(row["id"])
+            print(f"  {row['id']:18s} no baseline       now {now:6.2f}×  skipped")
             continue
         change = now / base - 1
         bad = change < -CHECK_TOLERANCE
@@ -516,7 +540,7 @@ def check_against_baseline(report: dict, baseline_path: Path) -> int:
     if failed:
         print(f"check failed: {', '.join(failed)} fell more than {100 * CHECK_TOLERANCE:.0f} % below the baseline")
         return 1
-    print("check passed")
+    print("check passed" + (f" ({', '.join(unbased)}: no baseline, not checked)" if unbased else ""))
     return 0
 
 
@@ -534,7 +558,7 @@ def save_baseline(report: dict, path: Path) -> None:
 # --- main ----------------------------------------------------------------------------------
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="chainrule against PyTorch and scikit-learn.")
-    parser.add_argument("--quick", action="store_true", help="fewer samples, under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="fewer samples, about 2 minutes")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when a chainrule/PyTorch ratio falls >20 %% below the baseline")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
