@@ -221,3 +221,32 @@ def test_errors_share_the_chainrule_base_and_fit_the_builtin_kinds():
     assert issubclass(cr.ConfigError, ValueError) and issubclass(cr.TrainingError, RuntimeError)
     for cls in (cr.ShapeError, cr.DataError, cr.ConfigError, cr.TrainingError, cr.FileFormatError):
         assert issubclass(cls, cr.ChainruleError)
+
+
+# Large 2-d arrays are first checked with a BLAS row sum; these cases pin the answer of that path
+# to the element-wise definition (every entry finite).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, "inf and -inf in one row"])
+def test_a_large_array_with_one_bad_entry_is_refused_at_its_index(dtype, order, bad):
+    from chainrule._checks import check_finite
+
+    arr = np.asarray(np.random.default_rng(0).normal(size=(700, 130)), dtype=dtype, order=order)
+    if bad == "inf and -inf in one row":  # the row sum is NaN, not inf
+        arr[411, 7], arr[411, 90] = np.inf, -np.inf
+        expected = r"got inf at index \[411, 7\] \(2 non-finite values in all\)"
+    else:
+        arr[411, 90] = bad
+        expected = rf"got {bad} at index \[411, 90\] \(1 non-finite values in all\)"
+    with pytest.raises(cr.DataError, match=expected):
+        check_finite(arr, "X")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_large_array_of_huge_finite_entries_is_accepted(dtype):
+    from chainrule._checks import check_finite
+
+    # every row sums past the largest float (an overflow, not a bad entry): the exact test decides
+    arr = np.full((600, 120), np.finfo(dtype).max / 4, dtype=dtype)
+    check_finite(arr, "X")
+    check_finite(arr[:, ::2], "a strided view")  # no BLAS path: element-wise only

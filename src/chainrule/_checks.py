@@ -60,7 +60,7 @@ def quiet_float_errors():
 
 def check_finite(arr: np.ndarray, name: str) -> None:
     """Raise DataError naming the position of the first NaN or inf in ``arr``."""
-    if arr.dtype.kind != "f" or np.isfinite(arr).all():
+    if arr.dtype.kind != "f" or _all_finite(arr):
         return
     bad = np.argwhere(~np.isfinite(arr))[0]
     where = ", ".join(str(i) for i in bad)
@@ -68,6 +68,28 @@ def check_finite(arr: np.ndarray, name: str) -> None:
         f"{name} must be finite, got {arr[tuple(bad)]} at index [{where}]"
         f" ({int((~np.isfinite(arr)).sum())} non-finite values in all)"
     )
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """Whether every entry of the float array ``arr`` is finite.
+
+    A large 2-d float32/float64 array is first summed row by row with one BLAS product X·1
+    (multi-threaded, one pass, no temporary the size of X: 3 ms instead of 10 for 60,000 x 784):
+    NaN and inf reach the sums, so finite sums prove a finite array. Only when a sum is not
+    finite (a NaN or inf, or finite entries whose sum overflows) does the exact test decide.
+    """
+    if (arr.ndim == 2 and arr.size >= _BLAS_FINITE_MIN_SIZE and arr.dtype in _BLAS_FLOATS
+            and (arr.flags.c_contiguous or arr.flags.f_contiguous)):
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = np.dot(arr, np.ones(arr.shape[1], arr.dtype))
+        if np.isfinite(sums).all():
+            return True
+    return bool(np.isfinite(arr).all())
+
+
+#: Below this many entries the element-wise test is as quick as the BLAS sum.
+_BLAS_FINITE_MIN_SIZE = 1 << 16
+_BLAS_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_batch(arr: np.ndarray, name: str, min_ndim: int = 2) -> None:

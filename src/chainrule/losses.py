@@ -203,9 +203,10 @@ class CrossEntropy(Loss):
 
     def _log_softmax_parts(self, output):
         z = output.reshape(-1, output.shape[-1])
-        shifted = z - z.max(axis=1, keepdims=True)
+        # the ufuncs' reduce, not z.max / exp.sum: the same result without ~1.5 µs of Python wrapper each
+        shifted = z - np.maximum.reduce(z, axis=1, keepdims=True)
         exp = np.exp(shifted)
-        sum_exp = exp.sum(axis=1, keepdims=True)
+        sum_exp = np.add.reduce(exp, axis=1, keepdims=True)
         return shifted, exp, sum_exp
 
     def _value_and_grad(self, output, target):
@@ -218,7 +219,7 @@ class CrossEntropy(Loss):
         if target.dtype.kind in "iu":
             labels = target.reshape(-1)
             rows = np.arange(n)
-            value = float(log_sum.sum() - shifted[rows, labels].sum())
+            value = float(np.add.reduce(log_sum, axis=None) - np.add.reduce(shifted[rows, labels]))
             p[rows, labels] -= 1
         else:
             t = target.reshape(n, -1)
