@@ -170,7 +170,7 @@ class Recurrent(Layer):
         width = delta.shape[2]
         delta2 = delta.reshape(T * n, width)
         np.matmul(x.reshape(T * n, self.n_in).T, delta2, out=self.grads["weight_ih"])
-        np.sum(delta2, axis=0, out=self.grads["bias"])
+        np.add.reduce(delta2, axis=0, out=self.grads["bias"])
         grad_hh = self.grads["weight_hh"]
         np.matmul(h0.T, delta[0], out=grad_hh)
         if T > 1:  # h_1..h_{T-1} are the first T − 1 blocks of hs: no copy
@@ -266,7 +266,7 @@ class RNN(Recurrent):
             np.subtract(1, delta, out=delta)          # f'(z_t) = 1 − h_t²
         else:
             delta = (hs > 0).astype(self.dtype)
-        w_hh_t = self.params["weight_hh"].T
+        w_hh_t = np.ascontiguousarray(self.params["weight_hh"].T)  # BLAS is quicker with a C-ordered Wᵀ
         back = np.empty((n, self.n_hidden), self.dtype)
         for t in range(T - 1, -1, -1):
             d = np.multiply(dh[t], delta[t], out=delta[t])              # δ_t = dh_t ∘ f'(z_t)
