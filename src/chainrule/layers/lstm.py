@@ -108,39 +108,42 @@ class LSTM(Recurrent):
         gates, cs, tanh_cs, hs = self._gates, self._cs, self._tanh_cs, self._hs
         T, n, H = hs.shape
         dh = self._start_hidden_grads(grad, T, n)
-        # the local derivatives of every step at once; delta then holds δ_t in place
-        delta = np.multiply(gates, gates)
-        i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
-        d_i, d_f, d_g, d_o = (delta[..., k * H:(k + 1) * H] for k in range(4))
-        np.subtract(gates[..., :2 * H], delta[..., :2 * H], out=delta[..., :2 * H])   # a − a² for i, f
-        np.subtract(o, d_o, out=d_o)                                                  # and o
-        np.subtract(1, d_g, out=d_g)                                                  # 1 − g²
-        d_i *= g                                               # ∂c/∂zi = g ∘ i(1 − i)
-        d_f[0] *= self._c0                                     # ∂c/∂zf = c_{t-1} ∘ f(1 − f)
-        d_f[1:] *= cs[:-1]
-        d_g *= i                                               # ∂c/∂zg = i ∘ (1 − g²)
-        d_o *= tanh_cs                                         # ∂h/∂zo = tanh(c) ∘ o(1 − o)
-        dh_to_dc = np.multiply(tanh_cs, tanh_cs)
-        np.subtract(1, dh_to_dc, out=dh_to_dc)
-        dh_to_dc *= o                                          # ∂h/∂c = o ∘ (1 − tanh²(c))
-        delta4 = delta.reshape(T, n, 4, H)
+        # delta (T, n, 4H) receives δ_t step by step: first the local derivatives of step t, then,
+        # in place, their products with dc_t and dh_t. Step by step, not as whole-array passes
+        # before the loop: step t's gates are then in cache, which halves the cost of those passes.
+        delta = np.empty_like(gates)
         # a C-ordered copy of W_hhᵀ: BLAS multiplies by it ~20 % sooner than by the transposed view
         w_hh_t = np.ascontiguousarray(self.params["weight_hh"].T)
         dc = np.empty((n, H), self.dtype)
         dc_next = np.zeros((n, H), self.dtype)
+        dh_to_dc = np.empty((n, H), self.dtype)
         back = np.empty((n, H), self.dtype)
         for t in range(T - 1, -1, -1):
+            a, d, tc = gates[t], delta[t], tanh_cs[t]
+            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+            d_i, d_f, d_g, d_o = d[:, :H], d[:, H:2 * H], d[:, 2 * H:3 * H], d[:, 3 * H:]
+            np.multiply(a, a, out=d)
+            np.subtract(a, d, out=d)                           # a(1 − a) for i, f, o
+            np.multiply(g, g, out=d_g)
+            np.subtract(1, d_g, out=d_g)                       # 1 − g²
+            d_i *= g                                           # ∂c/∂zi = g ∘ i(1 − i)
+            d_f *= cs[t - 1] if t else self._c0                # ∂c/∂zf = c_{t-1} ∘ f(1 − f)
+            d_g *= i                                           # ∂c/∂zg = i ∘ (1 − g²)
+            d_o *= tc                                          # ∂h/∂zo = tanh(c) ∘ o(1 − o)
+            np.multiply(tc, tc, out=dh_to_dc)
+            np.subtract(1, dh_to_dc, out=dh_to_dc)
+            dh_to_dc *= o                                      # ∂h/∂c = o ∘ (1 − tanh²(c))
             dh_t = dh[t]
-            np.multiply(dh_t, dh_to_dc[t], out=dc)
+            np.multiply(dh_t, dh_to_dc, out=dc)
             dc += dc_next                                      # dc_t
-            d3 = delta4[t, :, :3]
+            d3 = d.reshape(n, 4, H)[:, :3]
             np.multiply(d3, dc[:, None, :], out=d3)            # δzi, δzf, δzg
-            np.multiply(delta4[t, :, 3], dh_t, out=delta4[t, :, 3])   # δzo
-            np.multiply(dc, f[t], out=dc_next)                 # dc_t ∘ f_t, for step t − 1
+            np.multiply(d_o, dh_t, out=d_o)                    # δzo
+            np.multiply(dc, f, out=dc_next)                    # dc_t ∘ f_t, for step t − 1
             if t and not self.return_sequences:                # dh_{t-1} = δ_t · W_hhᵀ
-                np.matmul(delta[t], w_hh_t, out=dh[t - 1])
+                np.matmul(d, w_hh_t, out=dh[t - 1])
                 continue
-            np.matmul(delta[t], w_hh_t, out=back)              # δ_t · W_hhᵀ
+            np.matmul(d, w_hh_t, out=back)                     # δ_t · W_hhᵀ
             if t:
                 dh[t - 1] += back
         self.initial_state_grad = (back.copy(), dc_next.copy())
