@@ -1,7 +1,7 @@
 """What plain NumPy can reach on this machine, without chainrule: the floors behind two targets.
 
     python benchmarks/numpy_floor.py            # both parts, about a minute
-    python benchmarks/numpy_floor.py --part mlp
+    python benchmarks/numpy_floor.py --part mlp --batch 128 --momentum 0.9
 
 1. **The batch-512 MLP step** (issue target: >= 75 % of the NumPy matmul peak). The 784-256-128-10
    ReLU MLP step of ``run.py``'s ``step_b512`` case, written inline with the fewest NumPy calls
@@ -10,7 +10,9 @@
    the median step over epochs of 60,000 shuffled samples, once with the gather inside the step
    (as chainrule's ``fit`` does for data above 16 MiB) and once with the epoch gathered ahead
    (as the PyTorch loop does), and then the matrix products alone, each against the float32
-   2048 x 2048 matmul peak measured in the same process.
+   2048 x 2048 matmul peak measured in the same process. ``--batch`` and ``--momentum`` time
+   the same step at another batch size or with torch.optim's momentum rule, in samples/s to
+   set beside run.py's ``mlp_b*`` rows (for instance against scikit-learn at batch 128).
 2. **The LSTM step** (issue target: >= 1x PyTorch's nn.LSTM). The recurrent case of
    ``bench_rnn.py`` (seq 50, batch 64, 32 -> 128): the matrix products one BPTT step cannot avoid
    (input projection, 50 recurrent products forward and 50 backward, the weight gradients),
@@ -68,11 +70,11 @@ def per_call(fn, number: int = 200) -> float:
 
 
 # --- 1. the batch-512 MLP step -----------------------------------------------------------------
-def mlp_part(np, epochs: int) -> None:
+def mlp_part(np, epochs: int, bs: int = 512, momentum: float = 0.0) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from cases import mnist_like
 
-    n, bs, lr = 60_000, 512, np.float32(0.1)
+    n, lr, mu = 60_000, np.float32(0.1), np.float32(momentum)
     X, y = mnist_like(n)
     rng = np.random.default_rng(0)
     sizes = (784, 256, 128, 10)
@@ -80,6 +82,7 @@ def mlp_part(np, epochs: int) -> None:
     W = [rng.standard_normal((a, b), dtype=np.float32) * np.float32((2 / a) ** 0.5) for a, b in pairs]
     B = [np.zeros(b, np.float32) for b in sizes[1:]]
     zeros = [np.zeros(b, np.float32) for b in sizes[1:3]]
+    buffers = [np.zeros_like(p) for p in (*W, *B)]
     # run.py's FLOP count: x·W and xᵀ·δ for every layer, δ·Wᵀ for all but the first
     flops = (sum(4 * a * b for a, b in pairs) + sum(2 * a * b for a, b in pairs[1:])) * bs / 1e9
 
@@ -103,7 +106,11 @@ def mlp_part(np, epochs: int) -> None:
         d1 = np.dot(d2, W[1].T)
         d1 *= a1 > 0
         g1, gb1 = np.dot(xb.T, d1), np.add.reduce(d1, axis=0)
-        for param, grad in zip((*W, *B), (g1, g2, g3, gb1, gb2, gb3), strict=True):
+        for param, grad, buf in zip((*W, *B), (g1, g2, g3, gb1, gb2, gb3), buffers, strict=True):
+            if mu:  # torch.optim's rule, as chainrule and the PyTorch case use: b ← μb + g, θ ← θ − lr·b
+                buf *= mu
+                buf += grad
+                grad = buf
             param -= grad * lr
 
     def products(xb, yb):  # the matrix products of the same step alone, on the same shapes
@@ -134,10 +141,11 @@ def mlp_part(np, epochs: int) -> None:
                 last = now
         results[label] = statistics.median(times[n // bs:])  # the first epoch warms up
     peak = matmul_peak(np)
-    print(f"MLP 784-256-128-10, batch 512, plain NumPy; float32 matmul peak {peak:.0f} GFLOP/s")
+    print(f"MLP 784-256-128-10, batch {bs}, SGD" + (f" momentum {momentum}" if momentum else "")
+          + f", plain NumPy; float32 matmul peak {peak:.0f} GFLOP/s")
     for label, seconds in results.items():
-        print(f"  {label:36s} {seconds * 1e3:6.3f} ms  {flops / seconds:5.0f} GFLOP/s"
-              f"  {flops / seconds / peak:5.1%} of the peak")
+        print(f"  {label:36s} {seconds * 1e3:6.3f} ms  {bs / seconds / 1e3:5.0f}k samples/s"
+              f"  {flops / seconds:5.0f} GFLOP/s  {flops / seconds / peak:5.1%} of the peak")
 
 
 # --- 2. the LSTM step --------------------------------------------------------------------------
@@ -200,11 +208,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=("mlp", "lstm", "both"), default="both")
     parser.add_argument("--epochs", type=int, default=4, help="MLP epochs per variant (the first warms up)")
+    parser.add_argument("--batch", type=int, default=512, help="MLP batch size (the target's case: 512)")
+    parser.add_argument("--momentum", type=float, default=0.0, help="MLP SGD momentum")
     args = parser.parse_args(argv)
     import numpy as np
 
     if args.part in ("mlp", "both"):
-        mlp_part(np, args.epochs)
+        mlp_part(np, args.epochs, args.batch, args.momentum)
     if args.part in ("lstm", "both"):
         lstm_part(np)
     return 0
