@@ -83,7 +83,7 @@ class Case:
 
 def build_cases(quick: bool) -> list[Case]:
     n = 10_000 if quick else 60_000
-    steps = 4_000 if quick else 20_000
+    steps = 2_000 if quick else 20_000
     epochs = 1_000 if quick else 5_000
     all3 = ("chainrule", "torch", "sklearn")
     cases = []
@@ -574,7 +574,7 @@ def main(argv=None) -> int:
     mode = "quick" if args.quick else "full"
     repeats = args.repeats or (5 if args.quick else 7)
     warmup = 1 if args.quick else 2  # untimed rounds (the first timed run was still slow after one)
-    extra = 2 if args.quick else 4  # more rounds allowed when the runs are noisy
+    extra = 1 if args.quick else 4  # more rounds allowed when the runs are noisy (quick: keeps it under 2 min)
     attempts = 2 if args.quick else 3  # tries of a run disturbed by another process
     settle = 0.15  # s before each run and probe: OpenBLAS threads spin ~0.1 s after their last call
     now = dt.datetime.now().astimezone()
