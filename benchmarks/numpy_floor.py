@@ -9,8 +9,9 @@
    fused softmax cross-entropy, backward without dL/dx of the first layer, plain SGD. Timed as
    the median step over epochs of 60,000 shuffled samples, once with the gather inside the step
    (as chainrule's ``fit`` does for data above 16 MiB) and once with the epoch gathered ahead
-   (as the PyTorch loop does), and then the matrix products alone, each against the float32
-   2048 x 2048 matmul peak measured in the same process. ``--batch`` and ``--momentum`` time
+   (as the PyTorch loop does), then the matrix products alone, and chainrule's own ``fit``
+   step (timed as run.py's ``step_b512``), the four taking turns epoch by epoch, each against
+   the float32 2048 x 2048 matmul peak measured in the same process. ``--batch`` and ``--momentum`` time
    the same step at another batch size or with torch.optim's momentum rule, in samples/s to
    set beside run.py's ``mlp_b*`` rows (for instance against scikit-learn at batch 128).
 2. **The LSTM step** (issue target: >= 1x PyTorch's nn.LSTM). The recurrent case of
@@ -120,32 +121,58 @@ def mlp_part(np, epochs: int, bs: int = 512, momentum: float = 0.0) -> None:
         np.dot(a2.T, p), np.dot(a1.T, a2), np.dot(xb.T, a1)
         np.dot(p, W[2].T), np.dot(a2, W[1].T)
 
-    results = {}
-    for label, fn, ahead in (("step, batch gathered in the step", step, False),
-                             ("step, epoch gathered ahead", step, True),
-                             ("matrix products alone", products, True)):
-        times = []
-        for e in range(epochs):
-            order = np.random.default_rng(e).permutation(n)
-            Xs, ys = (np.take(X, order, axis=0), np.take(y, order, axis=0)) if ahead else (X, y)
-            last = time.perf_counter()
-            for b in range(n // bs):
-                if ahead:
-                    xb, yb = Xs[b * bs:(b + 1) * bs], ys[b * bs:(b + 1) * bs]
-                else:
-                    rows = order[b * bs:(b + 1) * bs]
-                    xb, yb = np.take(X, rows, axis=0), np.take(y, rows, axis=0)
-                fn(xb, yb)
-                now = time.perf_counter()
-                times.append(now - last)
-                last = now
-        results[label] = statistics.median(times[n // bs:])  # the first epoch warms up
+    import chainrule as cr
+
+    net = cr.mlp(list(sizes), seed=0)
+    optimizer = cr.SGD(lr=0.1, momentum=momentum)
+    marks: list[float] = []
+    stamp = cr.LambdaCallback(on_batch_end=lambda batch, logs: marks.append(time.perf_counter()))
+
+    def plain_epoch(fn, ahead: bool, seed: int) -> list[float]:
+        order = np.random.default_rng(seed).permutation(n)
+        Xs, ys = (np.take(X, order, axis=0), np.take(y, order, axis=0)) if ahead else (X, y)
+        times, last = [], time.perf_counter()
+        for b in range(n // bs):
+            if ahead:
+                xb, yb = Xs[b * bs:(b + 1) * bs], ys[b * bs:(b + 1) * bs]
+            else:
+                rows = order[b * bs:(b + 1) * bs]
+                xb, yb = np.take(X, rows, axis=0), np.take(y, rows, axis=0)
+            fn(xb, yb)
+            now = time.perf_counter()
+            times.append(now - last)
+            last = now
+        return times[1:]
+
+    def chainrule_epoch(seed: int) -> list[float]:  # run.py's step_b512: from one batch's end to the next
+        marks.clear()
+        net.fit(X, y, loss=cr.CrossEntropy(), optimizer=optimizer, epochs=1, batch_size=bs, seed=seed,
+                verbose=0, callbacks=[stamp])
+        return [b - a for a, b in zip(marks, marks[1:], strict=False)]
+
+    variants = {
+        "chainrule fit, the same step": lambda e: chainrule_epoch(e),
+        "step, batch gathered in the step": lambda e: plain_epoch(step, False, e),
+        "step, epoch gathered ahead": lambda e: plain_epoch(step, True, e),
+        "matrix products alone": lambda e: plain_epoch(products, True, e),
+    }
+    # The variants take turns epoch by epoch (a slow stretch of the shared machine hits them alike);
+    # each one's first epoch warms up.
+    times: dict[str, list[float]] = {label: [] for label in variants}
+    for e in range(epochs):
+        for label, run_epoch in variants.items():
+            step_times = run_epoch(e)
+            if e:
+                times[label] += step_times
+    results = {label: statistics.median(v) for label, v in times.items()}
     peak = matmul_peak(np)
     print(f"MLP 784-256-128-10, batch {bs}, SGD" + (f" momentum {momentum}" if momentum else "")
-          + f", plain NumPy; float32 matmul peak {peak:.0f} GFLOP/s")
+          + f", median step over {epochs - 1} epochs of 60,000; float32 matmul peak {peak:.0f} GFLOP/s")
     for label, seconds in results.items():
         print(f"  {label:36s} {seconds * 1e3:6.3f} ms  {bs / seconds / 1e3:5.0f}k samples/s"
               f"  {flops / seconds:5.0f} GFLOP/s  {flops / seconds / peak:5.1%} of the peak")
+    ratio = results["step, batch gathered in the step"] / results["chainrule fit, the same step"]
+    print(f"  chainrule's step runs at {ratio:.0%} of the speed of the hand-written one")
 
 
 # --- 2. the LSTM step --------------------------------------------------------------------------
