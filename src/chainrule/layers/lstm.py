@@ -110,7 +110,7 @@ class LSTM(Recurrent):
         dh = self._start_hidden_grads(grad, T, n)
         # delta (T, n, 4H) receives δ_t step by step: first the local derivatives of step t, then,
         # in place, their products with dc_t and dh_t. Step by step, not as whole-array passes
-        # before the loop: step t's gates are then in cache, which halves the cost of those passes.
+        # before the loop: step t's gates are then in cache (about 4 % of a training step).
         delta = np.empty_like(gates)
         # a C-ordered copy of W_hhᵀ: BLAS multiplies by it ~20 % sooner than by the transposed view
         w_hh_t = np.ascontiguousarray(self.params["weight_hh"].T)
