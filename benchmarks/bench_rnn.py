@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-FORCED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+from forced_env import clean_env
+
 SEQ, BATCH, FEATURES, HIDDEN, CLASSES, STEPS = 50, 64, 32, 128, 10, 20
 FRAMEWORKS = ("chainrule", "torch")
 
@@ -98,7 +98,7 @@ def worker(framework: str, kind: str, threads: int, repeats: int) -> None:
 
 
 def run_worker(framework, kind, threads, repeats) -> list[float]:
-    env = {k: v for k, v in os.environ.items() if k not in FORCED_ENV}
+    env = clean_env()
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", framework, "--kinds", kind,

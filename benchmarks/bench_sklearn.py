@@ -22,24 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
 
-#: Variables that pin OpenBLAS to an older, slower kernel on some machines; removed before BLAS loads.
-FORCED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+from forced_env import reexec_without_forced_env
+
 #: Share of every data set held out for the test accuracy (stratified).
 TEST_SIZE = 0.25
-
-
-def _reexec_without_forced_env() -> None:
-    if not any(k in os.environ for k in FORCED_ENV):
-        return
-    env = {k: v for k, v in os.environ.items() if k not in FORCED_ENV}
-    os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]], env)
 
 
 def cases(quick: bool) -> list[dict]:
@@ -154,5 +146,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    _reexec_without_forced_env()
+    reexec_without_forced_env(__file__)
     sys.exit(main())

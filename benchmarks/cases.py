@@ -32,9 +32,7 @@ import warnings
 import bench_rnn
 import bench_sklearn
 import numpy as np
-
-#: Variables that force OpenBLAS onto an older, slower kernel on this machine; never set here.
-FORCED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+from forced_env import reexec_without_forced_env
 
 #: Layer sizes of the MLP cases.
 MLP_SIZES = (784, 256, 128, 10)
@@ -511,9 +509,7 @@ def measure_memory(name: str, samples: int, batch: int) -> None:
 
 
 def main(argv=None) -> None:
-    if any(k in os.environ for k in FORCED_ENV):  # started by hand: rerun with a clean environment
-        env = {k: v for k, v in os.environ.items() if k not in FORCED_ENV}
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+    reexec_without_forced_env(__file__)  # started by hand: rerun with a clean environment
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--worker", choices=sorted(FRAMEWORKS))

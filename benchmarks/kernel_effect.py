@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from forced_env import clean_env
 
 HERE = Path(__file__).resolve().parent
 FORCED = {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512"}
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
     if args.worker is not None:
         print(json.dumps(worker(args.worker)))
         return 0
-    clean = {k: v for k, v in os.environ.items() if k not in FORCED}
+    clean = clean_env()
     kernels = {"forced (OPENBLAS_CORETYPE=Haswell)": clean | FORCED, "OpenBLAS's own choice": clean}
     rows = []
     for momentum in (0.0, 0.9):

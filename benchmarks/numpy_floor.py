@@ -29,32 +29,11 @@ Like run.py, it re-executes itself without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
-FORCED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-
-
-def _reexec_without_forced_env() -> None:
-    if any(k in os.environ for k in FORCED_ENV):
-        env = {k: v for k, v in os.environ.items() if k not in FORCED_ENV}
-        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]], env)
-
-
-def matmul_peak(np, n: int = 2048, reps: int = 10) -> float:
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    c = np.empty_like(a)
-    np.matmul(a, a, out=c)
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(reps):
-            np.matmul(a, a, out=c)
-        best = min(best, (time.perf_counter() - start) / reps)
-    return 2 * n**3 / best / 1e9
+from forced_env import reexec_without_forced_env
 
 
 def per_call(fn, number: int = 200) -> float:
@@ -72,8 +51,7 @@ def per_call(fn, number: int = 200) -> float:
 
 # --- 1. the batch-512 MLP step -----------------------------------------------------------------
 def mlp_part(np, epochs: int, bs: int = 512, momentum: float = 0.0) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from cases import mnist_like
+    from cases import mnist_like, numpy_matmul_peak
 
     n, lr, mu = 60_000, np.float32(0.1), np.float32(momentum)
     X, y = mnist_like(n)
@@ -165,7 +143,7 @@ def mlp_part(np, epochs: int, bs: int = 512, momentum: float = 0.0) -> None:
             if e:
                 times[label] += step_times
     results = {label: statistics.median(v) for label, v in times.items()}
-    peak = matmul_peak(np)
+    peak = numpy_matmul_peak(2048, 10)
     print(f"MLP 784-256-128-10, batch {bs}, SGD" + (f" momentum {momentum}" if momentum else "")
           + f", median step over {epochs - 1} epochs of 60,000; float32 matmul peak {peak:.0f} GFLOP/s")
     for label, seconds in results.items():
@@ -177,6 +155,8 @@ def mlp_part(np, epochs: int, bs: int = 512, momentum: float = 0.0) -> None:
 
 # --- 2. the LSTM step --------------------------------------------------------------------------
 def lstm_part(np) -> None:
+    from cases import numpy_matmul_peak
+
     T, n, n_in, H = 50, 64, 32, 128
     rng = np.random.default_rng(0)
     f32 = np.float32
@@ -215,7 +195,7 @@ def lstm_part(np) -> None:
         "backward: 3H-wide broadcast δ (x1)": (T, lambda: np.multiply(d3, c3, out=d3)),
         "backward: H-wide calls (x5)": (5 * T, lambda: np.multiply(a, b, out=out1)),
     }
-    peak = matmul_peak(np)
+    peak = numpy_matmul_peak(2048, 10)
     print(f"LSTM {n_in}-{H}, seq {T}, batch {n}, plain NumPy, per training step;"
           f" float32 matmul peak {peak:.0f} GFLOP/s")
     total = {}
@@ -231,7 +211,7 @@ def lstm_part(np) -> None:
 
 
 def main(argv=None) -> int:
-    _reexec_without_forced_env()
+    reexec_without_forced_env(__file__)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=("mlp", "lstm", "both"), default="both")
     parser.add_argument("--epochs", type=int, default=4, help="MLP epochs per variant (the first warms up)")

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import bench_rnn  # the recurrent and estimator case definitions; both import only the standard library
 import bench_sklearn
+import forced_env
+from forced_env import FORCED_ENV
 
-FORCED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 HERE = Path(__file__).resolve().parent
 CASES_PY = HERE / "cases.py"
 NAMES = {"chainrule": "chainrule", "torch": "PyTorch", "sklearn": "scikit-learn"}
@@ -44,13 +45,10 @@ CHECK_TOLERANCE = 0.20  # --check fails when a ratio falls more than this below 
 
 
 def reexec_without_forced_env() -> None:
-    """Replace this process by itself, minus the OpenBLAS overrides (before anything loads BLAS)."""
+    """Replace this process by itself, minus the OpenBLAS overrides (before anything loads BLAS),
+    telling the new process what was removed."""
     removed = {k: os.environ[k] for k in FORCED_ENV if k in os.environ}
-    if not removed:
-        return
-    env = {k: v for k, v in os.environ.items() if k not in FORCED_ENV}
-    env["CHAINRULE_BENCH_REMOVED"] = json.dumps(removed)
-    os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]], env)
+    forced_env.reexec_without_forced_env(__file__, {"CHAINRULE_BENCH_REMOVED": json.dumps(removed)})
 
 
 def mlp_flops_per_sample(sizes=MLP_SIZES) -> int:
@@ -580,7 +578,7 @@ def main(argv=None) -> int:
     now = dt.datetime.now().astimezone()
     start = time.perf_counter()
 
-    env = {k: v for k, v in os.environ.items() if k not in FORCED_ENV}
+    env = forced_env.clean_env()
     print(f"chainrule benchmarks, {now:%Y-%m-%d %H:%M %Z}, {mode} run", flush=True)
     workers = start_workers(NAMES, env)
     machine = machine_info(workers)

@@ -1,0 +1,31 @@
+"""The OpenBLAS overrides this machine exports, and how the benchmark scripts drop them.
+
+``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` pin OpenBLAS to an older, slower kernel here
+(benchmarks/README.md, "How a run works"). OpenBLAS reads them when it loads, so a script drops
+them by re-executing itself before it imports NumPy, and starts its workers with a clean
+environment. Standard library only: this module is imported before any numerical library.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+FORCED_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without the OpenBLAS overrides."""
+    return {k: v for k, v in os.environ.items() if k not in FORCED_ENV}
+
+
+def reexec_without_forced_env(script: str, extra_env: dict[str, str] | None = None) -> None:
+    """Replace this process by ``script`` with the same arguments, minus the overrides.
+
+    Does nothing when neither is set. ``extra_env`` goes into the new process's environment.
+    """
+    if not any(k in os.environ for k in FORCED_ENV):
+        return
+    env = clean_env() | (extra_env or {})
+    os.execve(sys.executable, [sys.executable, str(Path(script).resolve()), *sys.argv[1:]], env)
