@@ -111,8 +111,12 @@ def test_attached_standardizer_is_saved_and_applied(tmp_path, dtype):
     assert isinstance(loaded.scaler, cr.Standardizer)
     X_new = data(seed=3)
     assert np.array_equal(loaded.predict(X_new), net.predict(X_new))
-    # The scaler really is applied: the bare network on raw input gives something else.
-    assert not np.allclose(loaded.forward(X_new), loaded.predict(X_new))
+    # The scaler really is applied: the layers alone on raw input give something else.
+    bare = X_new.astype(dtype)
+    for layer in loaded.layers:
+        bare = layer.forward(bare)
+    assert not np.allclose(bare, loaded.predict(X_new))
+    assert np.array_equal(loaded(X_new), loaded.predict(X_new))  # net(x) applies it too
     np.testing.assert_array_equal(loaded.scaler.transform(X_new), net.scaler.transform(X_new))
 
 

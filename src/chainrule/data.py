@@ -95,6 +95,17 @@ class _Scaler:
     def _backward(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _slope(self) -> np.ndarray:
+        """dx'/dx per column (every scaler is x' = x · slope + offset), float64."""
+        raise NotImplementedError
+
+    def input_gradient(self, grad: np.ndarray) -> np.ndarray:
+        """The chain rule through the scaler: dL/dx = dL/dx' · dx'/dx, column by column.
+
+        ``grad`` is dL/dx' of shape (n_samples, n_features); the result has its shape and dtype.
+        """
+        return grad * self._slope().astype(grad.dtype)
+
     def _params(self) -> dict[str, Any]:
         """Constructor arguments, JSON-able."""
         return {}
@@ -298,6 +309,9 @@ class Standardizer(_Scaler):
     def _forward(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean_.astype(X.dtype)) / self.scale_.astype(X.dtype)
 
+    def _slope(self) -> np.ndarray:
+        return 1.0 / self.scale_
+
     def _backward(self, X: np.ndarray) -> np.ndarray:
         return X * self.scale_.astype(X.dtype) + self.mean_.astype(X.dtype)
 
@@ -356,6 +370,9 @@ class MinMaxScaler(_Scaler):
     def _forward(self, X: np.ndarray) -> np.ndarray:
         return X * self.scale_.astype(X.dtype) + self.min_.astype(X.dtype)
 
+    def _slope(self) -> np.ndarray:
+        return self.scale_
+
     def _backward(self, X: np.ndarray) -> np.ndarray:
         return (X - self.min_.astype(X.dtype)) / self.scale_.astype(X.dtype)
 
@@ -388,6 +405,9 @@ class MaxScaler(_Scaler):
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
         return X / self.scale_.astype(X.dtype)
+
+    def _slope(self) -> np.ndarray:
+        return 1.0 / self.scale_
 
     def _backward(self, X: np.ndarray) -> np.ndarray:
         return X * self.scale_.astype(X.dtype)

@@ -56,10 +56,21 @@ class Loss:
             if target.ndim == 1 and output_shape == (target.shape[0], 1):
                 target = target.reshape(-1, 1)
             else:
+                hint = ""
+                if target.shape == output_shape[:-1] and np.array_equal(target, np.round(target)):
+                    hint = (f"; these look like class labels for {output_shape[-1]} outputs: use"
+                            " loss='crossentropy', or one-hot rows (cr.one_hot(y)) for this loss")
                 raise ShapeError(
-                    f"{name} expects a target of the output's shape {output_shape}, got {target.shape}"
+                    f"{name} expects a target of the output's shape {output_shape}, got {target.shape}{hint}"
                 )
         return target
+
+    def check_output_layer(self, layer) -> None:
+        """Refuse a last layer whose outputs this loss cannot mean (fit calls it once, at the start).
+
+        The base loss takes any output; BinaryCrossEntropy and CrossEntropy know whether they
+        want probabilities or logits and compare with the layer's ``output_range``.
+        """
 
     # --- unchecked, for the training loop -----------------------------------------------
     def _value(self, output: np.ndarray, target: np.ndarray) -> float:
@@ -128,6 +139,28 @@ class BinaryCrossEntropy(Loss):
         super().__init__(reduction)
         self.from_logits = bool(from_logits)
 
+    def check_output_layer(self, layer) -> None:
+        bounded = getattr(layer, "output_range", None)
+        if self.from_logits and bounded == (0.0, 1.0):
+            raise ConfigError(
+                f"BinaryCrossEntropy(from_logits=True) applies the sigmoid itself, but the network ends in"
+                f" {layer!r}, whose outputs are already probabilities: remove that last layer, or use"
+                " BinaryCrossEntropy(from_logits=False)")
+        if not self.from_logits and (bounded is None or bounded[0] < 0 or bounded[1] > 1):
+            raise ConfigError(
+                f"BinaryCrossEntropy(from_logits=False) expects probabilities in [0, 1], but the network"
+                f" ends in {layer!r}, whose outputs can lie outside [0, 1] (they would be clipped and"
+                " training would go wrong): use loss=BinaryCrossEntropy(from_logits=True) (the stable"
+                " choice), or end the network with a Sigmoid layer (mlp(..., output_activation='sigmoid'))")
+
+    def prepare(self, output, target):
+        output, target = super().prepare(output, target)
+        if not self.from_logits and (output.min() < 0 or output.max() > 1):
+            raise DataError(
+                f"BinaryCrossEntropy(from_logits=False) expects outputs in [0, 1] (probabilities), got values"
+                f" from {output.min():.6g} to {output.max():.6g}; for logits use from_logits=True")
+        return output, target
+
     def prepare_target(self, target, output_shape, dtype):
         target = super().prepare_target(target, output_shape, dtype)
         if target.size and (target.min() < 0 or target.max() > 1):
@@ -166,6 +199,14 @@ class CrossEntropy(Loss):
     Targets are integer class labels (n,) in [0, C) or probability / one-hot rows (n, C).
     Leading axes beyond the first (e.g. time) are treated as more samples.
     """
+
+    def check_output_layer(self, layer) -> None:
+        if getattr(layer, "output_range", None) == (0.0, 1.0):
+            raise ConfigError(
+                f"CrossEntropy takes logits and applies the softmax itself, but the network ends in"
+                f" {layer!r}, whose outputs are already probabilities (softmax would be applied to"
+                " them again, and training stalls): remove that last layer (predict then gives logits;"
+                " cr.Softmax()(logits) turns them into probabilities)")
 
     def prepare_target(self, target, output_shape, dtype):
         target = as_array(target, "CrossEntropy target")

@@ -30,9 +30,11 @@ class Sequential:
     Attributes
     ----------
     scaler : Standardizer, MinMaxScaler, MaxScaler or None
-        Input preprocessing applied by ``fit``, ``predict`` and ``evaluate`` (fitted by ``fit``
-        on the training data when not fitted yet) and saved with the model. ``forward`` is the
-        bare network and does not apply it.
+        Input preprocessing that belongs to the network: ``forward`` (and so ``net(x)``),
+        ``predict``, ``evaluate`` and ``fit`` all apply it, so ``net(x)`` and ``net.predict(x)``
+        always agree. ``fit`` fits it on the training data when it is not fitted yet; it is saved
+        with the model. ``backward`` returns dL/dx for the raw input: the chain rule goes on
+        through the scaler. (``explain`` and ``gradcheck`` work on the layers alone.)
     """
 
     def __init__(self, *layers: Layer, dtype=np.float32) -> None:
@@ -48,6 +50,7 @@ class Sequential:
         for layer in self.layers:
             layer.astype(self.dtype)
         self.scaler = None
+        self._scaled_forward = False  # whether the last forward applied the scaler (backward chains it)
         self.optimizer = None
         self.loss = None
         self.stop_training = False
@@ -71,8 +74,12 @@ class Sequential:
         return arr
 
     def forward(self, x, training: bool = False) -> np.ndarray:
-        """The network's output for a batch ``x`` of shape (n_samples, n_features)."""
-        out = self._check_input(x)
+        """The network's output for a batch ``x`` of shape (n_samples, n_features).
+
+        An attached ``scaler`` is applied first, as ``predict`` does.
+        """
+        out = self._prepare_input(x)
+        self._scaled_forward = self.scaler is not None
         with quiet_float_errors():
             for layer in self.layers:
                 out = layer.forward(out, training)
@@ -85,7 +92,8 @@ class Sequential:
         """Send dL/doutput back through every layer; fill their ``grads``; return dL/dx.
 
         ``grad`` must have the shape of the output of the last forward pass (whose caches the
-        layers use).
+        layers use). When that pass applied a scaler, dL/dx is for the raw input (dL/dx' times
+        the scaler's slope per column).
         """
         grad = as_float_array(grad, "backward grad", self.dtype)
         check_finite(grad, "backward grad")
@@ -98,6 +106,8 @@ class Sequential:
         except (ValueError, TypeError, AttributeError, IndexError) as exc:
             raise ShapeError(f"backward: the gradient does not fit the last forward pass ({exc}); call"
                              " forward first and pass dL/doutput of the output's shape") from None
+        if self._scaled_forward and self.scaler is not None:
+            grad = self.scaler.input_gradient(grad)
         return grad
 
     def _forward_train(self, x: np.ndarray) -> np.ndarray:

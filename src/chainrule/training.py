@@ -29,6 +29,7 @@ from ._checks import as_array, as_rng, check_positive_int, quiet_float_errors
 from .callbacks import Callback, History
 from .errors import ConfigError, ShapeError, TrainingError
 from .interrupt import GracefulStop
+from .layers.activations import Identity
 from .losses import get_loss
 from .metrics import get_metric
 from .optim import get_optimizer
@@ -74,6 +75,9 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
     if verbose not in (0, 1, 2):
         raise ConfigError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got {verbose!r}")
     loss = get_loss(loss)
+    if net.layers:  # a loss that wants probabilities after a layer that gives logits, or the reverse
+        loss.check_output_layer(next((la for la in reversed(net.layers) if not isinstance(la, Identity)),
+                                     net.layers[-1]))
     optimizer = get_optimizer(optimizer)
     X = net._check_input(X, "fit X")
     n = len(X)

@@ -33,7 +33,7 @@ class Param:
     index: tuple          # index into the array
     source: Unit | None   # the unit the weight comes from (None for a bias)
     target: Unit          # the unit it feeds
-    where: str            # "W²[0, 0] = net.layers[2].params['weight'][0, 0]"
+    where: str            # 'W²[0, 0] = layers[2].params["weight"][0, 0]' (evaluates as net.<path>)
 
     @property
     def name(self) -> str:
@@ -79,7 +79,8 @@ class Names:
         lvl = self.levels[li]
         sym = layer_sym("W" if kind == "weight" else "b", lvl.number)
         idx = ", ".join(str(i) for i in index)
-        return f"{sym.text}[{idx}] = layers[{lvl.dense_index}].{kind}[{idx}]"
+        # a Python expression that evaluates on the network: net.layers[i].params["weight"][j, k]
+        return f'{sym.text}[{idx}] = layers[{lvl.dense_index}].params["{kind}"][{idx}]'
 
     def sources(self, li: int) -> list[Unit]:
         """The units feeding level ``li`` (0-based)."""

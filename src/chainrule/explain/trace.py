@@ -46,7 +46,8 @@ class Step:
     param : str or None
         The parameter (scalar name, "w5") the step is about, if any.
     where : str or None
-        Where that number lives: "W²[0, 0] = layers[2].weight[0, 0]".
+        Where that number lives: 'W²[0, 0] = layers[2].params["weight"][0, 0]' (the part after
+        "= " evaluates as ``net.`` + it on the explained network).
     numeric, rel_error : float or None
         Check steps: the central-difference value and |a − n| / max(|a|, |n|, 1e-5).
     key : tuple or None

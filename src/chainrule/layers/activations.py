@@ -33,6 +33,8 @@ class Sigmoid(Layer):
     """a = σ(z) = 1 / (1 + e^(−z)), computed as ½·tanh(z/2) + ½ (no overflow);
     dL/dz = dL/da ∘ a(1 − a)."""
 
+    output_range = (0.0, 1.0)
+
     def forward(self, x, training=False):
         out = np.tanh(x * _HALF)
         out *= _HALF
@@ -47,6 +49,8 @@ class Sigmoid(Layer):
 
 class Tanh(Layer):
     """a = tanh(z);  dL/dz = dL/da ∘ (1 − a²)."""
+
+    output_range = (-1.0, 1.0)
 
     def forward(self, x, training=False):
         self._output = np.tanh(x)
@@ -135,6 +139,8 @@ class Softmax(Layer):
     diag(a) − a aᵀ. Pair it with MSE or SSE; for cross-entropy use the fused
     ``CrossEntropy`` loss on the logits instead (its delta is simply p − y).
     """
+
+    output_range = (0.0, 1.0)
 
     def forward(self, x, training=False):
         e = np.exp(x - x.max(axis=-1, keepdims=True))

@@ -29,6 +29,10 @@ _REGISTRY: dict[str, type[Layer]] = {}
 class Layer:
     """Base class: no parameters, identity shapes. Subclasses override forward/backward."""
 
+    #: (low, high) when every output lies in that closed range whatever the input (Sigmoid: (0, 1));
+    #: None when unbounded or unknown. Losses compare it with what they expect (``check_output_layer``).
+    output_range: tuple[float, float] | None = None
+
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
