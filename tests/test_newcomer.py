@@ -90,3 +90,55 @@ def test_mse_on_class_labels_names_the_fix():
     net = cr.mlp([64, 16, 10], seed=0)
     with pytest.raises(cr.errors.ShapeError, match="look like class labels.*crossentropy"):
         net.fit(X[:50], y[:50], loss="mse", epochs=1, verbose=0)
+
+
+def _xor_net():
+    return cr.mlp([2, 2, 1], activation="sigmoid", output_activation="sigmoid", seed=0)
+
+
+def test_print_every_prints_one_line_every_n_epochs_and_nothing_else(capsys):
+    X, y = cr.datasets.xor()
+    _xor_net().fit(X, y, loss="mse", epochs=1000, print_every=250)
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"epoch={e}, loss={line.split('loss=')[1]}"
+                                for e, line in zip((250, 500, 750, 1000), out.splitlines(), strict=True)]
+    assert err == ""
+
+
+def test_in_a_notebook_fit_shows_one_bar_for_the_run(monkeypatch, capsys):
+    import chainrule.training as training
+
+    monkeypatch.setattr(training, "in_notebook", lambda: True)
+    X, y = cr.datasets.xor()
+    _xor_net().fit(X, y, loss="mse", epochs=40, verbose=1)
+    out, err = capsys.readouterr()
+    assert out == ""  # no line per epoch
+    assert "epoch 1/40" not in err and err.count("\n") <= 1  # one bar, updated in place
+    assert "40/40" in err
+
+
+def test_in_a_notebook_plot_history_returns_a_figure_pyplot_does_not_hold(monkeypatch):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import chainrule.plot as plot
+
+    monkeypatch.setattr(plot, "in_notebook", lambda: True)
+    plt.close("all")
+    fig = plot.history({"loss": [1.0, 0.5, 0.25]})
+    assert fig is not None and plt.get_fignums() == []  # shown once: as the cell's value only
+
+
+@pytest.mark.parametrize("callbacks", [[None], "x", 3, [cr.EarlyStopping(), "x"], cr.EarlyStopping()])
+def test_fit_refuses_callbacks_that_are_not_a_list_of_callbacks(callbacks):
+    X, y = cr.datasets.xor()
+    with pytest.raises(cr.errors.ConfigError, match="callbacks"):
+        _xor_net().fit(X, y, loss="mse", epochs=1, verbose=0, callbacks=callbacks)
+
+
+def test_fit_takes_callbacks_none_as_no_callbacks():
+    X, y = cr.datasets.xor()
+    assert _xor_net().fit(X, y, loss="mse", epochs=1, verbose=0, callbacks=None).history["loss"]

@@ -230,10 +230,11 @@ class Sequential:
             "accuracy", "mse", "mae", "r2", computed on each batch's output before its update.
         callbacks : list of Callback
         verbose : {0, 1, 2}
-            0 silent, 1 a progress bar per epoch (one line per epoch when stderr is not a
-            terminal), 2 one line per epoch.
+            0 silent, 1 a progress bar per epoch in a terminal (in a Jupyter notebook one bar for
+            the whole run; one line per epoch when stderr is a file or pipe), 2 one line per epoch.
         print_every : int, optional
-            Print "epoch=N, loss=..." every N epochs, like the classic tutorials.
+            Print "epoch=N, loss=..." every N epochs, like the classic tutorials, and nothing
+            else: these lines replace ``verbose``'s per-epoch output.
         rule : chainrule.credit.CreditRule, optional
             Assign credit by another rule than backprop: ``FeedbackAlignment``,
             ``DirectFeedbackAlignment``, ``DNI``, ``LastLayerOnly`` (see docs/credit-assignment.md).

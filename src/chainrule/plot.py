@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._env import in_notebook
 from .errors import ChainruleError, ShapeError
 
 
@@ -34,13 +35,14 @@ def require_matplotlib():
 
 
 def _figure(ax, ncols: int = 1, width: float = 5.0, height: float = 3.8, path=None):
-    """(figure, list of axes): ``ax``'s figure, a bare Figure when saving to ``path``, else pyplot's."""
+    """(figure, list of axes): ``ax``'s figure; a bare Figure when saving to ``path`` or in a
+    notebook; else pyplot's."""
     require_matplotlib()
     if ax is not None:
         axes = list(np.ravel(ax))
         return axes[0].figure, axes
     size = (width * ncols, height)
-    if path is not None:
+    if path is not None or in_notebook():  # (a notebook shows the returned figure; pyplot would show it again)
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=size)

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from ._checks import as_array, as_rng, check_positive_int, quiet_float_errors
+from ._env import in_notebook
 from .callbacks import Callback, History
 from .errors import ConfigError, ShapeError, TrainingError
 from .interrupt import GracefulStop
@@ -44,6 +45,13 @@ def _progress_bar(total: int, epoch: int, epochs: int):
 
     return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=True,
                 dynamic_ncols=True, file=sys.stderr)
+
+
+def _run_bar(epochs: int, first: int):
+    """In a notebook: one bar over the whole run, its postfix the last epoch's logs."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs, initial=first, desc="fit", unit="epoch", leave=True, file=sys.stderr)
 
 
 def _format_logs(logs: dict) -> str:
@@ -74,6 +82,7 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
     check_positive_int(print_every, "print_every", allow_none=True)
     if verbose not in (0, 1, 2):
         raise ConfigError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got {verbose!r}")
+    callbacks = _check_callbacks(callbacks)
     loss = get_loss(loss)
     if net.layers:  # a loss that wants probabilities after a layer that gives logits, or the reverse
         loss.check_output_layer(next((la for la in reversed(net.layers) if not isinstance(la, Identity)),
@@ -138,7 +147,12 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
         history.checkpoint = str(checkpoint)
 
     mean_reduction = loss.reduction == "mean"
-    bar_ok = verbose == 1 and sys.stderr.isatty()
+    # What fit prints: print_every's lines replace the per-epoch output; verbose=1 shows a bar per
+    # epoch in a terminal, one bar for the run in a notebook, else (a log file) a line per epoch.
+    notebook = verbose == 1 and print_every is None and in_notebook()
+    bar_ok = verbose == 1 and print_every is None and not notebook and sys.stderr.isatty()
+    epoch_lines = verbose and print_every is None and not notebook
+    run_bar = _run_bar(epochs, position.epoch) if notebook else None
     step, last_finite = position.step, position.last_loss
     stop = GracefulStop(graceful_stop)
     if dp is not None:  # a signal on any rank stops every rank after the same batch
@@ -244,7 +258,10 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
             if bar is not None:
                 bar.set_postfix_str(_format_logs(logs), refresh=True)
                 bar.close()
-            elif verbose:
+            elif run_bar is not None:
+                run_bar.set_postfix_str(_format_logs(logs), refresh=False)
+                run_bar.update(1)
+            elif epoch_lines:
                 print(f"epoch {epoch + 1}/{epochs}: {_format_logs(logs)}", flush=True)
             if print_every and (epoch + 1) % print_every == 0:
                 print(f"epoch={epoch + 1}, loss={logs['loss']:.7f}", flush=True)
@@ -268,6 +285,8 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
         raise
     finally:
         guard.close()
+        if run_bar is not None:
+            run_bar.close()
         for cb in cbs:
             cb.on_train_end()
         if dp is not None:
@@ -291,6 +310,21 @@ def _check_checkpointing(checkpoint, every, resume, rule, distributed, initial_e
         return None
     check_positive_int(every, "checkpoint_every (a number of batches, or 'epoch')")
     return int(every)
+
+
+def _check_callbacks(callbacks) -> list[Callback]:
+    """fit's callbacks as a list, each a Callback (None is no callbacks; a bare string is refused)."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback):
+        raise ConfigError(f"fit callbacks must be a list of callbacks, got one callback {callbacks!r}:"
+                          " write callbacks=[...]")
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, (list, tuple)):
+        raise ConfigError(f"fit callbacks must be a list of Callback objects, got {callbacks!r}")
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise ConfigError(f"fit callbacks[{i}] must be a Callback (chainrule.callbacks), got {cb!r}")
+    return list(callbacks)
 
 
 def _check_metrics(net, metric_objs, X, y) -> None:
