@@ -46,7 +46,8 @@ import zlib
 
 import numpy as np
 
-from .errors import ChainruleError, ConfigError, ShapeError, TrainingError
+from .errors import ChainruleError, ConfigError, ShapeError
+from .step import NonFiniteLoss, Outcome
 
 #: Gradients above this size go out in several Allreduce calls (whole parameters, last layer first).
 DEFAULT_BUCKET_CAP_MB = 25.0
@@ -381,10 +382,15 @@ class DataParallel:
         self._scale.global_rows, self._scale.local_rows = self._batch, hi - lo
         return xb[lo:hi], yb[lo:hi]
 
-    def reduce(self, value: float, epoch: int, batch: int) -> float:
+    def wrap(self, step) -> _ParallelStep:
+        """``step`` on this rank's rows of each global batch, with one Allreduce of the gradients
+        (and losses) between its backward and its update: the step fit takes with distributed."""
+        return _ParallelStep(step, self)
+
+    def reduce(self, value: float) -> float:
         """Collective: add the ranks' gradients (and losses) in place; return the global batch loss.
 
-        Raises TrainingError on every rank when the loss was not finite on any of them."""
+        Raises NonFiniteLoss on every rank when the loss was not finite on any of them."""
         finite = math.isfinite(value)
         slots = self._slots
         slots[0], slots[1] = (value, 0.0) if finite else (0.0, 1.0)
@@ -399,12 +405,9 @@ class DataParallel:
             self.comm.Allreduce(in_place, part, op=op)
         self._scale.global_rows = self._scale.local_rows = 1
         if slots[1] != 0:
-            exc = TrainingError(
-                f"the loss became {value if not finite else 'non-finite'} at epoch {epoch + 1}, batch"
-                f" {batch + 1} (on {int(slots[1])} of {self.size} ranks); try a smaller learning rate or"
-                " check the data. Parameters hold the values of the last finite step; nothing was saved.")
-            self._collective_error = exc
-            raise exc
+            self._collective_error = NonFiniteLoss(value if not finite else "non-finite",
+                                                   f" (on {int(slots[1])} of {self.size} ranks)")
+            raise self._collective_error
         if slots[2] and stop.requested is None:
             stop.requested = stop.local.requested or "a signal to another rank"
         self._loss_sum += value * self._batch if self._mean else value
@@ -444,13 +447,24 @@ class DataParallel:
         on as usual; any other, with several ranks, aborts the job with this rank's message (the
         others would wait for it forever)."""
         self._failed = True
-        if self.size == 1 or exc is self._collective_error:
+        if self.size == 1 or self._collective_error is not None:  # (every rank raises it)
             return
         self._restore_stdout()
         text = "".join(traceback.format_exception(exc))
         sys.stderr.write(f"chainrule.distributed: rank {self.rank} of {self.size} failed; aborting the job\n{text}")
         sys.stderr.flush()
         self.comm.Abort(1)
+
+    def batch_end(self, position, stop_requested) -> None:
+        """(fit's hook after each batch: nothing to agree on; reduce carried the stop signal)"""
+
+    def epoch_end(self, position) -> None:
+        """fit's hook after each epoch's callbacks: the ranks agree on stopping."""
+        self.stop_together()
+
+    def end(self) -> None:
+        """fit's hook when it returns or raises."""
+        self.end_fit()
 
     def end_fit(self) -> None:
         """Put stdout back; after a fit that ended normally, warn if the ranks' weights differ."""
@@ -468,3 +482,24 @@ class DataParallel:
         if self._stdout is not None:
             sys.stdout.close()
             sys.stdout, self._stdout = self._stdout, None
+
+
+class _ParallelStep:
+    """A training step on this rank's rows of each batch, the ranks' gradients summed by one
+    Allreduce between backward and update (and the regularizer added once, after the sum)."""
+
+    def __init__(self, inner, dp: DataParallel) -> None:
+        self.inner, self.dp = inner, dp
+
+    def __call__(self, xb: np.ndarray, yb: np.ndarray) -> Outcome:
+        rows = len(xb)
+        xb, yb = self.dp.shard(xb, yb)
+        output, value, delta = self.inner.forward(xb, yb)
+        self.inner.backward(yb, delta)
+        value = self.dp.reduce(value)  # (a non-finite loss on any rank stops every rank here)
+        value += self.inner.regularize(rows)
+        self.inner.update()
+        return Outcome(output, value, yb)
+
+    def epoch_logs(self) -> dict[str, float]:
+        return self.inner.epoch_logs()

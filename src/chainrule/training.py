@@ -16,7 +16,6 @@ and SIGTERM stop it after the current batch (chainrule.interrupt).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -34,7 +33,9 @@ from .layers.activations import Identity
 from .losses import get_loss
 from .metrics import get_metric
 from .optim import get_optimizer
-from .sequence import check_bptt_steps, truncated_bptt_step
+from .regularizers import get_regularizer
+from .sequence import check_bptt_steps
+from .step import NonFiniteLoss, make_step
 
 #: Above this size, shuffled batches are gathered one by one instead of once per epoch.
 _GATHER_EACH_BATCH_BYTES = 16 * 2**20
@@ -62,236 +63,305 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
         shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
         verbose: int = 1, print_every: int | None = None, initial_epoch: int = 0,
         rule=None, bptt_steps: int | None = None, distributed=False, checkpoint=None,
-        checkpoint_every="epoch", resume=None, graceful_stop: bool = True) -> History:
+        checkpoint_every="epoch", resume=None, graceful_stop: bool = True, regularizer=None) -> History:
     """Train ``net`` on (X, y); see :meth:`chainrule.Sequential.fit` for the arguments."""
-    dp = None
-    if distributed:  # data-parallel over MPI ranks (chainrule.distributed): first, the ranks must agree
-        from .distributed import DataParallel
-
-        dp = DataParallel.for_fit(net, distributed)
-        dp.check_agreement(X, y, validation_data, loss=loss, optimizer=optimizer, epochs=epochs,
-                           batch_size=batch_size, shuffle=shuffle, metrics=metrics, rule=rule,
-                           bptt_steps=bptt_steps, initial_epoch=initial_epoch,
-                           checkpoint=checkpoint is not None, resume=resume is not None)
-    every = _check_checkpointing(checkpoint, checkpoint_every, resume, rule, distributed, initial_epoch)
-    resumed = ckpt_io.read(resume) if resume is not None else None
-    if resumed is not None:  # the weights and scaler first: fit's checks and scaling use them
-        ckpt_io.restore_network(resumed, net)
-    check_positive_int(epochs, "epochs")
-    check_positive_int(batch_size, "batch_size", allow_none=True)
-    check_positive_int(print_every, "print_every", allow_none=True)
-    if verbose not in (0, 1, 2):
-        raise ConfigError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch), got {verbose!r}")
-    callbacks = _check_callbacks(callbacks)
-    loss = get_loss(loss)
-    if net.layers:  # a loss that wants probabilities after a layer that gives logits, or the reverse
-        loss.check_output_layer(next((la for la in reversed(net.layers) if not isinstance(la, Identity)),
-                                     net.layers[-1]))
-    optimizer = get_optimizer(optimizer)
-    X = net._check_input(X, "fit X")
-    n = len(X)
-    if n == 0:
-        raise ShapeError("fit X has no samples")
-    if net.scaler is not None:
-        if not net.scaler.is_fitted:
-            net.scaler.fit(X)
-        X = net._check_input(net.scaler.transform(X), "scaled X")
-    y = _check_target(net, loss, X, y, "fit y")
-    if bptt_steps is not None:  # truncated BPTT (chainrule.sequence)
-        check_bptt_steps(net, X, bptt_steps, rule)
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ConfigError("validation_data must be a pair (X_val, y_val)")
-        Xv = net._prepare_input(validation_data[0], "validation X")
-        yv = _check_target(net, loss, Xv, validation_data[1], "validation y")
-    metric_objs = [get_metric(m) for m in metrics]
-    _check_metrics(net, metric_objs, X, y)
-    bs = n if batch_size is None else min(batch_size, n)
-    n_batches = math.ceil(n / bs)
-    rng = as_rng(seed)
-    if checkpoint is not None or resumed is not None:
-        settings = ckpt_io.settings_of(n, batch_size, shuffle, loss, optimizer, metric_objs, bptt_steps)
-        data_print = ckpt_io.fingerprint(X, y)
-        if resumed is not None:
-            ckpt_io.check_compatible(resumed, settings, data_print)
-
-    history = History()
-    history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
-                      "steps": n_batches, "shuffle": shuffle}
-    cbs: list[Callback] = [history, *callbacks]
-    net.optimizer, net.loss, net.stop_training = optimizer, loss, False
-    net._fit_params = history.params
-    if dp is not None:  # rank 0's weights and seed, one gradient buffer; rank 0 alone prints and writes
-        loss, metric_objs, callbacks, verbose, print_every = dp.setup(
-            n, loss, metric_objs, callbacks, verbose, print_every, rng)
-        cbs = [history, *callbacks]
-    if rule is not None:  # a credit-assignment rule (chainrule.credit) replaces backward + step
-        if not callable(getattr(rule, "backward_step", None)):
-            raise ConfigError(f"rule must be a credit-assignment rule (chainrule.credit), got {rule!r}")
-        rule.begin(net, loss, optimizer)
-    for cb in cbs:
-        cb.set_model(net)
-        cb.on_train_begin()
-    position = ckpt_io.Position(epoch=initial_epoch)
-    if resumed is not None:
-        params = history.params
-        position = ckpt_io.restore_training(resumed, net, optimizer, rng, history, callbacks)
-        history.params = params
-        ckpt_io.remove_stale_temporaries(resume)
-        if history.stopped_early:
-            position.epoch = epochs  # a run that a callback ended stays ended
-    saver = None
-    if checkpoint is not None:
-        saver = ckpt_io.Saver(checkpoint, net, optimizer, rng, history, callbacks, settings, data_print,
-                              written=position if resume is not None and Path(resume) == Path(checkpoint) else None)
-        history.checkpoint = str(checkpoint)
-
-    mean_reduction = loss.reduction == "mean"
-    # What fit prints: print_every's lines replace the per-epoch output; verbose=1 shows a bar per
-    # epoch in a terminal, one bar for the run in a notebook, else (a log file) a line per epoch.
-    notebook = verbose == 1 and print_every is None and in_notebook()
-    bar_ok = verbose == 1 and print_every is None and not notebook and sys.stderr.isatty()
-    epoch_lines = verbose and print_every is None and not notebook
-    run_bar = _run_bar(epochs, position.epoch) if notebook else None
-    step, last_finite = position.step, position.last_loss
-    stop = GracefulStop(graceful_stop)
-    if dp is not None:  # a signal on any rank stops every rank after the same batch
-        stop = dp.agreed_stop(stop)
-    guard = contextlib.ExitStack()  # (entered here, closed first thing in `finally`)
-    guard.enter_context(stop)
-    # A diverging step overflows quietly: the finite-loss test below reports it, with its place.
-    guard.enter_context(quiet_float_errors())
+    run = _Run(net, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+               shuffle=shuffle, seed=seed, validation_data=validation_data, metrics=metrics,
+               callbacks=callbacks, verbose=verbose, print_every=print_every, initial_epoch=initial_epoch,
+               rule=rule, bptt_steps=bptt_steps, distributed=distributed, checkpoint=checkpoint,
+               checkpoint_every=checkpoint_every, resume=resume, graceful_stop=graceful_stop,
+               regularizer=regularizer)
+    history, pos, step, stop, out = run.history, run.position, run.step, run.stop, run.output
     try:
-        for epoch in range(position.epoch, epochs):
-            mid_epoch = epoch == position.epoch and position.batch > 0
-            if mid_epoch:  # resuming inside an epoch: draw its order again from the same state
-                rng.bit_generator.state = position.epoch_rng
-            else:
-                optimizer.set_epoch(epoch)
-                for cb in cbs:
-                    cb.on_epoch_begin(epoch)
-            epoch_rng = rng.bit_generator.state if saver is not None else None
-            # (one sample: nothing to shuffle, and permutation(1) draws no random number)
-            order = rng.permutation(n) if shuffle and n > 1 else None
-            # Large data are gathered batch by batch: no epoch-sized copy (memory, page faults),
-            # and each batch is fresh in cache. Small data: one gather, then slices per step.
-            gather_each_batch = order is not None and X.nbytes > _GATHER_EACH_BATCH_BYTES
-            # (np.take: the rows X[order] gives, ~12 % sooner than fancy indexing)
-            if order is not None and not gather_each_batch:
-                Xs, ys = np.take(X, order, axis=0), np.take(y, order, axis=0)
-            else:
-                Xs, ys = X, y
-            for m in metric_objs:
-                m.reset()
-            bar = _progress_bar(n_batches, epoch, epochs) if bar_ok else None
-            total = 0.0
-            first = 0
-            if mid_epoch:
-                first, total = position.batch, position.total
-                for m, state in zip(metric_objs, position.metrics, strict=True):
-                    vars(m).update(state)
-                if bar is not None:
-                    bar.update(first)
-            for b in range(first, n_batches):
-                if gather_each_batch:
-                    rows = order[b * bs:(b + 1) * bs]
-                    xb, yb = np.take(X, rows, axis=0), np.take(y, rows, axis=0)
-                else:
-                    xb, yb = Xs[b * bs:(b + 1) * bs], ys[b * bs:(b + 1) * bs]
-                if dp is not None:  # this rank's rows of the global batch
-                    xb, yb = dp.shard(xb, yb)
-                if bptt_steps is None:
-                    output = net._forward_train(xb) if rule is None else rule.forward(net, xb)
-                    value, delta = loss._value_and_grad(output, yb)
-                elif rule is None:  # forward and backward window by window, the gradients summed
-                    output, value = truncated_bptt_step(net, loss, xb, yb, bptt_steps)
-                else:  # the rule's own windows (credit.RecurrentDNI); its update is backward_step's
-                    (output, value), delta = rule.bptt_step(net, xb, yb, bptt_steps), None
-                if not math.isfinite(value) and dp is None:  # distributed: dp.reduce stops every rank
-                    last = "" if last_finite is None else f"; the last finite loss was {last_finite:.7g}"
-                    raise TrainingError(
-                        f"the loss became {value} at epoch {epoch + 1}, batch {b + 1} of {n_batches}"
-                        f" (samples {b * bs} to {b * bs + len(xb) - 1} of the epoch's order){last};"
-                        " try a smaller learning rate or check the data. Parameters hold the"
-                        " values of the last finite step; "
-                        + (f"the last checkpoint, {saver.describe()}, was kept untouched."
-                           if saver is not None else "nothing was saved.")
-                    )
-                last_finite = value
-                if rule is None:
-                    if bptt_steps is None:
-                        net._backward_train(delta)
-                    if dp is not None:  # one Allreduce: the global batch's gradient and loss
-                        value = dp.reduce(value, epoch, b)
-                    optimizer.step(net)
-                else:
-                    rule.backward_step(net, yb, delta)
-                total += value * len(xb) if mean_reduction else value
-                for m in metric_objs:
-                    m.update(yb, output)
-                for cb in callbacks:
-                    cb.on_batch_end(b, {"loss": value})
-                if bar is not None:
-                    bar.update(1)
-                step += 1
-                if b + 1 < n_batches and (stop.requested or (every and step % every == 0)):
-                    if saver is not None:
-                        saver.save(ckpt_io.Position(epoch, b + 1, step, epoch_rng, total,
-                                                    [dict(vars(m)) for m in metric_objs], False, last_finite))
-                    if stop.requested:
+        with stop, quiet_float_errors():  # an overflow shows as a non-finite loss, reported below
+            for epoch in range(pos.epoch, epochs):
+                first = run.begin_epoch(epoch)
+                bar = out.epoch_bar(run.n_batches, epoch, first)
+                for b, xb, yb in run.batches(first):
+                    try:
+                        result = step(xb, yb)
+                    except NonFiniteLoss as exc:
+                        raise run.diverged(exc, epoch, b, len(xb)) from None
+                    pos.last_loss = result.loss
+                    pos.total += result.loss * len(xb) if run.mean_reduction else result.loss
+                    for m in run.metrics:
+                        m.update(result.target, result.output)
+                    for cb in run.user_callbacks:
+                        cb.on_batch_end(b, {"loss": result.loss})
+                    out.batch_done(bar)
+                    pos.batch, pos.step = b + 1, pos.step + 1
+                    for hook in run.hooks:
+                        hook.batch_end(pos, stop.requested)
+                    if stop.requested and b + 1 < run.n_batches:
                         history.interrupted = True
                         break
-            if history.interrupted:
-                if bar is not None:
-                    bar.close()
-                break
-            logs = {"loss": total / n if mean_reduction else total}
-            for m in metric_objs:
-                logs[m.name] = m.result()
-            if rule is not None:
-                logs.update(rule.epoch_logs())
-            if validation_data is not None:
-                val = net._evaluate_prepared(Xv, yv, loss, metrics)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            if dp is not None:  # every rank's loss sums and metric counts: the same logs on every rank
-                logs = dp.combine_logs(logs, metric_objs)
-            if bar is not None:
-                bar.set_postfix_str(_format_logs(logs), refresh=True)
-                bar.close()
-            elif run_bar is not None:
-                run_bar.set_postfix_str(_format_logs(logs), refresh=False)
-                run_bar.update(1)
-            elif epoch_lines:
-                print(f"epoch {epoch + 1}/{epochs}: {_format_logs(logs)}", flush=True)
-            if print_every and (epoch + 1) % print_every == 0:
-                print(f"epoch={epoch + 1}, loss={logs['loss']:.7f}", flush=True)
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-            if dp is not None:
-                dp.stop_together()
-            _check_parameters(net, epoch)
-            finished = net.stop_training or epoch + 1 == epochs
-            if saver is not None:
-                saver.save(ckpt_io.Position(epoch + 1, 0, step, None, 0.0, [], finished, last_finite))
-            if stop.requested and not finished:
-                history.interrupted = True
-                break
-            if net.stop_training:
-                history.stopped_early = epoch + 1 < epochs
-                break
+                if history.interrupted:
+                    out.close(bar)
+                    break
+                logs = run.epoch_logs(epoch)
+                out.epoch_done(bar, epoch, logs)
+                for cb in run.callbacks:
+                    cb.on_epoch_end(epoch, logs)
+                _check_parameters(net, epoch)
+                pos.epoch, pos.batch = epoch + 1, 0
+                for hook in run.hooks:  # the ranks agree on stopping; the checkpoint is written
+                    hook.epoch_end(pos)
+                if stop.requested and not (net.stop_training or epoch + 1 == epochs):
+                    history.interrupted = True
+                    break
+                if net.stop_training:
+                    history.stopped_early = epoch + 1 < epochs
+                    break
     except BaseException as exc:
-        if dp is not None:  # a rank failing alone takes the job down with its message
-            dp.fail(exc)
+        for hook in run.hooks:
+            hook.fail(exc)
         raise
     finally:
-        guard.close()
-        if run_bar is not None:
-            run_bar.close()
-        for cb in cbs:
+        out.close()
+        for cb in run.callbacks:
             cb.on_train_end()
-        if dp is not None:
-            dp.end_fit()
+        for hook in run.hooks:
+            hook.end()
     return history
+
+
+class _Run:
+    """One fit's checked arguments and live state: data, step, callbacks, hooks and position.
+
+    Everything about the arguments and the data is checked here, once, before the first step.
+    """
+
+    def __init__(self, net, X, y, *, loss, optimizer, epochs, batch_size, shuffle, seed, validation_data,
+                 metrics, callbacks, verbose, print_every, initial_epoch, rule, bptt_steps, distributed,
+                 checkpoint, checkpoint_every, resume, graceful_stop, regularizer) -> None:
+        dp = None
+        if distributed:  # data-parallel over MPI ranks (chainrule.distributed): first, the ranks must agree
+            from .distributed import DataParallel
+
+            dp = DataParallel.for_fit(net, distributed)
+            dp.check_agreement(X, y, validation_data, loss=loss, optimizer=optimizer, epochs=epochs,
+                               batch_size=batch_size, shuffle=shuffle, metrics=metrics, rule=rule,
+                               bptt_steps=bptt_steps, initial_epoch=initial_epoch,
+                               checkpoint=checkpoint is not None, resume=resume is not None)
+        every = _check_checkpointing(checkpoint, checkpoint_every, resume, rule, distributed, initial_epoch)
+        resumed = ckpt_io.read(resume) if resume is not None else None
+        if resumed is not None:  # the weights and scaler first: fit's checks and scaling use them
+            ckpt_io.restore_network(resumed, net)
+        check_positive_int(epochs, "epochs")
+        check_positive_int(batch_size, "batch_size", allow_none=True)
+        check_positive_int(print_every, "print_every", allow_none=True)
+        if verbose not in (0, 1, 2):
+            raise ConfigError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (one line per epoch),"
+                              f" got {verbose!r}")
+        callbacks = _check_callbacks(callbacks)
+        regularizer = get_regularizer(regularizer)
+        loss = get_loss(loss)
+        if net.layers:  # a loss that wants probabilities after a layer that gives logits, or the reverse
+            loss.check_output_layer(next((la for la in reversed(net.layers) if not isinstance(la, Identity)),
+                                         net.layers[-1]))
+        optimizer = get_optimizer(optimizer)
+        X = net._check_input(X, "fit X")
+        n = len(X)
+        if n == 0:
+            raise ShapeError("fit X has no samples")
+        if net.scaler is not None:
+            if not net.scaler.is_fitted:
+                net.scaler.fit(X)
+            X = net._check_input(net.scaler.transform(X), "scaled X")
+        y = _check_target(net, loss, X, y, "fit y")
+        if bptt_steps is not None:  # truncated BPTT (chainrule.sequence)
+            check_bptt_steps(net, X, bptt_steps, rule)
+        self.validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ConfigError("validation_data must be a pair (X_val, y_val)")
+            Xv = net._prepare_input(validation_data[0], "validation X")
+            self.validation = (Xv, _check_target(net, loss, Xv, validation_data[1], "validation y"), metrics)
+        metric_objs = [get_metric(m) for m in metrics]
+        _check_metrics(net, metric_objs, X, y)
+        self.bs = n if batch_size is None else min(batch_size, n)
+        self.n_batches = math.ceil(n / self.bs)
+        rng = as_rng(seed)
+        if checkpoint is not None or resumed is not None:
+            settings = ckpt_io.settings_of(n, batch_size, shuffle, loss, optimizer, metric_objs, bptt_steps)
+            data_print = ckpt_io.fingerprint(X, y)
+            if resumed is not None:
+                ckpt_io.check_compatible(resumed, settings, data_print)
+
+        history = History()
+        history.params = {"epochs": epochs, "batch_size": batch_size, "samples": n,
+                          "steps": self.n_batches, "shuffle": shuffle}
+        net.optimizer, net.loss, net.stop_training = optimizer, loss, False
+        net._fit_params = history.params
+        self.hooks: list = []
+        if dp is not None:  # rank 0's weights and seed, one gradient buffer; rank 0 alone prints and writes
+            loss, metric_objs, callbacks, verbose, print_every = dp.setup(
+                n, loss, metric_objs, callbacks, verbose, print_every, rng)
+            self.hooks.append(dp)
+        step = make_step(net, loss, optimizer, rule=rule, bptt_steps=bptt_steps, regularizer=regularizer)
+        self.step = dp.wrap(step) if dp is not None else step
+        self.callbacks: list[Callback] = [history, *callbacks]
+        for cb in self.callbacks:
+            cb.set_model(net)
+            cb.on_train_begin()
+        self.position = ckpt_io.Position(epoch=initial_epoch)
+        if resumed is not None:
+            params = history.params
+            self.position = ckpt_io.restore_training(resumed, net, optimizer, rng, history, callbacks)
+            history.params = params
+            ckpt_io.remove_stale_temporaries(resume)
+            if history.stopped_early:
+                self.position.epoch = epochs  # a run that a callback ended stays ended
+        if checkpoint is not None and (dp is None or dp.is_root):
+            saver = ckpt_io.Saver(checkpoint, net, optimizer, rng, history, callbacks, settings, data_print,
+                                  written=self.position if resume is not None and Path(resume) == Path(checkpoint)
+                                  else None)
+            history.checkpoint = str(checkpoint)
+            self.hooks.append(_CheckpointHook(saver, every, metric_objs, self.n_batches, net, epochs))
+        stop = GracefulStop(graceful_stop)
+        self.stop = dp.agreed_stop(stop) if dp is not None else stop  # a signal to any rank stops them all
+        self.output = _Output(verbose, print_every, epochs, self.position.epoch)
+        self.net, self.X, self.y, self.shuffle, self.rng, self.optimizer = net, X, y, shuffle, rng, optimizer
+        self.loss, self.metrics, self.user_callbacks, self.history = loss, metric_objs, callbacks, history
+        self.mean_reduction = loss.reduction == "mean"
+        self.dp, self.saver = dp, next((h.saver for h in self.hooks if isinstance(h, _CheckpointHook)), None)
+
+    def begin_epoch(self, epoch: int) -> int:
+        """Draw the epoch's order; reset or restore the metrics; the first batch to run."""
+        pos = self.position
+        mid_epoch = epoch == pos.epoch and pos.batch > 0
+        if mid_epoch:  # resuming inside an epoch: draw its order again from the same state
+            self.rng.bit_generator.state = pos.epoch_rng
+        else:
+            self.optimizer.set_epoch(epoch)
+            for cb in self.callbacks:
+                cb.on_epoch_begin(epoch)
+        pos.epoch_rng = self.rng.bit_generator.state if self.saver is not None else None
+        n = len(self.X)
+        # (one sample: nothing to shuffle, and permutation(1) draws no random number)
+        self.order = self.rng.permutation(n) if self.shuffle and n > 1 else None
+        for m in self.metrics:
+            m.reset()
+        if not mid_epoch:
+            pos.epoch, pos.batch, pos.total = epoch, 0, 0.0
+            return 0
+        for m, state in zip(self.metrics, pos.metrics, strict=True):
+            vars(m).update(state)
+        return pos.batch
+
+    def batches(self, first: int):
+        """(b, xb, yb) for the epoch's batches from ``first`` on, in the epoch's order."""
+        X, y, order, bs = self.X, self.y, self.order, self.bs
+        # Large data are gathered batch by batch: no epoch-sized copy (memory, page faults),
+        # and each batch is fresh in cache. Small data: one gather, then slices per step.
+        each = order is not None and X.nbytes > _GATHER_EACH_BATCH_BYTES
+        if order is not None and not each:  # (np.take: the rows X[order] gives, ~12 % sooner than fancy indexing)
+            X, y = np.take(X, order, axis=0), np.take(y, order, axis=0)
+        for b in range(first, self.n_batches):
+            if each:
+                rows = order[b * bs:(b + 1) * bs]
+                yield b, np.take(X, rows, axis=0), np.take(y, rows, axis=0)
+            else:
+                yield b, X[b * bs:(b + 1) * bs], y[b * bs:(b + 1) * bs]
+
+    def epoch_logs(self, epoch: int) -> dict:
+        n, pos = len(self.X), self.position
+        logs = {"loss": pos.total / n if self.mean_reduction else pos.total}
+        for m in self.metrics:
+            logs[m.name] = m.result()
+        logs.update(self.step.epoch_logs())
+        if self.validation is not None:
+            Xv, yv, metrics = self.validation
+            val = self.net._evaluate_prepared(Xv, yv, self.loss, metrics)
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        if self.dp is not None:  # every rank's loss sums and metric counts: the same logs on every rank
+            logs = self.dp.combine_logs(logs, self.metrics)
+        return logs
+
+    def diverged(self, exc: NonFiniteLoss, epoch: int, b: int, rows: int) -> TrainingError:
+        """The error for a non-finite loss, with its place and what was kept."""
+        pos, bs = self.position, self.bs
+        if exc.where:  # on other ranks too (distributed): each rank knows only its own rows
+            return TrainingError(
+                f"the loss became {exc.value} at epoch {epoch + 1}, batch {b + 1}{exc.where}; try a smaller"
+                " learning rate or check the data. Parameters hold the values of the last finite step;"
+                " nothing was saved.")
+        last = "" if pos.last_loss is None else f"; the last finite loss was {pos.last_loss:.7g}"
+        kept = (f"the last checkpoint, {self.saver.describe()}, was kept untouched." if self.saver is not None
+                else "nothing was saved.")
+        return TrainingError(
+            f"the loss became {exc.value} at epoch {epoch + 1}, batch {b + 1} of {self.n_batches}"
+            f" (samples {b * bs} to {b * bs + rows - 1} of the epoch's order){last};"
+            f" try a smaller learning rate or check the data. Parameters hold the values of the last"
+            f" finite step; {kept}")
+
+
+class _CheckpointHook:
+    """Writes the training state (chainrule.checkpoint) every ``every`` batches, after each epoch,
+    and when a signal stops training."""
+
+    def __init__(self, saver, every, metrics, n_batches: int, net, epochs: int) -> None:
+        self.saver, self.every, self.metrics, self.n_batches = saver, every, metrics, n_batches
+        self.net, self.epochs = net, epochs
+
+    def batch_end(self, pos, stop_requested) -> None:
+        if pos.batch < self.n_batches and (stop_requested or (self.every and pos.step % self.every == 0)):
+            self.saver.save(ckpt_io.Position(pos.epoch, pos.batch, pos.step, pos.epoch_rng, pos.total,
+                                             [dict(vars(m)) for m in self.metrics], False, pos.last_loss))
+
+    def epoch_end(self, pos) -> None:
+        pos.finished = self.net.stop_training or pos.epoch == self.epochs
+        self.saver.save(ckpt_io.Position(pos.epoch, 0, pos.step, None, 0.0, [], pos.finished, pos.last_loss))
+
+    def fail(self, exc) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+class _Output:
+    """What fit prints. print_every's lines replace the per-epoch output; verbose=1 shows a bar
+    per epoch in a terminal, one bar for the run in a notebook, else (a log file) a line per epoch."""
+
+    def __init__(self, verbose: int, print_every, epochs: int, first_epoch: int) -> None:
+        notebook = verbose == 1 and print_every is None and in_notebook()
+        self.bars = verbose == 1 and print_every is None and not notebook and sys.stderr.isatty()
+        self.lines = verbose and print_every is None and not notebook
+        self.run_bar = _run_bar(epochs, first_epoch) if notebook else None
+        self.print_every, self.epochs = print_every, epochs
+
+    def epoch_bar(self, n_batches: int, epoch: int, first: int):
+        if not self.bars:
+            return None
+        bar = _progress_bar(n_batches, epoch, self.epochs)
+        if first:
+            bar.update(first)
+        return bar
+
+    @staticmethod
+    def batch_done(bar) -> None:
+        if bar is not None:
+            bar.update(1)
+
+    def epoch_done(self, bar, epoch: int, logs: dict) -> None:
+        if bar is not None:
+            bar.set_postfix_str(_format_logs(logs), refresh=True)
+            bar.close()
+        elif self.run_bar is not None:
+            self.run_bar.set_postfix_str(_format_logs(logs), refresh=False)
+            self.run_bar.update(1)
+        elif self.lines:
+            print(f"epoch {epoch + 1}/{self.epochs}: {_format_logs(logs)}", flush=True)
+        if self.print_every and (epoch + 1) % self.print_every == 0:
+            print(f"epoch={epoch + 1}, loss={logs['loss']:.7f}", flush=True)
+
+    def close(self, bar=None) -> None:
+        if bar is not None:
+            bar.close()
+        elif self.run_bar is not None:
+            self.run_bar.close()
+            self.run_bar = None
 
 
 def _check_checkpointing(checkpoint, every, resume, rule, distributed, initial_epoch) -> int | None:

@@ -5,11 +5,13 @@ loop then calls, and only then (the plain backprop path is untouched when ``rule
 
     rule.begin(net, loss, optimizer)       once per fit, before the first step
     output = rule.forward(net, xb)         each step, instead of net._forward_train(xb)
-    rule.backward_step(net, yb, delta)     each step, instead of net._backward_train + optimizer.step
+    rule.assign(net, yb, delta)            each step, instead of net._backward_train
+    rule.apply(net)                        each step, instead of optimizer.step
     logs.update(rule.epoch_logs())         at the end of each epoch (alignment angles, SG losses)
 
-``backward_step`` is ``_credit`` (fill every ``layer.grads`` with the rule's estimate of
-dL/dθ) followed by ``_apply`` (the parameter updates). Every ``track_every`` steps, and at
+(chainrule.step.RuleStep makes these the moves of a training step.) ``assign`` runs
+``_credit`` (fill every ``layer.grads`` with the rule's estimate of dL/dθ) and ``apply`` runs
+``_apply`` (the parameter updates). Every ``track_every`` steps, and at
 each epoch's first step, the true backprop gradient is computed first, and the angle between it
 and the rule's estimate is recorded per parametric layer; the epoch's mean angle is logged as
 ``angle_<layer index>``.
@@ -191,15 +193,24 @@ class CreditRule:
         """The training forward pass (layers cache what the backward pass needs)."""
         return net._forward_train(x)
 
-    def backward_step(self, net, y: np.ndarray, delta: np.ndarray) -> None:
-        """Assign credit from dL/doutput ``delta`` and update the parameters."""
+    def assign(self, net, y: np.ndarray, delta: np.ndarray) -> None:
+        """Fill every ``layer.grads`` with the rule's estimate of dL/dθ from dL/doutput ``delta``
+        (measuring the angle to backprop's gradient when due). The step's backward move."""
         measure = self._measure_due()
         true = self._true_gradients(net, delta) if measure else None
         self._credit(net, y, delta)
         if true is not None:
             self._record_angles(net, true)
+
+    def apply(self, net) -> None:
+        """Update the parameters from the assigned gradients. The step's update move."""
         self._apply(net)
         self.steps += 1
+
+    def backward_step(self, net, y: np.ndarray, delta: np.ndarray) -> None:
+        """``assign`` then ``apply``: credit and update in one call."""
+        self.assign(net, y, delta)
+        self.apply(net)
 
     def epoch_logs(self) -> dict[str, float]:
         """The epoch's mean angles (and whatever else the rule logs); resets the sums."""

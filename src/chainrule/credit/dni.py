@@ -186,14 +186,12 @@ class DNI(CreditRule):
             hidden.append(x)
         return self.blocks[-1].forward(x)
 
-    def backward_step(self, net, y, delta):
+    def assign(self, net, y, delta):
         measure = self._measure_due()
         true = self._true_gradients(net, delta) if (measure or self.mix) else None
         self._credit(net, y, delta)
         if measure:
             self._record_angles(net, true)
-        self._apply(net)
-        self.steps += 1
 
     def _true_gradients(self, net, delta):
         """Backprop's parameter gradients (copies) and dL/dh_i at every interface."""

@@ -175,7 +175,10 @@ class RecurrentDNI(CreditRule):
         net._backward_train(self.loss._value_and_grad(out, yb)[1])
         return {i: [g.copy() for g in net.layers[i].grads.values()] for i in self._param_layers}
 
-    def backward_step(self, net, y, delta):
+    def assign(self, net, y, delta):
+        """Nothing: ``bptt_step`` filled the gradients window by window."""
+
+    def apply(self, net):
         """The updates: the network's (fit's optimizer) and one regression step per module."""
         self.optimizer.step(net)
         states, targets = self._boundaries
