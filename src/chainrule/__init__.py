@@ -61,6 +61,8 @@ from .layers import (
 )
 from .losses import MSE, SSE, BinaryCrossEntropy, CrossEntropy, Loss
 from .network import Sequential, mlp
+from .regularizers import L1, L2, Regularizer
+from .step import Step, make_step
 from .optim import (
     SGD,
     Adagrad,
@@ -92,7 +94,7 @@ __all__ = [
     "distributed", "DataParallel",
     "sequence", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
     "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss",
-    "Sequential", "mlp",
+    "Sequential", "mlp", "L1", "L2", "Regularizer", "Step", "make_step",
     "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",
     "Schedule", "StepLR", "clip_grad_norm",
 ]

@@ -205,8 +205,10 @@ class Sequential:
             shuffle: bool = True, seed=None, validation_data=None, metrics=(), callbacks=(),
             verbose: int = 1, print_every: int | None = None, rule=None,
             bptt_steps: int | None = None, distributed=False, checkpoint=None,
-            checkpoint_every="epoch", resume=None, graceful_stop: bool = True):
+            checkpoint_every="epoch", resume=None, graceful_stop: bool = True, regularizer=None):
         """Train the network by backpropagation (or by another credit-assignment ``rule``).
+
+        Each batch is one training step (chainrule.step): forward, loss, backward, update.
 
         Parameters
         ----------
@@ -262,6 +264,9 @@ class Sequential:
             While fit runs in the main thread, SIGINT (Ctrl-C) and SIGTERM stop it after the
             current batch: the checkpoint is written and the History comes back with
             ``interrupted=True``. A second Ctrl-C stops at once (KeyboardInterrupt).
+        regularizer : L1 or L2, optional
+            A weight penalty (``cr.L2(1e-4)``): added to the loss value, its gradient added to
+            every "weight" parameter's after the backward pass (chainrule.regularizers).
 
         Returns
         -------
@@ -281,7 +286,7 @@ class Sequential:
                    validation_data=validation_data, metrics=metrics, callbacks=callbacks,
                    verbose=verbose, print_every=print_every, rule=rule, bptt_steps=bptt_steps,
                    distributed=distributed, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                   resume=resume, graceful_stop=graceful_stop)
+                   resume=resume, graceful_stop=graceful_stop, regularizer=regularizer)
 
     def predict(self, X, batch_size: int | None = 8192) -> np.ndarray:
         """The network's output for X (scaled first when a scaler is attached), in batches."""

@@ -1,0 +1,99 @@
+"""The training step: one update written out, the same whichever door drives it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5))
+    return X, rng.normal(size=(40, 2))
+
+
+def _net():
+    return cr.Sequential(cr.Dense(5, 4, seed=0), cr.Tanh(), cr.Dense(4, 2, seed=1), dtype=np.float64)
+
+
+def test_a_step_is_forward_loss_backward_update_by_hand():
+    X, y = _data()
+    net, ref = _net(), _net()
+    outcome = cr.make_step(net, cr.MSE(), cr.SGD(lr=0.1))(X, y)
+    out = ref(X)
+    ref.backward(cr.MSE().grad(out, y))
+    cr.SGD(lr=0.1).step(ref)
+    assert outcome.loss == pytest.approx(cr.MSE().value(out, y), rel=1e-15)
+    for a, b in zip(net.get_weights(), ref.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _zeroed(net):
+    for layer in net.layers:
+        for g in layer.grads.values():
+            g[...] = 0
+    return net
+
+
+@pytest.mark.parametrize("reg", [cr.L1(0.03), cr.L2(0.03), cr.L2(0.6, per_sample=True)])
+def test_regularizer_gradient_matches_a_finite_difference_of_its_penalty(reg):
+    net, n = _net(), 20
+
+    def penalty():  # the value alone (the gradient it adds is thrown away)
+        value = reg.add_gradient(net, n)
+        _zeroed(net)
+        return value
+
+    reg.add_gradient(_zeroed(net), n)
+    for layer in net.layers:
+        if "bias" in layer.params:
+            assert not layer.grads["bias"].any()  # biases are not penalized
+    analytic = net.layers[2].grads["weight"].copy()
+    w, h = net.layers[2].params["weight"], 1e-6
+    for idx in np.ndindex(*w.shape):
+        old = w[idx]
+        w[idx] = old + h
+        up = penalty()
+        w[idx] = old - h
+        down = penalty()
+        w[idx] = old
+        assert analytic[idx] == pytest.approx((up - down) / (2 * h), rel=1e-6, abs=1e-9)
+
+
+def test_fit_with_l2_equals_weight_decay_by_hand():
+    # SGD on MSE + ½λ‖W‖² (weights only) is SGD on MSE with λ·W added to the weights' gradients
+    X, y = _data()
+    lam, lr = 0.05, 0.1
+    net = _net()
+    history = net.fit(X, y, loss="mse", optimizer=cr.SGD(lr=lr), epochs=3, batch_size=None, shuffle=False,
+                      verbose=0, regularizer=cr.L2(lam))
+    ref = _net()
+    losses = []
+    for _ in range(3):
+        out = ref(X)
+        value = cr.MSE().value(out, y)
+        ref.backward(cr.MSE().grad(out, y))
+        penalty = 0.0
+        for layer in ref.layers[::2]:
+            w = layer.params["weight"]
+            penalty += 0.5 * lam * float(np.sum(w * w))
+            layer.grads["weight"] += lam * w
+        losses.append(value + penalty)
+        cr.SGD(lr=lr).step(ref)
+    np.testing.assert_allclose(history.history["loss"], losses, rtol=1e-12)
+    for a, b in zip(net.get_weights(), ref.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), "x"])
+def test_regularizer_rate_is_checked(bad):
+    with pytest.raises(cr.errors.ConfigError, match="rate"):
+        cr.L2(bad)
+
+
+def test_fit_refuses_a_regularizer_that_is_not_one():
+    X, y = _data()
+    with pytest.raises(cr.errors.ConfigError, match="regularizer"):
+        _net().fit(X, y, loss="mse", epochs=1, verbose=0, regularizer=0.01)
