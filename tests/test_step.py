@@ -97,3 +97,42 @@ def test_fit_refuses_a_regularizer_that_is_not_one():
     X, y = _data()
     with pytest.raises(cr.errors.ConfigError, match="regularizer"):
         _net().fit(X, y, loss="mse", epochs=1, verbose=0, regularizer=0.01)
+
+
+@pytest.mark.parametrize("loss,target", [
+    (cr.MSE(), "real"), (cr.SSE(), "real"), (cr.MSE(reduction="sum"), "real"),
+    (cr.BinaryCrossEntropy(from_logits=True), "binary"), (cr.BinaryCrossEntropy(from_logits=True, reduction="sum"),
+                                                           "binary"),
+    (cr.CrossEntropy(), "labels"), (cr.CrossEntropy(), "rows"),
+])
+def test_weighted_loss_is_the_weighted_mean_of_per_sample_losses(loss, target):
+    rng = np.random.default_rng(1)
+    out = rng.normal(size=(6, 3))
+    t = {"real": rng.normal(size=(6, 3)), "binary": rng.integers(0, 2, size=(6, 3)).astype(float),
+         "labels": rng.integers(0, 3, size=6), "rows": rng.dirichlet(np.ones(3), size=6)}[target]
+    w = rng.uniform(0.5, 2, size=6)
+    t = loss.prepare_target(t, out.shape, out.dtype)
+    value, grad = loss._weighted_value_and_grad(out.copy(), t, w)
+    # independent: each sample's loss is the loss of that sample alone (reduction over one sample)
+    one = [loss.value(out[i:i + 1], t[i:i + 1]) for i in range(6)]
+    assert value == pytest.approx(float(w @ one) / w.sum(), rel=1e-12)
+    # equal weights give the plain loss when it averages over samples
+    if loss.reduction == "mean":
+        assert loss._weighted_value_and_grad(out.copy(), t, np.ones(6))[0] == pytest.approx(loss.value(out, t))
+    # the gradient against central differences of the weighted value
+    h = 1e-6
+    for idx in [(0, 0), (3, 2), (5, 1)]:
+        up, down = out.copy(), out.copy()
+        up[idx] += h
+        down[idx] -= h
+        numeric = (loss._weighted_value_and_grad(up, t, w)[0] - loss._weighted_value_and_grad(down, t, w)[0]) / (2 * h)
+        assert grad[idx] == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+
+
+def test_a_batch_with_all_weights_zero_changes_nothing():
+    X, y = _data()
+    net = _net()
+    before = net.get_weights()
+    cr.make_step(net, cr.MSE(), cr.SGD(lr=0.1))(X, y, np.zeros(len(X)))
+    for a, b in zip(net.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -82,6 +82,30 @@ class Loss:
     def _scale(self, n: int) -> float:
         return 1.0 / n if self.reduction == "mean" else 1.0
 
+    # --- per sample, for weighted samples (the scikit-learn estimators' sample_weight) ----------
+    def _per_sample(self, output: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ℓ_i of each sample (n,), dℓ_i/doutput_i of the output's shape), unscaled; over one
+        sample's elements ``reduction`` decides as for the whole loss (mean or sum)."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-sample form")
+
+    def _weighted_value_and_grad(self, output, target, weight: np.ndarray):
+        """L = Σ_i w_i·ℓ_i / Σ_i w_i and dL/doutput; (0.0, None) when every weight is 0."""
+        losses, grad = self._per_sample(output, target)
+        total = float(weight.sum())
+        if total <= 0:
+            return 0.0, None
+        grad *= (weight / total).astype(grad.dtype).reshape(-1, *(1,) * (grad.ndim - 1))
+        return float(weight @ losses) / total, grad
+
+    def _per_element(self, values: np.ndarray, grad: np.ndarray):
+        """Per-sample form of an element-wise loss: each sample's mean (or sum) over its elements."""
+        k = values[0].size
+        losses = values.reshape(len(values), -1).sum(axis=1)
+        if self.reduction == "mean" and k != 1:
+            losses /= k
+            grad *= 1.0 / k
+        return losses, grad
+
     def get_config(self) -> dict:
         return {"reduction": self.reduction}
 
@@ -107,6 +131,11 @@ class MSE(Loss):
         return value, diff
 
 
+    def _per_sample(self, output, target):
+        diff = output - target
+        return self._per_element(diff * diff, 2 * diff)
+
+
 class SSE(Loss):
     """The textbook error: E = ½ Σ_k (t_k − o_k)² per sample, averaged over samples.
 
@@ -125,6 +154,10 @@ class SSE(Loss):
         if scale != 1.0:
             diff *= scale
         return value, diff
+
+    def _per_sample(self, output, target):
+        diff = output - target
+        return 0.5 * np.einsum("ij,ij->i", diff.reshape(len(diff), -1), diff.reshape(len(diff), -1)), diff
 
 
 class BinaryCrossEntropy(Loss):
@@ -185,6 +218,18 @@ class BinaryCrossEntropy(Loss):
             value = -(target * np.log(p) + (1 - target) * np.log1p(-p))
             grad = (p - target) / (p * (1 - p)) * scale
         return float(value.sum()) * scale, grad.astype(output.dtype, copy=False)
+
+    def _per_sample(self, output, target):
+        if self.from_logits:
+            z = output
+            value = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
+            grad = 0.5 * np.tanh(0.5 * z) + 0.5 - target
+        else:
+            eps = np.finfo(output.dtype).eps
+            p = np.clip(output, eps, 1 - eps)
+            value = -(target * np.log(p) + (1 - target) * np.log1p(-p))
+            grad = (p - target) / (p * (1 - p))
+        return self._per_element(value, grad.astype(output.dtype, copy=False))
 
     def get_config(self):
         return {"from_logits": self.from_logits, "reduction": self.reduction}
@@ -269,6 +314,19 @@ class CrossEntropy(Loss):
         if scale != 1.0:
             p *= scale
         return value * scale, p.reshape(output.shape)
+
+    def _per_sample(self, output, target):
+        if output.ndim != 2:
+            raise ShapeError(f"weighted CrossEntropy takes outputs of shape (n, classes), got {output.shape}")
+        shifted, p, sum_exp = self._log_softmax_parts(output)
+        p /= sum_exp
+        log_sum = np.log(sum_exp[:, 0])
+        if target.dtype.kind in "iu":
+            rows = np.arange(len(p))
+            p[rows, target] -= 1
+            return log_sum - shifted[rows, target], p
+        p -= target
+        return log_sum * target.sum(axis=1) - np.einsum("ij,ij->i", target, shifted), p
 
 
 _NAMES = {

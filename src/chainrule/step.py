@@ -72,12 +72,20 @@ class Step:
         self.net, self.loss, self.optimizer, self.regularizer = net, loss, optimizer, regularizer
         self.penalty = 0.0  # the regularizer's share of the last loss value
 
-    def __call__(self, xb: np.ndarray, yb: np.ndarray) -> Outcome:
-        output, value, delta = self.forward(xb, yb)
+    def __call__(self, xb: np.ndarray, yb: np.ndarray, weight: np.ndarray | None = None) -> Outcome:
+        """One update on (xb, yb); with ``weight`` (n,), the loss is the weighted mean over samples
+        and the regularizer's batch size is Σ weight (a batch whose weights are all 0 changes nothing)."""
+        if weight is None:
+            output, value, delta = self.forward(xb, yb)
+        else:
+            output = self.net._forward_train(xb)
+            value, delta = self.loss._weighted_value_and_grad(output, yb, weight)
+            if delta is None:
+                return Outcome(output, value, yb)
         if not math.isfinite(value):
             raise NonFiniteLoss(value)
         self.backward(yb, delta)
-        value += self.regularize(len(xb))
+        value += self.regularize(len(xb) if weight is None else float(weight.sum()))
         self.update()
         return Outcome(output, value, yb)
 
