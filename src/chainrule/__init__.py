@@ -61,8 +61,6 @@ from .layers import (
 )
 from .losses import MSE, SSE, BinaryCrossEntropy, CrossEntropy, Loss
 from .network import Sequential, mlp
-from .regularizers import L1, L2, Regularizer
-from .step import Step, make_step
 from .optim import (
     SGD,
     Adagrad,
@@ -76,6 +74,8 @@ from .optim import (
     StepLR,
     clip_grad_norm,
 )
+from .regularizers import L1, L2, Regularizer
+from .step import Step, make_step
 
 __version__ = "0.1.0"
 
