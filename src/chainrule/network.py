@@ -380,17 +380,15 @@ def mlp(sizes, activation: str = "relu", output_activation: str | None = None,
     drawn from ``seed``, so one seed fixes the whole network.
     """
     from . import layers as L
+    from .registry import activation as activation_class
 
-    acts = {"relu": L.ReLU, "sigmoid": L.Sigmoid, "tanh": L.Tanh, "leaky_relu": L.LeakyReLU,
-            "elu": L.ELU, "softplus": L.Softplus, "softmax": L.Softmax, "identity": L.Identity}
-    for name in (activation, output_activation):
-        if name is not None and name not in acts:
-            raise ConfigError(f"unknown activation {name!r}; choose one of {sorted(acts)}")
+    hidden_act = activation_class(activation)
+    output_act = activation_class(output_activation) if output_activation is not None else None
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ConfigError(f"mlp needs at least an input and an output size, got {sizes}")
     if init is None:
-        init = "he_uniform" if activation in ("relu", "leaky_relu", "elu") else "xavier"
+        init = hidden_act.default_init
     seeds = np.random.SeedSequence(seed).spawn(2 * len(sizes))
     layers: list[Layer] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
@@ -398,9 +396,9 @@ def mlp(sizes, activation: str = "relu", output_activation: str | None = None,
         layers.append(L.Dense(n_in, n_out, init="xavier" if last else init,
                               seed=np.random.default_rng(seeds[2 * i])))
         if not last:
-            layers.append(acts[activation]())
+            layers.append(hidden_act())
             if dropout:
                 layers.append(L.Dropout(dropout, seed=int(seeds[2 * i + 1].generate_state(1)[0])))
-        elif output_activation is not None:
-            layers.append(acts[output_activation]())
+        elif output_act is not None:
+            layers.append(output_act())
     return Sequential(*layers, dtype=dtype)

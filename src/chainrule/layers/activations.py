@@ -22,6 +22,8 @@ _ONE = np.array(1.0, dtype=np.float32)
 class Identity(Layer):
     """a = z;  dL/dz = dL/da."""
 
+    names = ("identity", "linear")
+
     def forward(self, x, training=False):
         return x
 
@@ -33,6 +35,7 @@ class Sigmoid(Layer):
     """a = σ(z) = 1 / (1 + e^(−z)), computed as ½·tanh(z/2) + ½ (no overflow);
     dL/dz = dL/da ∘ a(1 − a)."""
 
+    names = ("sigmoid", "logistic")
     output_range = (0.0, 1.0)
 
     def forward(self, x, training=False):
@@ -50,6 +53,7 @@ class Sigmoid(Layer):
 class Tanh(Layer):
     """a = tanh(z);  dL/dz = dL/da ∘ (1 − a²)."""
 
+    names = ("tanh",)
     output_range = (-1.0, 1.0)
 
     def forward(self, x, training=False):
@@ -63,6 +67,9 @@ class Tanh(Layer):
 
 class ReLU(Layer):
     """a = max(z, 0);  dL/dz = dL/da ∘ [z > 0]  (the derivative at 0 is taken as 0)."""
+
+    names = ("relu",)
+    default_init = "he_uniform"
 
     _zero = None  # a row of zeros, cached per feature count and dtype
 
@@ -80,6 +87,9 @@ class ReLU(Layer):
 
 class LeakyReLU(Layer):
     """a = z if z > 0 else α·z;  dL/dz = dL/da ∘ (1 if z > 0 else α)."""
+
+    names = ("leaky_relu",)
+    default_init = "he_uniform"
 
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
@@ -99,6 +109,9 @@ class LeakyReLU(Layer):
 
 class ELU(Layer):
     """a = z if z > 0 else α(e^z − 1);  dL/dz = dL/da ∘ (1 if z > 0 else a + α)."""
+
+    names = ("elu",)
+    default_init = "he_uniform"
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
@@ -121,6 +134,8 @@ class ELU(Layer):
 class Softplus(Layer):
     """a = log(1 + e^z) = max(z, 0) + log1p(e^(−|z|));  dL/dz = dL/da ∘ σ(z)."""
 
+    names = ("softplus",)
+
     def forward(self, x, training=False):
         self._input = x
         return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
@@ -140,6 +155,7 @@ class Softmax(Layer):
     ``CrossEntropy`` loss on the logits instead (its delta is simply p − y).
     """
 
+    names = ("softmax",)
     output_range = (0.0, 1.0)
 
     def forward(self, x, training=False):

@@ -23,12 +23,17 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, ShapeError
 
-_REGISTRY: dict[str, type[Layer]] = {}
+_REGISTRY: dict[str, type[Layer]] = {}  # class name -> class (what a model file names)
+_NAMED: dict[str, type[Layer]] = {}     # a name users write ("relu") -> class (chainrule.registry)
 
 
 class Layer:
     """Base class: no parameters, identity shapes. Subclasses override forward/backward."""
 
+    #: The names users write for this layer ("relu"), the first being its own (chainrule.registry).
+    names: tuple[str, ...] = ()
+    #: The initializer a Dense layer before it gets by default in ``mlp`` and the estimators.
+    default_init = "xavier"
     #: (low, high) when every output lies in that closed range whatever the input (Sigmoid: (0, 1));
     #: None when unbounded or unknown. Losses compare it with what they expect (``check_output_layer``).
     output_range: tuple[float, float] | None = None
@@ -41,6 +46,8 @@ class Layer:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
+        for name in cls.__dict__.get("names", ()):
+            _NAMED[name] = cls
 
     # --- the protocol ---------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
