@@ -188,7 +188,7 @@ def test_matrix_notation_has_the_same_numbers():
     assert matrix.value("W¹⁺")[1, 0] == pytest.approx(scalar.value("w2⁺"), rel=1e-14)
     text = str(matrix)
     assert "z¹ = a⁰·W¹ + b¹" in text and "δ² = dE/da² ∘ σ'(z²)" in text
-    assert "w5     h1 → o1" in text and "W²[0, 0] = layers[2].weight[0, 0]" in text   # the mapping
+    assert "w5     h1 → o1" in text and 'W²[0, 0] = layers[2].params["weight"][0, 0]' in text   # the mapping
     # the forward pass shows the weights before the update
     assert "[0.15 0.25; 0.2 0.3]" in text.split("Backward pass")[0]
 

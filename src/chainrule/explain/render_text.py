@@ -7,7 +7,7 @@ import textwrap
 from .symbols import Expr, Lit, Part, format_number, render
 from .trace import SECTIONS, Step, Trace
 
-CHECK_HEAD = ("gradient", "analytic", "central difference", "relative error", "where")
+CHECK_HEAD = ("gradient", "analytic", "central diff.", "relative error", "where")
 SUMMARY_KEYS = ("layer", "W shape", "output", "‖W‖", "‖δ‖", "‖dE/dW‖", "‖dE/db‖", "update ratio", "check")
 
 
