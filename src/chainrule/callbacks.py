@@ -23,6 +23,8 @@ class Callback:
     """Base class: every hook does nothing."""
 
     model = None
+    #: True for callbacks that print or write files: in distributed training only rank 0 runs them.
+    root_only = False
     #: Attributes that carry over from epoch to epoch (kept in checkpoints); empty: stateless.
     _state_attrs: tuple[str, ...] = ()
 
@@ -217,6 +219,8 @@ class ProgressBar(Callback):
     Shown only when stderr is a terminal (``disable=None``), unless ``always=True``.
     """
 
+    root_only = True
+
     def __init__(self, always: bool = False) -> None:
         self.always = always
         self._bar = None
@@ -295,6 +299,8 @@ class ModelCheckpoint(Callback):
         The paths written, in order.
     """
 
+    root_only = True
+
     def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "auto", verbose: int = 0) -> None:
         self.path, self.monitor = str(path), monitor
@@ -365,6 +371,8 @@ class CSVLogger(Callback):
     append : bool
         Keep the rows already in the file (from an earlier run) and add to them.
     """
+
+    root_only = True
 
     def __init__(self, path, separator: str = ",", append: bool = False) -> None:
         if len(separator) != 1:

@@ -179,11 +179,8 @@ class _ShardMetric:
 
 
 def _root_only(callback) -> bool:
-    """Callbacks that print, show progress or write files run on rank 0 alone."""
-    from .callbacks import CSVLogger, ModelCheckpoint, ProgressBar
-
-    flag = getattr(callback, "root_only", None)
-    return bool(flag) if flag is not None else isinstance(callback, (CSVLogger, ModelCheckpoint, ProgressBar))
+    """Callbacks that print, show progress or write files (``root_only = True``) run on rank 0 alone."""
+    return bool(getattr(callback, "root_only", False))
 
 
 def _crc(a: np.ndarray) -> str:
