@@ -162,7 +162,8 @@ def test_foreign_host_or_origin_gets_403(pg):
 
 
 def test_posts_need_their_content_type_and_a_bounded_body(pg):
-    assert request(pg, "POST", "/api/play", b"{}", content_type="text/plain")[0] == 415
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        assert request(pg, "POST", "/api/play", b"{}", content_type=kind)[0] == 415  # what a form can send
     assert request(pg, "POST", "/api/play", b"", content_type=None)[0] == 415
     status, _, body = request(pg, "POST", "/api/config", b"{not json")
     assert status == 400 and "not valid JSON" in json.loads(body)["error"]
