@@ -9,6 +9,7 @@ the main test to docs/playground.png.
 import base64
 import json
 import os
+import re
 import shutil
 import urllib.request
 from pathlib import Path
@@ -228,4 +229,48 @@ def test_csv_upload_and_its_errors_in_the_page(open_page):
                                        "buffer": b"p,q,kind\n1,2,a\n1,x2,b\n"})
     page.wait_for_selector("#error:not([hidden])")
     assert page.text_content("#error") == "broken.csv, line 3, column 2 ('q'): expected a number, got 'x2'"
+    assert page.errors == []
+
+
+NUMBER = re.compile(r"^-?(0|[0-9]+(\.[0-9]+)?|[1-9]\.[0-9]+e-?[1-9][0-9]*)$")
+
+
+def test_colour_key_loss_axes_and_one_number_format(open_page):
+    pg, page = open_page({"seed": 3, "lr": 0.03})
+    for _ in range(30):
+        page.click("#step")
+    page.wait_for_function("() => document.querySelector('#step-count').dataset.step === '30'")
+
+    # the colour key says what blue and orange mean, for edges in either mode and for the output
+    key = page.text_content("#net-legend")
+    assert "positive weight" in key and "negative weight" in key and "orange < 0" in key
+    page.click("#mode-gradients")
+    assert "dL/dw > 0" in page.text_content("#net-legend")
+    out_key = page.text_content("#legend")
+    assert "predicted class" in out_key and "class 0" in out_key and "class 1" in out_key
+    assert page.eval_on_selector_all("#legend i.dot", "els => els.map(e => getComputedStyle(e).backgroundColor)") \
+        == ["rgb(245, 147, 34)", "rgb(8, 119, 189)"]  # the heat map's class colours, ORANGE and BLUE
+
+    # every number under a unit follows the one rule: never 0.00 or -0.00 beside 6.1e-4
+    labels = page.eval_on_selector_all("#net text.unit-value", "els => els.map(e => e.textContent)")
+    numbers = [tok for text in labels for tok in text.split() if tok not in ("a", "δ", "out")]
+    assert len(numbers) >= 2 * 9 and all(NUMBER.match(tok) for tok in numbers), numbers
+    assert not {"0.00", "-0.00", "-0"} & set(numbers)
+    assert page.evaluate("[formatNumber(-6.12e-5), formatNumber(0), formatNumber(0.25), formatNumber(20000)]") \
+        == ["-6.1e-5", "0", "0.25", "2.0e4"]
+
+    # the loss chart has axes: a vertical line at its left margin, tick labels left of it, and
+    # the labels "epoch" and "loss"
+    column, left = page.evaluate("""() => {
+        const c = document.querySelector('#loss-curve'), ctx = c.getContext('2d');
+        const ink = (x0, y0, w, h) => {
+            const d = ctx.getImageData(x0, y0, w, h).data;
+            let n = 0;
+            for (let i = 3; i < d.length; i += 4) if (d[i] > 100) n++;
+            return n;
+        };
+        return [ink(50, 20, 1, 100), ink(0, 0, 44, c.height)];
+    }""")
+    assert column >= 95 and left > 100
+    assert page.evaluate("() => [...new Set(S.history.map(p => p.length))]") == [4]  # step, losses, epochs
     assert page.errors == []

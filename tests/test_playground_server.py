@@ -3,10 +3,13 @@
 import http.client
 import json
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ import chainrule as cr
 from chainrule.cli import main
 from chainrule.playground import cli as playground_cli
 from chainrule.playground import serve
+from chainrule.playground.server import load_static
 
 
 @pytest.fixture
@@ -162,7 +166,8 @@ def test_foreign_host_or_origin_gets_403(pg):
 
 
 def test_posts_need_their_content_type_and_a_bounded_body(pg):
-    assert request(pg, "POST", "/api/play", b"{}", content_type="text/plain")[0] == 415
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        assert request(pg, "POST", "/api/play", b"{}", content_type=kind)[0] == 415  # what a form can send
     assert request(pg, "POST", "/api/play", b"", content_type=None)[0] == 415
     status, _, body = request(pg, "POST", "/api/config", b"{not json")
     assert status == 400 and "not valid JSON" in json.loads(body)["error"]
@@ -281,3 +286,43 @@ def test_cli_help_and_bad_port(capsys):
     assert main(["playground", "--help"]) == 0
     assert "--no-browser" in capsys.readouterr().out
     assert main(["playground", "--no-browser", "--port", "70000"]) == 2
+
+
+def _node() -> str | None:
+    """A Node.js binary: the system's, or the one the playwright package ships."""
+    found = shutil.which("node")
+    if found:
+        return found
+    try:
+        import playwright
+    except ImportError:
+        return None
+    bundled = Path(playwright.__file__).parent / "driver" / "node"
+    return str(bundled) if bundled.exists() else None
+
+
+# (value, significant digits, text): worked by hand from the rule in format.js's comment
+FORMATTED = [
+    (0.0, 2, "0"), (-0.0, 2, "0"), (6.1e-4, 2, "6.1e-4"), (-0.000612, 2, "-6.1e-4"), (0.25, 2, "0.25"),
+    (0.5, 2, "0.50"), (0.01, 2, "0.010"), (0.00999, 2, "0.010"), (0.0099, 2, "9.9e-3"), (-0.004, 2, "-4.0e-3"),
+    (3.14159, 2, "3.1"), (1234.0, 2, "1200"), (9999.0, 2, "1.0e4"), (123456.0, 2, "1.2e5"), (-1e-20, 2, "-1.0e-20"),
+    (0.69314718, 4, "0.6931"), (0.123456789, 6, "0.123457"), (97.5, 3, "97.5"), (100.0, 3, "100"),
+]
+
+
+def test_every_number_on_the_page_follows_one_format_rule():
+    node = _node()
+    if node is None:
+        pytest.skip("no Node.js to run the page's format.js")
+    source = load_static()["format.js"].decode()
+    cases = [[v, d] for v, d, _ in FORMATTED]
+    script = "\n".join([
+        source, f"const out = {json.dumps(cases)}.map(([v, d]) => formatNumber(v, d));",
+        "out.push(...[-0, NaN, null, Infinity, 5e-5].map((v) => formatNumber(v)));",
+        "process.stdout.write(JSON.stringify(out));"])
+    done = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=60, check=True)
+    shown = json.loads(done.stdout)
+    assert shown[:len(FORMATTED)] == [text for _, _, text in FORMATTED]
+    assert shown[len(FORMATTED):] == ["0", "—", "—", "∞", "5.0e-5"]  # 2 digits unless asked
+    html = load_static()["index.html"].decode()
+    assert html.index("/static/format.js") < html.index("/static/app.js")

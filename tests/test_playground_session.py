@@ -317,3 +317,13 @@ def test_the_docs_reproduction_example_runs():
     example = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "session.step()" in b]
     assert len(example) == 1
     exec(compile(example[0], "docs/playground.md", "exec"), {})
+
+
+def test_loss_history_counts_epochs_for_the_charts_x_axis(make_session):
+    # 100 points, half for training: 50 per epoch; batches of 20 take 20, 20, then the last 10
+    s = make_session(samples=100, train_ratio=50, batch_size=20)
+    for _ in range(5):
+        s.step()
+        s.frame()
+    epochs = {step: point[3] for step, *_, point in [(p[0], p) for p in s.history]}
+    assert epochs == {0: 0.0, 1: 0.4, 2: 0.8, 3: 1.0, 4: 1.4, 5: 1.8}

@@ -1,6 +1,6 @@
 """``chainrule playground``: serve the playground page and open it in a browser.
 
-    chainrule playground [--port 0] [--host 127.0.0.1] [--no-browser] [--dataset spiral] [--seed 1]
+    chainrule playground [--port 0] [--host 127.0.0.1 [--allow-remote]] [--no-browser] [--dataset spiral] [--seed 1]
 
 chainrule/cli.py only registers the subcommand (``add_parser``) and calls ``run``.
 """
@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import warnings
 
 from .config import DATASETS
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,8 +25,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         " Stop it with Ctrl-C.")
     p.add_argument("--port", type=int, default=0, help="port to listen on (default: 0, a free port)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default: 127.0.0.1, this machine only); another address lets other"
-                   " machines control the page")
+                   help="address to bind (default: 127.0.0.1, this machine only); an address other than a"
+                   " loopback one is refused unless --allow-remote is given")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="let --host be an address other machines can reach: anyone who reaches it can control"
+                   " the page and read its data")
     p.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
     p.add_argument("--dataset", choices=[d for d in DATASETS if d != "csv"], help="initial data set")
     p.add_argument("--seed", type=int, help="initial seed (data, weights and batch order)")
@@ -42,21 +44,28 @@ def _wait(playground) -> None:
 
 def run(args) -> int:
     """Serve until interrupted; return the exit code."""
-    from .server import serve
+    from .server import is_loopback, serve
 
     config = {k: v for k, v in (("dataset", args.dataset), ("seed", args.seed)) if v is not None}
     if not 0 <= args.port <= 65535:
         print(f"chainrule: error: --port must be from 0 to 65535, got {args.port}", file=sys.stderr)
         return 2
+    remote = not is_loopback(args.host)
+    if remote and not args.allow_remote:
+        print(f"chainrule: error: --host {args.host!r} is not a loopback address: anyone who can reach it could"
+              " control the page and read its data; add --allow-remote to bind it anyway", file=sys.stderr)
+        return 2
     try:
-        playground = serve(args.host, args.port, config or None, open_browser=not args.no_browser,
-                           verbose=args.verbose)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the warning is printed below, once
+            playground = serve(args.host, args.port, config or None, open_browser=not args.no_browser,
+                               verbose=args.verbose, allow_remote=args.allow_remote)
     except OSError as exc:
         print(f"chainrule: error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc})", file=sys.stderr)
         return 1
-    if args.host not in LOOPBACK:
-        print(f"warning: listening on {args.host}: anyone who can reach this address can control the page",
-              file=sys.stderr)
+    if remote:
+        print(f"WARNING: listening on {args.host!r}: anyone who can reach this address can control the page,"
+              " read its data and use this machine's CPU", file=sys.stderr)
     print(f"chainrule playground: {playground.url}  (Ctrl-C to stop)", flush=True)
     try:
         _wait(playground)

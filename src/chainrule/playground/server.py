@@ -12,12 +12,16 @@ Routes (every answer carries ``Cache-Control`` and ``X-Content-Type-Options: nos
     POST /api/backprop               {"split": "train", "index": 3}: backprop mode's walk
     POST /api/upload?filename=a.csv[&label=COLUMN]    the CSV file as the body (text/csv)
 
-Safety: the server binds 127.0.0.1 unless told otherwise. Every request must name this
-server in its Host header (127.0.0.1, localhost or ::1 and the right port; with a wildcard
-bind, any IP address literal) and, when it has an Origin header, come from such an origin:
+Safety (docs/playground.md, "Safety", says why): the server binds a loopback address; any
+other raises ConfigError unless ``allow_remote=True``, which warns. Every request must carry one
+Host header naming this server (127.0.0.1, localhost or ::1 and the right port; with a wildcard
+bind, any IP address literal) and at most one Origin header, which must be such an origin:
 others get 403, which defeats DNS rebinding and cross-site requests. POSTs need a JSON (or,
-for uploads, text/csv) Content-Type, which a plain cross-site form cannot send. Bodies are
-size-limited (413). ``close()`` shuts every connection and ends every thread within a second.
+for uploads, text/csv) Content-Type, which a plain cross-site form cannot send (415). Bodies
+are size-limited (413); JSON nested too deeply or with an over-long integer gets 400. Every
+request that passes the guard gets an answer (500 for an unexpected error), and the listen
+backlog takes a burst of hundreds of connections. ``close()`` shuts every connection and ends
+every thread within a second.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ import socket
 import sys
 import threading
 import time
+import traceback
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import ChainruleError
+from ..errors import ChainruleError, ConfigError
 from .session import Session
 from .upload import MAX_UPLOAD
 
@@ -74,9 +80,23 @@ def _split_host(value: str) -> tuple[str, int | None] | None:
     return name.lower(), int(port) if port is not None else None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server to this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # listen() backlog: the standard library's 5 makes the kernel drop the connections of a burst
+    # of clients (a page opening, a test's threads), which then wait 1, 3, 7 s for a SYN retry.
+    # The kernel caps it at net.core.somaxconn.
+    request_queue_size = 1024
 
     def __init__(self, address, playground: Playground) -> None:
         self.playground = playground
@@ -134,6 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.playground
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
+        self._started = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -154,6 +175,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- the guard ------------------------------------------------------------------------
     def _guard(self) -> bool:
+        for name in ("Host", "Origin"):
+            if len(self.headers.get_all(name, [])) > 1:
+                self.close_connection = True
+                self._error(400, f"bad request: more than one {name} header")
+                return False
         host = self.headers.get("Host")
         if host is None or not self.pg.host_allowed(host):
             self.close_connection = True
@@ -185,46 +211,64 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    # --- GET ------------------------------------------------------------------------------
     def do_GET(self) -> None:
+        self._answer(self._get)
+
+    def do_POST(self) -> None:
+        self._answer(self._post)
+
+    def _answer(self, handler) -> None:
+        """Guard, then handle; every request that passes the guard gets an answer."""
         if not self._guard():
             return
+        self._started = False
+        try:
+            handler()
+        except ChainruleError as exc:
+            self._error(400, str(exc))
+        except RecursionError:  # a value nested deeper than Python's stack (JSON is parsed earlier)
+            self._error(400, "the request nests too deeply")
+        except Exception as exc:
+            if self._started:  # the answer is half sent: only closing the connection is left
+                self.close_connection = True
+                raise
+            if self.pg.verbose:
+                self.log_error("%s", traceback.format_exc())
+            self._error(500, f"internal error ({type(exc).__name__}: {exc})")
+
+    # --- GET ------------------------------------------------------------------------------
+    def _get(self) -> None:
         url = urlsplit(self.path)
         path, query = url.path, parse_qs(url.query)
         static = self.pg.static
-        try:
-            if path in ("/", "/index.html"):
-                self._send(200, static["index.html"], _TYPES[".html"], {"Content-Security-Policy": CSP})
-            elif path == "/favicon.ico":
-                self._send(200, static["favicon.ico"], _TYPES[".ico"])
-            elif path.startswith("/static/") and path[8:] in static:
-                name = path[8:]
-                self._send(200, static[name], _TYPES["." + name.rsplit(".", 1)[-1]])
-            elif path == "/api/state":
-                self._json(200, self.pg.session.state())
-            elif path == "/api/events":
-                self._events()
-            elif path == "/api/model.npz":
-                body = self.pg.session.model_bytes()
-                self._send(200, body, "application/octet-stream",
-                           {"Content-Disposition": 'attachment; filename="playground.npz"'})
-            elif path in ("/api/trace.md", "/api/trace.html"):
-                fmt = "markdown" if path.endswith(".md") else "html"
-                split = query.get("split", ["train"])[0]
-                index = _int(query.get("index", ["0"])[0])
-                text = self.pg.session.trace(split, index, fmt)
-                kind = "text/markdown; charset=utf-8" if fmt == "markdown" else _TYPES[".html"]
-                self._send(200, text.encode("utf-8"), kind,
-                           {"Content-Disposition": f'attachment; filename="playground-trace{path[10:]}"'})
-            else:
-                self._error(404, f"no such page: {path}")
-        except ChainruleError as exc:
-            self._error(400, str(exc))
+        if path in ("/", "/index.html"):
+            self._send(200, static["index.html"], _TYPES[".html"], {"Content-Security-Policy": CSP})
+        elif path == "/favicon.ico":
+            self._send(200, static["favicon.ico"], _TYPES[".ico"])
+        elif path.startswith("/static/") and path[8:] in static:
+            name = path[8:]
+            self._send(200, static[name], _TYPES["." + name.rsplit(".", 1)[-1]])
+        elif path == "/api/state":
+            self._json(200, self.pg.session.state())
+        elif path == "/api/events":
+            self._events()
+        elif path == "/api/model.npz":
+            body = self.pg.session.model_bytes()
+            self._send(200, body, "application/octet-stream",
+                       {"Content-Disposition": 'attachment; filename="playground.npz"'})
+        elif path in ("/api/trace.md", "/api/trace.html"):
+            fmt = "markdown" if path.endswith(".md") else "html"
+            split = query.get("split", ["train"])[0]
+            index = _int(query.get("index", ["0"])[0])
+            text = self.pg.session.trace(split, index, fmt)
+            kind = "text/markdown; charset=utf-8" if fmt == "markdown" else _TYPES[".html"]
+            self._send(200, text.encode("utf-8"), kind,
+                       {"Content-Disposition": f'attachment; filename="playground-trace{path[10:]}"'})
+        else:
+            self._error(404, f"no such page: {path}")
 
     # --- POST -----------------------------------------------------------------------------
-    def do_POST(self) -> None:
-        if not self._guard():
-            return
+    def _post(self) -> None:
         url = urlsplit(self.path)
         path, query = url.path, parse_qs(url.query)
         kind = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -237,40 +281,41 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         session = self.pg.session
+        if path == "/api/upload":
+            state = session.upload_csv(body, query.get("filename", [None])[0], query.get("label", [None])[0])
+            self._json(200, state)
+            return
         try:
-            if path == "/api/upload":
-                state = session.upload_csv(body, query.get("filename", [None])[0], query.get("label", [None])[0])
-                self._json(200, state)
-                return
-            try:
-                data = json.loads(body.decode("utf-8")) if body.strip() else {}
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                self._error(400, f"the body is not valid JSON ({exc})")
-                return
-            if not isinstance(data, dict):
-                self._error(400, "the body must be a JSON object")
-                return
-            if path == "/api/play":
-                session.play()
-                self._json(200, {"playing": session.playing, "error": session.error})
-            elif path == "/api/pause":
-                self._json(200, session.pause())
-            elif path == "/api/step":
-                self._json(200, session.step())
-            elif path == "/api/reset":
-                self._json(200, session.reset())
-            elif path == "/api/config":
-                self._json(200, session.configure(data))
-            elif path == "/api/backprop":
-                self._json(200, session.backprop(data.get("split", "train"), data.get("index", 0)))
-            else:
-                self._error(404, f"no such action: {path}")
-        except ChainruleError as exc:
-            self._error(400, str(exc))
+            data = json.loads(body.decode("utf-8")) if body.strip() else {}
+        except RecursionError:
+            self._error(400, "the body is not accepted: its JSON nests too deeply")
+            return
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
+            self._error(400, f"the body is not valid JSON ({exc})")
+            return
+        if not isinstance(data, dict):
+            self._error(400, "the body must be a JSON object")
+            return
+        if path == "/api/play":
+            session.play()
+            self._json(200, {"playing": session.playing, "error": session.error})
+        elif path == "/api/pause":
+            self._json(200, session.pause())
+        elif path == "/api/step":
+            self._json(200, session.step())
+        elif path == "/api/reset":
+            self._json(200, session.reset())
+        elif path == "/api/config":
+            self._json(200, session.configure(data))
+        elif path == "/api/backprop":
+            self._json(200, session.backprop(data.get("split", "train"), data.get("index", 0)))
+        else:
+            self._error(404, f"no such action: {path}")
 
     # --- the event stream -----------------------------------------------------------------
     def _events(self) -> None:
         self.close_connection = True
+        self._started = True
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-store")
@@ -318,7 +363,18 @@ class Playground:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, config: dict | None = None, *,
                  keepalive: float = 15.0, frame_interval: float = 1 / 15, max_upload: int = MAX_UPLOAD,
-                 write_timeout: float = 10.0, verbose: bool = False) -> None:
+                 write_timeout: float = 10.0, verbose: bool = False, allow_remote: bool = False) -> None:
+        if not isinstance(host, str):
+            raise ConfigError(f"playground host: expected an address to bind such as '127.0.0.1', got {host!r}")
+        if not is_loopback(host):
+            if not allow_remote:
+                raise ConfigError(
+                    f"playground host: expected a loopback address (127.0.0.1, localhost or ::1), got {host!r};"
+                    " anyone who can reach another address can control the page and read its data. Pass"
+                    " allow_remote=True (the command line's --allow-remote) to bind it anyway")
+            warnings.warn(f"the playground listens on {host or '0.0.0.0'!r}: anyone who can reach this address"
+                          " can control the page, read its data and use this machine's CPU", RuntimeWarning,
+                          stacklevel=3)
         self.keepalive, self.max_upload = float(keepalive), int(max_upload)
         self.write_timeout, self.verbose = float(write_timeout), verbose
         self.static = load_static()
@@ -402,7 +458,8 @@ def serve(host: str = "127.0.0.1", port: int = 0, config: dict | None = None, *,
     Parameters
     ----------
     host : str
-        Address to bind: 127.0.0.1 (the default) keeps the page to this machine.
+        Address to bind: 127.0.0.1 (the default) keeps the page to this machine; other loopback
+        addresses (localhost, ::1, 127.x.y.z) are accepted, any other needs ``allow_remote=True``.
     port : int
         0 picks a free port.
     config : dict, optional
@@ -412,7 +469,9 @@ def serve(host: str = "127.0.0.1", port: int = 0, config: dict | None = None, *,
     **options
         ``keepalive`` (seconds between keep-alive comments of an idle event stream, 15),
         ``frame_interval`` (seconds between frames while playing, 1/15), ``max_upload`` (bytes),
-        ``write_timeout`` (seconds a stalled client may block a write), ``verbose`` (log requests).
+        ``write_timeout`` (seconds a stalled client may block a write), ``verbose`` (log requests),
+        ``allow_remote`` (bind a ``host`` other than a loopback address, with a ``RuntimeWarning``;
+        without it such a host raises :class:`chainrule.ConfigError`).
 
     Examples
     --------

@@ -329,7 +329,8 @@ class Session:
                 maps += [encode_u8(values[:, j]) for j in range(values.shape[1])]
             train, test = self._loss_on("train"), self._loss_on("test")
             if not self.history or self.history[-1][0] != self.steps:
-                self.history.append([self.steps, train, test])
+                epochs = self.epoch + self._pos / max(len(self.inputs["train"]), 1)  # epochs done, fractional
+                self.history.append([self.steps, train, test, epochs])
                 if len(self.history) > HISTORY_LIMIT:  # keep every other old point
                     self.history = self.history[:-HISTORY_LIMIT // 2:2] + self.history[-HISTORY_LIMIT // 2:]
             last = self._last

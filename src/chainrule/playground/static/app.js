@@ -1,5 +1,6 @@
 // chainrule playground: the page. Plain JavaScript, no libraries, nothing fetched from outside.
 // The server (chainrule.playground.server) trains; this file draws what its frames say.
+// Every number shown goes through formatNumber (format.js, loaded first).
 "use strict";
 
 const COLORS = { pos: "#0877bd", neg: "#f59322", zero: "#bbbbbb" };
@@ -244,23 +245,16 @@ function draw() {
   $("epoch").textContent = String(f.epoch);
   $("play").textContent = f.playing ? "❚❚" : "▶";
   $("play").setAttribute("aria-pressed", String(f.playing));
-  $("loss-train").textContent = fmt(f.loss.train, 4);
-  $("loss-test").textContent = fmt(f.loss.test, 4);
-  $("acc-train").textContent = f.accuracy.train == null ? "" : `accuracy ${(100 * f.accuracy.train).toFixed(1)}%`;
-  $("acc-test").textContent = f.accuracy.test == null ? "" : `accuracy ${(100 * f.accuracy.test).toFixed(1)}%`;
+  $("loss-train").textContent = formatNumber(f.loss.train, 4);
+  $("loss-test").textContent = formatNumber(f.loss.test, 4);
+  $("acc-train").textContent = f.accuracy.train == null ? "" : `accuracy ${formatNumber(100 * f.accuracy.train, 3)}%`;
+  $("acc-test").textContent = f.accuracy.test == null ? "" : `accuracy ${formatNumber(100 * f.accuracy.test, 3)}%`;
   if (f.error) showError(f.error);
   drawEdges(f);
   drawUnits(f);
   drawOutput(f);
   drawCurve();
   showHover();
-}
-
-function fmt(v, digits) {
-  if (v === null || v === undefined || Number.isNaN(v)) return "—";
-  const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e5)) return v.toExponential(digits - 1);
-  return v.toFixed(digits);
 }
 
 function colorOf(v) { return v > 0 ? COLORS.pos : v < 0 ? COLORS.neg : COLORS.zero; }
@@ -304,9 +298,11 @@ function drawUnits(f) {
     const walked = walkUnit(key);
     // the unit's numbers under it: the walked sample's out and δ, else the last mini-batch's
     // mean activation and summed δ
-    if (walked) node.value.textContent = `out ${fmt(walked.out, 3)}` + (c > 0 ? ` δ ${fmt(walked.delta, 3)}` : "");
-    else node.value.textContent = act === null ? "" : `a ${fmt(act, 2)} δ ${fmt(delta, 2)}`;
-    if (node.inner) node.inner.textContent = walked ? fmt(walked.out, 3) : act === null ? "" : fmt(act, 3);
+    if (walked) {
+      node.value.textContent = `out ${formatNumber(walked.out, 3)}` + (c > 0 ? ` δ ${formatNumber(walked.delta, 3)}` : "");
+    }
+    else node.value.textContent = act === null ? "" : `a ${formatNumber(act, 2)} δ ${formatNumber(delta, 2)}`;
+    if (node.inner) node.inner.textContent = walked ? formatNumber(walked.out, 3) : act === null ? "" : formatNumber(act, 3);
   }
   const maps = f.unit_maps;
   maps.maps.forEach((m, k) => {
@@ -400,21 +396,73 @@ function drawOutput(f) {
   }
 }
 
+// Tick values for an axis from lo to hi: multiples of 1, 2 or 5 × 10^k, about `count` of them.
+function ticks(lo, hi, count) {
+  const span = hi - lo || 1, raw = span / count, power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
+// The loss curve: training (dark) and test (grey) loss against epochs, with axes.
+const CURVE = { left: 50, right: 8, top: 16, bottom: 30, train: "#183d4e", test: "#999" };
 function drawCurve() {
   const canvas = $("loss-curve"), ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const W = canvas.width, H = canvas.height, m = CURVE;
+  const x0 = m.left, x1 = W - m.right, y0 = H - m.bottom, y1 = m.top;
+  ctx.clearRect(0, 0, W, H);
   const pts = S.history;
-  if (pts.length < 2) return;
-  const maxStep = pts[pts.length - 1][0] || 1;
+  const epochOf = (p) => (p[3] === undefined ? p[0] : p[3]);
+  const maxEpoch = pts.length ? Math.max(epochOf(pts[pts.length - 1]), 1e-9) : 1;
   let maxLoss = 0;
   for (const p of pts) maxLoss = Math.max(maxLoss, p[1] || 0, p[2] || 0);
   maxLoss = maxLoss || 1;
-  for (const [col, color] of [[2, "#999"], [1, "#183d4e"]]) {
+  const sx = (e) => x0 + e / maxEpoch * (x1 - x0), sy = (v) => y0 - v / maxLoss * (y0 - y1);
+  ctx.font = "10px system-ui, sans-serif";
+  ctx.fillStyle = "#666";
+  ctx.strokeStyle = "#ddd";
+  ctx.lineWidth = 1;
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (const v of ticks(0, maxLoss, 3)) {  // y ticks and grid lines
+    const y = Math.round(sy(v)) + 0.5;
+    ctx.beginPath(); ctx.moveTo(x0, y); ctx.lineTo(x1, y); ctx.stroke();
+    ctx.fillText(formatNumber(v, 2), x0 - 4, y);
+  }
+  ctx.textAlign = "center";
+  ctx.textBaseline = "top";
+  for (const e of ticks(0, maxEpoch, 4)) {  // x ticks
+    const x = Math.round(sx(e)) + 0.5;
+    ctx.beginPath(); ctx.moveTo(x, y0); ctx.lineTo(x, y0 + 3); ctx.strokeStyle = "#666"; ctx.stroke();
+    ctx.fillText(formatNumber(e, 2), x, y0 + 4);
+  }
+  ctx.strokeStyle = "#666";  // the axes
+  ctx.beginPath(); ctx.moveTo(x0 + 0.5, y1); ctx.lineTo(x0 + 0.5, y0 + 0.5); ctx.lineTo(x1, y0 + 0.5); ctx.stroke();
+  ctx.fillText("epoch", (x0 + x1) / 2, H - 12);
+  ctx.save();
+  ctx.translate(9, (y0 + y1) / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textBaseline = "middle";
+  ctx.fillText("loss", 0, 0);
+  ctx.restore();
+  ctx.textAlign = "left";
+  ctx.textBaseline = "middle";
+  let lx = x1 - 104;  // the key, top right
+  for (const [name, color] of [["training", m.train], ["test", m.test]]) {
+    ctx.fillStyle = color;
+    ctx.fillRect(lx, 4, 12, 3);
+    ctx.fillStyle = "#666";
+    ctx.fillText(name, lx + 15, 6);
+    lx += 62;
+  }
+  if (pts.length < 2) return;
+  for (const [col, color] of [[2, m.test], [1, m.train]]) {
     ctx.beginPath();
     let started = false;
     for (const p of pts) {
       if (p[col] === null) continue;
-      const x = p[0] / maxStep * (canvas.width - 4) + 2, y = canvas.height - 2 - p[col] / maxLoss * (canvas.height - 4);
+      const x = sx(epochOf(p)), y = sy(p[col]);
       if (started) ctx.lineTo(x, y); else { ctx.moveTo(x, y); started = true; }
     }
     ctx.strokeStyle = color;
@@ -423,22 +471,42 @@ function drawCurve() {
   }
 }
 
+// The colour key under the output: classes (or the regression scale) and what the picture is.
 function drawLegend(topo) {
   const legend = $("legend");
   legend.textContent = "";
-  if (topo.task === "regression") { legend.textContent = "orange −1 … white 0 … blue +1"; return; }
+  const head = document.createElement("b");
+  head.textContent = "Output";
+  legend.append(head);
+  if (topo.task === "regression") {
+    const ramp = document.createElement("i");
+    ramp.className = "ramp";
+    legend.append(" the network's output (background) and the targets (dots): orange −1, white 0,",
+      " blue +1", ramp);
+    return;
+  }
+  legend.append(" background: the predicted class, paler where the network is less sure; dots: the data.");
+  legend.append(document.createElement("br"));
   topo.class_names.forEach((name, k) => {
     const dot = document.createElement("i");
-    dot.className = `c${k}`;
+    dot.className = `dot c${k}`;
     legend.append(dot, `class ${name}`);
   });
+}
+
+// The edge key follows the mode: weights or gradients.
+function drawEdgeLegend() {
+  const grads = S.mode === "gradients";
+  $("legend-pos").textContent = grads ? "dL/dw > 0" : "positive weight";
+  $("legend-neg").textContent = grads ? "dL/dw < 0" : "negative weight";
+  $("legend-width").textContent = grads ? "· thicker: larger |dL/dw| (relative to the largest)" : "· thicker: larger |w|";
 }
 
 // --- hovering: the numbers of one edge or unit ---------------------------------------------------
 function setValue(id, value) {
   const node = $(id);
   node.dataset.value = value === null || value === undefined ? "" : String(value);
-  node.textContent = value === null || value === undefined ? "—" : fmt(value, 6);
+  node.textContent = value === null || value === undefined ? "—" : formatNumber(value, 6);
 }
 
 function showHover() {
@@ -461,14 +529,17 @@ function showHover() {
     if (c === 0) {
       $("hover-link").textContent = `input ${topo.features[j].label}`;
     } else {
-      $("hover-link").textContent = `bias ${topo.names.biases[c - 1][j]} = ${fmt(f.biases[c - 1][j], 6)}` +
-        (f.bias_grads ? `, dL/db = ${fmt(f.bias_grads[c - 1][j], 6)}` : "");
+      $("hover-link").textContent = `bias ${topo.names.biases[c - 1][j]} = ${formatNumber(f.biases[c - 1][j], 6)}` +
+        (f.bias_grads ? `, dL/db = ${formatNumber(f.bias_grads[c - 1][j], 6)}` : "");
     }
     setValue("hover-w", null);
     setValue("hover-g", null);
-    let note = f.units ? `activation ${fmt(f.units.act[c][j], 6)} (mean over the last mini-batch),` +
-      ` δ = dL/dnet ${fmt(f.units.delta[c][j], 6)} (summed over it)` : "";
-    if (walked) note = `sample: net ${fmt(walked.net, 6)}, out ${fmt(walked.out, 6)}, δ ${fmt(walked.delta, 6)}`;
+    let note = f.units ? `activation ${formatNumber(f.units.act[c][j], 6)} (mean over the last mini-batch),` +
+      ` δ = dL/dnet ${formatNumber(f.units.delta[c][j], 6)} (summed over it)` : "";
+    if (walked) {
+      note = `sample: net ${formatNumber(walked.net, 6)}, out ${formatNumber(walked.out, 6)},` +
+        ` δ ${formatNumber(walked.delta, 6)}`;
+    }
     $("hover-note").textContent = note;
   }
 }
@@ -515,7 +586,7 @@ function gotoStep(k) {
   const step = S.walk.steps[S.walkPos];
   $("bp-current").textContent = step.text;
   $("bp-status").textContent = `step ${S.walkPos + 1} of ${S.walk.steps.length}: ${step.phase}` +
-    ` · sample ${S.walk.sample.split} #${S.walk.sample.index} · E_total = ${fmt(S.walk.error, 6)}`;
+    ` · sample ${S.walk.sample.split} #${S.walk.sample.index} · E_total = ${formatNumber(S.walk.error, 6)}`;
   $("bp-status").dataset.position = String(S.walkPos);
   for (const li of $("bp-steps").children) {
     const n = Number(li.dataset.index);
@@ -554,16 +625,16 @@ function showFactors(key) {
     span.dataset.value = String(factor.value);
     const small = document.createElement("small");
     small.textContent = factor.symbol;
-    span.append(small, fmt(factor.value, 6));
+    span.append(small, formatNumber(factor.value, 6));
     box.appendChild(span);
   });
   const product = document.createElement("span");
   product.className = "product";
   product.dataset.value = String(e.value);
-  product.textContent = fmt(e.value, 6);
+  product.textContent = formatNumber(e.value, 6);
   box.append(" = ", product);
   const check = e.numeric === undefined ? "" :
-    `\ncentral difference ${fmt(e.numeric, 9)} (relative error ${e.rel_error.toExponential(1)})`;
+    `\ncentral difference ${formatNumber(e.numeric, 9)} (relative error ${formatNumber(e.rel_error, 2)})`;
   box.append(`\nexplain: ${e.text}${check}`);
 }
 
@@ -675,6 +746,7 @@ function setMode(mode) {
   $("mode-weights").setAttribute("aria-pressed", String(mode === "weights"));
   $("mode-gradients").setAttribute("aria-pressed", String(mode === "gradients"));
   document.body.dataset.mode = mode;
+  drawEdgeLegend();
   draw();
 }
 
