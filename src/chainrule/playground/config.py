@@ -12,13 +12,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import registry
 from ..errors import ConfigError
 
 CLASSIFICATION = ("circle", "xor", "gaussian", "spiral")
 REGRESSION = ("plane", "multigauss")
 DATASETS = CLASSIFICATION + REGRESSION + ("csv",)
 FEATURES = ("x", "y", "x2", "y2", "xy", "sinx", "siny")
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear", "leaky_relu", "elu", "softplus")
+#: The hidden-layer activations the page offers: every name in chainrule.registry but softmax (a
+#: whole-layer function, not a unit's), "linear" standing for the identity.
+ACTIVATIONS = tuple(dict.fromkeys(["tanh", "relu", "sigmoid", "linear"] + [
+    n for n in registry.names("activation", aliases=False) if n not in ("softmax", "identity")]))
 LOSSES = ("squared", "crossentropy")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 REGULARIZATIONS = ("none", "l1", "l2")

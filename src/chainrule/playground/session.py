@@ -1,16 +1,20 @@
 """A playground session: the data, the network, its optimizer and the training thread.
 
 Everything the page shows comes from here, and every number from chainrule itself. One
-training step on the mini-batch ``(xb, tb)`` is the library's own step::
+training step on the mini-batch ``(xb, tb)`` is the library's own (chainrule.step.Step), with
+the L1/L2 penalty as a library regularizer (chainrule.regularizers), and the page's extras
+recorded on the way (:class:`_RecordingStep`: every layer's output and arriving gradient, the
+data gradients before the penalty)::
 
     output = xb; for layer in net.layers: output = layer.forward(output, training=True)
     loss, grad = loss.value_and_grad(output, tb)
     for layer in reversed(net.layers): grad = layer.backward(grad)     # fills layer.grads
-    (L1/L2: grads["weight"] += λ·sign(w) or λ·w)
+    regularizer: grads["weight"] += λ·sign(w) (L1) or λ·w (L2)
     optimizer.step(net)
 
 so the weights after a step are bit for bit those of a Sequential with the same initial
-weights and optimizer taking that step, and the gradients a frame shows are ``backward``'s.
+weights, optimizer and regularizer taking that step, and the gradients a frame shows are
+``backward``'s.
 
 Reproducibility: ``SeedSequence(seed).spawn(3)`` gives three generators, for the data (points
 and the train/test split), the initial weights (passed to each Dense in turn, first layer
@@ -33,18 +37,19 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..layers import ELU, Dense, Identity, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from ..layers import Dense, Sigmoid
 from ..losses import SSE, CrossEntropy
 from ..network import Sequential
 from ..optim import SGD, Adam
-from .config import REGRESSION, check_config
+from ..registry import activation
+from ..regularizers import L1, L2
+from ..step import NonFiniteLoss, Step
+from .config import ACTIVATIONS, REGRESSION, check_config
 from .datasets import EXTENT, LABELS, features, generate, grid
 from .frames import FrameHub, encode_f64, encode_u8, unit_values
 from .upload import Uploaded, read_upload
 from .walk import bias_names, unit_names, walk, weight_names
 
-ACTIVATION_LAYERS = {"tanh": Tanh, "relu": ReLU, "sigmoid": Sigmoid, "linear": Identity,
-                     "leaky_relu": LeakyReLU, "elu": ELU, "softplus": Softplus}
 #: Settings that change training from the next step on; the others rebuild data and network.
 LIVE = frozenset({"lr", "optimizer", "batch_size", "regularization", "reg_rate", "speed"})
 HISTORY_LIMIT = 4000
@@ -62,12 +67,48 @@ def build_network(n_inputs: int, hidden: list[int], activations: list[str], n_ou
     (followed by a Sigmoid for squared error on classes); float64."""
     layers, n_in = [], n_inputs
     for size, act in zip(hidden, activations, strict=True):
-        layers += [Dense(n_in, size, seed=rng), ACTIVATION_LAYERS[act]()]
+        layers += [Dense(n_in, size, seed=rng), activation(act)()]
         n_in = size
     layers.append(Dense(n_in, n_outputs, seed=rng))
     if output_sigmoid:
         layers.append(Sigmoid())
     return Sequential(*layers, dtype=np.float64)
+
+
+class _RecordingStep(Step):
+    """The library's step, keeping what a frame shows: each layer's output, the gradient arriving
+    at each layer, dL/dx, and the data gradients before the regularizer adds its share."""
+
+    def __init__(self, net, loss, optimizer, dense) -> None:
+        super().__init__(net, loss, optimizer)
+        self.dense = dense
+
+    def forward(self, xb, yb):
+        outputs, out = [], xb
+        for layer in self.net.layers:
+            out = layer.forward(out, True)
+            outputs.append(out)
+        self.outputs = outputs
+        value, delta = self.loss._value_and_grad(out, yb)
+        self.data_loss = value
+        return out, value, delta
+
+    def backward(self, yb, delta) -> None:
+        layers, grad = self.net.layers, delta
+        self.arriving = [None] * len(layers)
+        for k in range(len(layers) - 1, -1, -1):
+            self.arriving[k] = grad
+            grad = layers[k].backward(grad)
+        self.input_grad = grad
+        self.data_grads = [{k: g.copy() for k, g in d.grads.items()} for d in self.dense]
+
+
+def make_regularizer(config: dict):
+    """The page's regularization setting as a library regularizer (None: none)."""
+    kind, rate = config["regularization"], config["reg_rate"]
+    if kind == "none" or rate <= 0:
+        return None
+    return (L1 if kind == "l1" else L2)(rate)
 
 
 def make_optimizer(config: dict):
@@ -145,8 +186,9 @@ class Session:
             n_out, sigmoid, self.output_kind = 1, False, "linear"
             self.loss = SSE()
             prepare = lambda t: np.asarray(t, dtype=np.float64).reshape(-1, 1)  # noqa: E731
-        self.targets = {k: prepare(v) for k, v in self.labels.items()}
         self.net = build_network(len(cfg["features"]), cfg["layers"], cfg["activations"], n_out, sigmoid, weight_rng)
+        self.targets = {k: self.loss.prepare_target(prepare(v), (len(v), n_out), self.net.dtype)
+                        for k, v in self.labels.items()}
         self.dense = [layer for layer in self.net.layers if isinstance(layer, Dense)]
         positions = [k for k, layer in enumerate(self.net.layers) if isinstance(layer, Dense)]
         self._dense_pos = positions
@@ -257,33 +299,21 @@ class Session:
             return False
         idx = self._next_batch()
         xb, tb = self.inputs["train"][idx], self.targets["train"][idx]
-        layers = self.net.layers
-        outputs, out = [], xb
-        for layer in layers:
-            out = layer.forward(out, True)
-            outputs.append(out)
-        value, grad = self.loss.value_and_grad(out, tb)
-        if not math.isfinite(value):
-            self.error = (f"the loss became {value} at step {self.steps + 1}; the weights are those of step"
-                          f" {self.steps}. Lower the learning rate and press Reset.")
+        step = _RecordingStep(self.net, self.loss, self.optimizer, self.dense)
+        step.regularizer = make_regularizer(self.config)  # (a live setting: read at every step)
+        try:
+            step(xb, tb)
+        except NonFiniteLoss as exc:
+            self.error = (f"the loss became {exc.value} at step {self.steps + 1}; the weights are those of"
+                          f" step {self.steps}. Lower the learning rate and press Reset.")
             self._playing = False
             return False
-        arriving = [None] * len(layers)
-        for k in range(len(layers) - 1, -1, -1):
-            arriving[k] = grad
-            grad = layers[k].backward(grad)
-        data_grads = [{k: g.copy() for k, g in d.grads.items()} for d in self.dense]
-        rate, reg = self.config["reg_rate"], self.config["regularization"]
-        if reg != "none" and rate > 0:
-            for d in self.dense:
-                w = d.params["weight"]
-                d.grads["weight"] += rate * (np.sign(w) if reg == "l1" else w)
-        self.optimizer.step(self.net)
         self.steps += 1
+        outputs, arriving = step.outputs, step.arriving
         self._last = {
-            "batch": idx, "loss": float(value), "grads": data_grads,
+            "batch": idx, "loss": float(step.data_loss), "grads": step.data_grads,
             "act": [xb.mean(axis=0)] + [outputs[p].mean(axis=0) for p in self._top_pos],
-            "delta": [grad.sum(axis=0)] + [arriving[p].sum(axis=0) for p in self._dense_pos],
+            "delta": [step.input_grad.sum(axis=0)] + [arriving[p].sum(axis=0) for p in self._dense_pos],
         }
         return True
 
@@ -388,7 +418,8 @@ class Session:
                 u = self.upload
                 upload = {"filename": u.filename, "columns": u.columns, "label": u.label, "task": u.task,
                           "classes": [str(c) for c in u.classes], "ranges": u.ranges}
-            return {"config": dict(self.config), "generation": self.generation, "playing": self._playing,
+            return {"config": dict(self.config), "choices": {"activations": list(ACTIVATIONS)},
+                    "generation": self.generation, "playing": self._playing,
                     "topology": self.topology(), "data": {"train": rows("train"), "test": rows("test")},
                     "frame": self.frame(), "history": list(self.history), "upload": upload, "error": self.error}
 

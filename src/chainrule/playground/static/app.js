@@ -9,7 +9,8 @@ const WHITE = [255, 255, 255];
 const FIELDS = ["dataset", "classes", "noise", "train_ratio", "samples", "seed", "features", "layers",
   "activations", "loss", "optimizer", "lr", "batch_size", "regularization", "reg_rate", "speed"];
 const LIST_FIELDS = new Set(["features", "layers", "activations"]);
-const ACTIVATIONS = ["tanh", "relu", "sigmoid", "linear", "leaky_relu", "elu", "softplus"];
+// the server sends the activations it offers (chainrule's registry) with each state
+let ACTIVATIONS = ["tanh", "relu", "sigmoid", "linear"];
 const NODE = 36, ROW = 62;
 
 const S = { state: null, frame: null, mode: "weights", walk: null, walkPos: -1, hoverEdge: null,
@@ -76,6 +77,7 @@ function decodeConfig(hash) {
 // --- state: configuration, layout, data ---------------------------------------------------
 function applyState(state) {
   S.state = state;
+  if (state.choices) ACTIVATIONS = state.choices.activations;
   S.history = state.history.slice();
   exitWalk();
   const cfg = state.config;
