@@ -94,6 +94,7 @@ def _refuse_overwrite(inputs: dict, outputs: dict) -> None:
 
 SMALL_DATA_ROWS = 10_000  # below this many rows, train holds out data and stops early by default
 SMALL_DATA_SPLIT, SMALL_DATA_PATIENCE = 0.2, 10
+SMALL_DATA_MIN_SPLIT = 50  # fewer rows than this: no hold-out (early stopping watches the training loss)
 
 
 def physical_memory() -> int | None:
@@ -105,12 +106,13 @@ def physical_memory() -> int | None:
 
 
 def _check_memory(sizes: list[int], optimizer: str, batch_size: int, early_stopping: bool,
-                  itemsize: int = 4) -> None:
+                  itemsize: int = 4, at_least: bool = False) -> None:
     """A ConfigError, before anything is allocated, when the network cannot fit in memory.
 
     Training holds the weights, their gradients, the optimizer's state (adam and adamw two
     arrays per weight, the others one), a best-weights copy with early stopping, and a batch's
-    activations and their gradients.
+    activations and their gradients. ``at_least``: the sizes of the input and output layers
+    are not known yet (1 stands for each), so the count is a lower bound.
     """
     total = physical_memory()
     if not total:
@@ -122,7 +124,8 @@ def _check_memory(sizes: list[int], optimizer: str, batch_size: int, early_stopp
     if need > total:
         gib = 2.0 ** 30
         raise ConfigError(
-            f"--hidden {','.join(map(str, sizes[1:-1]))} makes a network of {n_params:,} parameters; training it"
+            f"--hidden {','.join(map(str, sizes[1:-1]))} makes a network of {'at least ' if at_least else ''}"
+            f"{n_params:,} parameters; training it"
             f" needs about {need / gib:.1f} GiB (weights, gradients and {optimizer}'s state, float32), more"
             f" than this machine's {total / gib:.1f} GiB of memory: choose smaller layers")
 
@@ -295,7 +298,7 @@ def _train(args) -> int:
     _refuse_overwrite({"DATA.csv": args.data}, {"--out": args.out, "--log": args.log, "--plot": args.plot,
                                                 "--checkpoint": args.checkpoint})
     early = args.early_stopping is None or args.early_stopping > 0
-    _check_memory([1, *args.hidden, 1], args.optimizer, args.batch_size, early)  # before reading the data
+    _check_memory([1, *args.hidden, 1], args.optimizer, args.batch_size, early, at_least=True)  # before reading
     start = time.perf_counter()
     # numeric columns are read straight into float64 arrays, chunk by chunk (no list of strings)
     table = read_table(args.data, args.delimiter, args.encoding, args.decimal, numeric=True,
@@ -324,7 +327,7 @@ def _train(args) -> int:
     split, patience = args.validation_split, args.early_stopping
     if n_rows < SMALL_DATA_ROWS:
         chosen = []
-        if split is None and n_rows >= 10:
+        if split is None and n_rows >= SMALL_DATA_MIN_SPLIT:
             split = SMALL_DATA_SPLIT
             chosen.append(f"holding out {split:.0%} of the rows for validation (--validation-split {split})")
         if patience is None:
@@ -513,7 +516,11 @@ def _evaluate(args) -> int:
                              " with net.evaluate(X, y)")
     if args.target and args.target != pre.target_info["name"]:
         pre.target_info = {**pre.target_info, "name": args.target}
-    table = read_table(args.data, args.delimiter)
+    text = [pre.target_info["name"], *(f["name"] for f in pre.features if f["kind"] == "categorical")]
+    table = read_table(args.data, args.delimiter, args.encoding, args.decimal, numeric=True, text=text)
+    if args.drop_incomplete:
+        used = {pre.target_info["name"], *(f["name"] for f in pre.features)}
+        table = _drop_incomplete(table, [j for j, name in enumerate(table.header) if name in used])
     y = pre.encode_target(table)
     X, _ = pre.transform(table)
     out = net.predict(X)
@@ -528,14 +535,24 @@ def _evaluate(args) -> int:
         truth = y * pre.target_info["scale"] + pre.target_info["mean"]
         result["loss"] = MSE().value(out, y.reshape(-1, 1))
         result["mse"] = float(np.mean((values - truth) ** 2))
+        result["rmse"] = float(np.sqrt(result["mse"]))
         result["mae"] = float(np.mean(np.abs(values - truth)))
         result["r2"] = r2(truth, values)
         report = None
     if args.json:
         print(json.dumps(result))
     else:
+        name = pre.target_info["name"]
         print(f"{args.data}: {table.n_rows} rows")
-        print("  ".join(f"{k}={v:.6g}" for k, v in result.items() if k != "rows"))
+        if pre.task == "classification":
+            print(f"accuracy: {result['accuracy']:.6g}")
+            print(f"loss (cross-entropy, the training loss): {result['loss']:.6g}")
+        else:
+            print(f"in the units of {name!r}: mse={result['mse']:.6g}  rmse={result['rmse']:.6g}"
+                  f"  mae={result['mae']:.6g}  r2={result['r2']:.6g}")
+            scaled = (pre.target_info["mean"], pre.target_info["scale"]) != (0.0, 1.0)
+            print(f"loss (mse of {'the standardized ' if scaled else ''}{name!r}, as the network sees it):"
+                  f" {result['loss']:.6g}")
         if report:
             print()
             print(report)
