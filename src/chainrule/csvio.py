@@ -225,6 +225,20 @@ class Table:
         return Table(self.path, self.header, columns, self.lines[keep], self.decimal)
 
 
+def _locate_decode_error(path, encoding: str, error: UnicodeDecodeError):
+    """The line (1-based) and the error of the first line of ``path`` that is not ``encoding``.
+
+    The text layer decodes blocks of the file, not lines, so its error does not say where.
+    """
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                return number, exc
+    return None, error
+
+
 class TableReader:
     """Read a CSV file's header, then its rows in chunks.
 
@@ -277,8 +291,9 @@ class TableReader:
             return None
         except UnicodeDecodeError as exc:
             tried = [e for e in ENCODINGS_TO_TRY if e != self.encoding]
-            raise CsvError(self.path, self._reader.line_num + 1, None,
-                           f"is not {self.encoding.upper()} text ({exc.reason} at byte {exc.start} of the line);"
+            line, exc = _locate_decode_error(self.path, self.encoding, exc)
+            raise CsvError(self.path, line, None,
+                           f"is not {self.encoding.upper()} text ({exc.reason} at byte {exc.start + 1} of the line);"
                            f" a spreadsheet may have saved it in another encoding: try --encoding {tried[0]}"
                            f" (or {', '.join(tried[1:])})") from None
         except csv.Error as exc:
