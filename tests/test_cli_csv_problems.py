@@ -96,13 +96,17 @@ EURO = "temp;city;label\n" + "".join(f"{36 + i % 5},{i % 10};{['Köln', 'Graz'][
                                       for i in range(30))
 
 
-def test_decimal_comma_is_read_as_numbers_with_the_option(tmp_path):
+def test_decimal_comma_is_read_as_numbers_with_the_option(tmp_path, capsys):
     path = write(tmp_path / "eu.csv", EURO)
     table = read_table(path, delimiter=";", decimal=",")
     assert table.numbers(0)[:3].tolist() == [36.0, 37.1, 38.2]
     model = train(tmp_path, path, "--delimiter", ";", "--decimal", ",", out="eu.npz")
     features = cr.load(model).metadata["preprocessing"]["features"]
     assert features[0] == {"name": "temp", "kind": "numeric"}
+    assert main(["predict", str(model), str(path), "--delimiter", ";", "--decimal", ","]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 31
+    assert main(["predict", str(model), str(path), "--delimiter", ";"]) == 1
+    assert "got '36,0' (a decimal comma? pass --decimal ,)" in capsys.readouterr().err
 
 
 def test_decimal_comma_without_the_option_is_warned_about(tmp_path, capsys):

@@ -2,7 +2,9 @@
 
 Reading uses the standard library's ``csv`` module. A table is read in chunks of rows
 (:class:`TableReader`), so a large file can be predicted on without holding it in memory;
-:func:`read_table` reads a whole file. Every problem with a file is a :class:`CsvError`
+:func:`read_table` reads a whole file (with ``numeric=True`` its numeric columns go straight
+into float64 arrays, chunk by chunk). A file may use a decimal comma (``decimal=","``) and
+another text encoding (``encoding="cp1252"``). Every problem with a file is a :class:`CsvError`
 whose one-line message names the file, the line and the column::
 
     data.csv, line 7, column 3 ('age'): expected a number, got 'abc'
@@ -162,7 +164,9 @@ class Table:
             try:
                 value = float(text)
             except ValueError:
-                bad.append((i, f"expected a number, got {values[i]!r}"))
+                hint = " (a decimal comma? pass --decimal ,)" if self.decimal == "." and _parses(
+                    text.replace(",", ".")) else ""
+                bad.append((i, f"expected a number, got {values[i]!r}{hint}"))
                 continue
             if not math.isfinite(value):
                 bad.append((i, f"expected a finite number, got {values[i]!r}"))
