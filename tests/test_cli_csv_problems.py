@@ -198,3 +198,12 @@ def test_numeric_reading_keeps_arrays_for_numbers_and_strings_for_text(tmp_path)
     assert table.columns[2][:3] == ["a", "b", "a"]
     assert table.columns[3][0] == "0" and table.columns[3][-1] == "w" and len(table.columns[3]) == n
     assert table.lines[-1] == n + 1
+
+
+def test_rows_with_the_wrong_number_of_fields_are_listed_together(tmp_path):
+    path = write(tmp_path / "w.csv", "a,b,c\n1,2,3\n1,2\n4,5,6\n1,2,3,4\n7,8,9\n")
+    with pytest.raises(CsvError) as info:
+        read_table(path)
+    assert str(info.value) == (f"{path}: 2 rows with the wrong number of fields: line 3, column 3: this row has"
+                               " 2 fields, the header has 3 (no value for 'c'); line 5, column 4: this row has"
+                               " 4 fields, the header has 3")

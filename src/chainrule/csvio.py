@@ -322,12 +322,17 @@ class TableReader:
         return header
 
     def chunks(self, size: int = 65536) -> Iterator[Table]:
-        """Yield Tables of at most ``size`` rows; a CsvError if the file has no data rows."""
+        """Yield Tables of at most ``size`` rows; a CsvError if the file has no data rows.
+
+        Rows with more or fewer fields than the header are gathered over the chunk and reported
+        together, in file order (one CsvError).
+        """
         width = len(self.header)
         while True:
             columns: list[list[str]] = [[] for _ in range(width)]
             lines: list[int] = []
-            while len(lines) < size:
+            bad: list[CsvError] = []
+            while len(lines) + len(bad) < size:
                 row = self._next()
                 if row is None:
                     break
@@ -336,14 +341,21 @@ class TableReader:
                         continue  # a blank line
                     line = self._reader.line_num
                     if len(row) > width:
-                        raise CsvError(self.path, line, width + 1,
-                                       f"this row has {len(row)} fields, the header has {width}")
-                    raise CsvError(self.path, line, len(row) + 1,
-                                   f"this row has {len(row)} fields, the header has {width}"
-                                   f" (no value for {self.header[len(row)]!r})")
+                        bad.append(CsvError(self.path, line, width + 1,
+                                            f"this row has {len(row)} fields, the header has {width}"))
+                    else:
+                        bad.append(CsvError(self.path, line, len(row) + 1,
+                                            f"this row has {len(row)} fields, the header has {width}"
+                                            f" (no value for {self.header[len(row)]!r})"))
+                    continue
                 for j in range(width):
                     columns[j].append(row[j].strip())
                 lines.append(self._reader.line_num)
+            if len(bad) == 1:
+                raise bad[0]
+            if bad:
+                listed = [f"line {e.line}, column {e.column}: {e.reason}" for e in bad]
+                raise CsvError(self.path, None, None, _listed(listed, "rows with the wrong number of fields"))
             if not lines:
                 if self._rows_read == 0:
                     raise CsvError(self.path, self._reader.line_num + 1, None,
