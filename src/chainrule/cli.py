@@ -21,7 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import ChainruleError
+from .errors import ChainruleError, ConfigError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "softplus", "identity")
@@ -64,6 +64,70 @@ _non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
 
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _add_csv_options(p, drop: bool = False) -> None:
+    """How a CSV file is read: delimiter, decimal mark, text encoding (and dropping rows)."""
+    p.add_argument("--delimiter", default=",", help="field separator (default: ,)")
+    p.add_argument("--decimal", choices=(".", ","), default=".",
+                   help="decimal mark of the numbers (default: .; ',' reads 36,9 as 36.9)")
+    p.add_argument("--encoding", default="utf-8",
+                   help="text encoding of the file (default: utf-8; cp1252 or latin-1 for many spreadsheet exports)")
+    if drop:
+        p.add_argument("--drop-incomplete", action="store_true",
+                       help="leave out the rows with a missing value (blank, NA, ?) in a column used, and say how many")
+
+
+def _refuse_overwrite(inputs: dict, outputs: dict) -> None:
+    """A ConfigError when an output path names an input file (after resolving links)."""
+    for out_option, out in outputs.items():
+        if not out or str(out) == "-":
+            continue
+        for in_option, path in inputs.items():
+            same = os.path.realpath(out) == os.path.realpath(path)
+            if not same and os.path.exists(out) and os.path.exists(path):
+                same = os.path.samefile(out, path)
+            if same:
+                raise ConfigError(f"{out_option} {out} is the input file ({in_option} {path}); writing it would"
+                                  " destroy the input: choose another output file")
+
+
+SMALL_DATA_ROWS = 10_000  # below this many rows, train holds out data and stops early by default
+SMALL_DATA_SPLIT, SMALL_DATA_PATIENCE = 0.2, 10
+SMALL_DATA_MIN_SPLIT = 50  # fewer rows than this: no hold-out (early stopping watches the training loss)
+
+
+def physical_memory() -> int | None:
+    """Bytes of physical memory of this machine, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_memory(sizes: list[int], optimizer: str, batch_size: int, early_stopping: bool,
+                  itemsize: int = 4, at_least: bool = False) -> None:
+    """A ConfigError, before anything is allocated, when the network cannot fit in memory.
+
+    Training holds the weights, their gradients, the optimizer's state (adam and adamw two
+    arrays per weight, the others one), a best-weights copy with early stopping, and a batch's
+    activations and their gradients. ``at_least``: the sizes of the input and output layers
+    are not known yet (1 stands for each), so the count is a lower bound.
+    """
+    total = physical_memory()
+    if not total:
+        return
+    n_params = sum((a + 1) * b for a, b in zip(sizes, sizes[1:], strict=False))
+    state = 2 if optimizer in ("adam", "adamw") else 1
+    copies = 2 + state + (1 if early_stopping else 0)
+    need = n_params * itemsize * copies + 4 * batch_size * sum(sizes) * itemsize
+    if need > total:
+        gib = 2.0 ** 30
+        raise ConfigError(
+            f"--hidden {','.join(map(str, sizes[1:-1]))} makes a network of {'at least ' if at_least else ''}"
+            f"{n_params:,} parameters; training it"
+            f" needs about {need / gib:.1f} GiB (weights, gradients and {optimizer}'s state, float32), more"
+            f" than this machine's {total / gib:.1f} GiB of memory: choose smaller layers")
 
 
 # --- the parser --------------------------------------------------------------------------------
@@ -124,11 +188,13 @@ def _add_train(sub) -> None:
     p.add_argument("--weight-decay", type=_non_negative_float, default=0.0, help="L2 weight decay (default: 0)")
     p.add_argument("--epochs", type=_positive_int, default=100, help="(default: 100)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="(default: 32)")
-    p.add_argument("--validation-split", type=_fraction, default=0.0, metavar="FRACTION",
-                   help="hold out this fraction of the rows (stratified for classification) for validation")
-    p.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
+    p.add_argument("--validation-split", type=_fraction, default=None, metavar="FRACTION",
+                   help="hold out this fraction of the rows (stratified for classification) for validation"
+                   f" (default: {SMALL_DATA_SPLIT} below {SMALL_DATA_ROWS:,} rows, else 0)")
+    p.add_argument("--early-stopping", type=_non_negative_int, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without improvement of the validation loss (of the"
-                   " training loss without --validation-split) and keep the best weights")
+                   " training loss without --validation-split) and keep the best weights; 0: off"
+                   f" (default: {SMALL_DATA_PATIENCE} below {SMALL_DATA_ROWS:,} rows, else off)")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
                    help="z-score the inputs (and a regression target) (default: on)")
     p.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
@@ -139,7 +205,7 @@ def _add_train(sub) -> None:
                    help="columns that are not inputs (ids, free text)")
     p.add_argument("--max-categories", type=_positive_int, default=100,
                    help="most distinct values a text column may have (default: 100)")
-    p.add_argument("--delimiter", default=",", help="field separator (default: ,)")
+    _add_csv_options(p, drop=True)
     p.add_argument("--seed", type=_non_negative_int, default=0, help="seed of weights, split, shuffling (default: 0)")
     p.add_argument("--out", default="model.npz", help="model file to write (default: model.npz)")
     p.add_argument("--plot", default=None, metavar="curves.png", help="save loss and metric curves (needs matplotlib)")
@@ -167,7 +233,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--proba", action="store_true", help="add one probability column per class")
     p.add_argument("--keep", type=_names, default=[], metavar="COLUMNS",
                    help="copy these input columns (e.g. an id) into the output")
-    p.add_argument("--delimiter", default=",", help="field separator (default: ,)")
+    _add_csv_options(p)
     p.add_argument("--chunk-size", type=_positive_int, default=65536, help="rows per chunk (default: 65536)")
 
 
@@ -179,7 +245,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("data", metavar="DATA.csv")
     p.add_argument("--target", default=None, metavar="COLUMN",
                    help="the target column (default: the one the model was trained on)")
-    p.add_argument("--delimiter", default=",", help="field separator (default: ,)")
+    _add_csv_options(p, drop=True)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -191,7 +257,25 @@ def _add_info(sub) -> None:
 
 
 # --- train -----------------------------------------------------------------------------------
+def _drop_incomplete(table, columns: list[int]):
+    """``table`` without its rows that miss a value in ``columns``; says how many went (stderr)."""
+    from .csvio import CsvError
+
+    mask = table.incomplete_rows(columns)
+    n = int(mask.sum())
+    if n == table.n_rows:
+        raise CsvError(table.path, None, None, f"every one of the {n} rows misses a value; --drop-incomplete"
+                       " would leave none")
+    if n:
+        table = table.drop(mask)
+    print(f"chainrule: dropped {n} of {n + table.n_rows} rows with a missing value (--drop-incomplete)",
+          file=sys.stderr)
+    return table
+
+
 def _train(args) -> int:
+    import numpy as np
+
     from . import __version__
     from .callbacks import CSVLogger, EarlyStopping, ProgressBar
     from .csvio import TablePreprocessor, read_table
@@ -211,15 +295,28 @@ def _train(args) -> int:
         from .plot import require_matplotlib
 
         require_matplotlib()
+    _refuse_overwrite({"DATA.csv": args.data}, {"--out": args.out, "--log": args.log, "--plot": args.plot,
+                                                "--checkpoint": args.checkpoint})
+    early = args.early_stopping is None or args.early_stopping > 0
+    _check_memory([1, *args.hidden, 1], args.optimizer, args.batch_size, early, at_least=True)  # before reading
     start = time.perf_counter()
-    table = read_table(args.data, args.delimiter)
+    # numeric columns are read straight into float64 arrays, chunk by chunk (no list of strings)
+    table = read_table(args.data, args.delimiter, args.encoding, args.decimal, numeric=True,
+                       text=[args.target, *args.categorical])
+    if args.drop_incomplete:
+        table = _drop_incomplete(table, [j for j, name in enumerate(table.header) if name not in args.ignore])
     pre = TablePreprocessor(args.target, task=args.task, categorical=args.categorical, ignore=args.ignore,
                             max_categories=args.max_categories, scale_target=args.standardize).fit(table)
-    X, _ = pre.transform(table)
+    for note in pre.notes:
+        print(f"chainrule: warning: {note}", file=sys.stderr)
+    _check_memory([pre.n_inputs, *args.hidden, pre.n_outputs], args.optimizer, args.batch_size, early)
+    X, _ = pre.transform(table, dtype=np.float32)  # the network's dtype: no cast copy later
     y = pre.encode_target(table)
+    n_rows, header = table.n_rows, table.header
+    del table  # the columns are in X now
     classification = pre.task == "classification"
     n_text = sum(f["kind"] == "categorical" for f in pre.features)
-    say(f"{args.data}: {table.n_rows} rows; inputs: {len(pre.features) - n_text} numeric and {n_text}"
+    say(f"{args.data}: {n_rows} rows; inputs: {len(pre.features) - n_text} numeric and {n_text}"
         f" text columns -> {pre.n_inputs} network inputs")
     if classification:
         shown = ", ".join(pre.classes[:10]) + (", ..." if len(pre.classes) > 10 else "")
@@ -227,11 +324,25 @@ def _train(args) -> int:
     else:
         say(f"target {args.target!r}: regression")
 
+    split, patience = args.validation_split, args.early_stopping
+    if n_rows < SMALL_DATA_ROWS:
+        chosen = []
+        if split is None and n_rows >= SMALL_DATA_MIN_SPLIT:
+            split = SMALL_DATA_SPLIT
+            chosen.append(f"holding out {split:.0%} of the rows for validation (--validation-split {split})")
+        if patience is None:
+            patience = SMALL_DATA_PATIENCE
+            chosen.append(f"stopping after {patience} epochs without improvement, keeping the best weights"
+                          f" (--early-stopping {patience})")
+        if chosen:
+            say(f"small data set ({n_rows:,} rows, fewer than {SMALL_DATA_ROWS:,}): {'; '.join(chosen)}."
+                " --validation-split 0 and --early-stopping 0 turn this off")
+    split, patience = split or 0.0, patience or None
     validation = None
     X_train, y_train = X, y
-    if args.validation_split:
+    if split:
         X_train, X_val, y_train, y_val = train_test_split(
-            X, y, test_size=args.validation_split, seed=args.seed, stratify=y if classification else None)
+            X, y, test_size=split, seed=args.seed, stratify=y if classification else None)
         validation = (X_val, y_val)
     if args.loss == "auto":
         loss = CrossEntropy() if classification else MSE()
@@ -254,8 +365,8 @@ def _train(args) -> int:
     optimizer = optimizers[args.optimizer](**opt_args)
     callbacks = []
     monitor = "val_loss" if validation else "loss"
-    if args.early_stopping:
-        callbacks.append(EarlyStopping(monitor=monitor, patience=args.early_stopping, restore_best_weights=True))
+    if patience:
+        callbacks.append(EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True))
     if args.log:
         callbacks.append(CSVLogger(args.log))
     verbose = 0
@@ -284,12 +395,12 @@ def _train(args) -> int:
         "training": {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "chainrule_version": __version__,
-            "data": {"file": Path(args.data).name, "rows": table.n_rows, "columns": table.header},
+            "data": {"file": Path(args.data).name, "rows": n_rows, "columns": header},
             "task": pre.task, "target": args.target,
             "settings": {"hidden": args.hidden, "activation": args.activation, "dropout": args.dropout,
                          "loss": type(loss).__name__, "optimizer": repr(optimizer),
                          "epochs": args.epochs, "batch_size": args.batch_size,
-                         "validation_split": args.validation_split, "early_stopping": args.early_stopping,
+                         "validation_split": split, "early_stopping": patience,
                          "standardize": args.standardize, "seed": args.seed},
             "epochs_run": len(history.epoch), "stopped_early": history.stopped_early,
             "final": final, "seconds": round(time.perf_counter() - start, 3),
@@ -313,16 +424,17 @@ def _train(args) -> int:
 def _predict(args) -> int:
     import numpy as np
 
-    from .csvio import CsvError, TableReader, format_number, predict_table, preprocessor_of, write_csv
+    from .csvio import CsvError, TableReader, format_number, predict_table, preprocessor_of, spreadsheet_safe, write_csv
     from .io import load
 
+    _refuse_overwrite({"DATA.csv": args.data, "model": args.model}, {"--out": args.out})
     net = load(args.model)
     pre = preprocessor_of(net)
     if args.proba and (pre is None or pre.task != "classification"):
         raise ChainruleError(f"--proba needs a classification model; {args.model} is "
                              + ("a regression model" if pre else "a model without stored preprocessing"))
     unseen_total = 0
-    with TableReader(args.data, args.delimiter) as reader:
+    with TableReader(args.data, args.delimiter, args.encoding, args.decimal) as reader:
         keep = [reader.header.index(name) if name in reader.header else None for name in args.keep]
         for name, j in zip(args.keep, keep, strict=True):
             if j is None:
@@ -335,16 +447,17 @@ def _predict(args) -> int:
             name = pre.target_info["name"]
             header = [*args.keep, name] + ([f"proba_{c}" for c in pre.classes] if args.proba else [])
         else:
-            n_out = net.predict(np.zeros((1, net.layers[0].n_in))).shape[1]
+            inputs = _raw_inputs(net, reader.header, args.keep, args.data)
+            n_out = net.predict(np.zeros((1, len(inputs)))).shape[1]
             header = [*args.keep, *(f"output_{k}" for k in range(n_out))]
 
         def rows():
             nonlocal unseen_total
             for chunk in reader.chunks(args.chunk_size):
-                kept = [chunk.columns[j] for j in keep]
+                kept = [[spreadsheet_safe(v) for v in chunk.columns[j]] for j in keep]
                 if pre is None:
-                    X = np.stack([chunk.numbers(j) for j in range(len(chunk.header))
-                                  if chunk.header[j] not in args.keep], axis=1)
+                    chunk.check(inputs)
+                    X = np.stack([chunk.numbers(j) for j in inputs], axis=1)
                     out = net.predict(X)
                     values = [[format_number(v) for v in row] for row in out]
                 else:
@@ -353,19 +466,38 @@ def _predict(args) -> int:
                     if pre.task == "regression":
                         values = [[format_number(v)] for v in labels]
                     else:
-                        values = [[label] for label in labels]
+                        values = [[spreadsheet_safe(label)] for label in labels]
                     if proba is not None:
                         values = [v + [format_number(p) for p in row] for v, row in zip(values, proba, strict=True)]
                 for i, v in enumerate(values):
                     yield [k[i] for k in kept] + v
 
-        write_csv(args.out, header, rows())
+        write_csv(args.out, [spreadsheet_safe(h) for h in header], rows())
     if unseen_total:
         print(f"chainrule: note: {unseen_total} values of text columns were not seen in training;"
               " they were encoded as no category", file=sys.stderr)
     if args.out:
         print(f"predictions written to {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _raw_inputs(net, header: list[str], keep: list[str], data) -> list[int]:
+    """The columns a model without stored preprocessing takes: every column but the ``--keep`` ones,
+    or every column (kept ones included) when that is the count the network takes."""
+    from .csvio import CsvError
+
+    n_in = getattr(net.layers[0], "n_in", None) if net.layers else None
+    others = [j for j, name in enumerate(header) if name not in keep]
+    if n_in is None or len(others) == n_in:
+        if not others:
+            raise CsvError(data, 1, None, f"--keep names every column ({', '.join(header)}); none is left as"
+                           " the model's input")
+        return others
+    if len(header) == n_in:
+        return list(range(len(header)))
+    raise CsvError(data, 1, None, f"the model has no stored preprocessing and takes {n_in} inputs: every column"
+                   f" of the file, in order, but the --keep columns; the file has {len(header)} columns"
+                   f" ({len(others)} besides --keep)")
 
 
 # --- evaluate --------------------------------------------------------------------------------
@@ -384,7 +516,11 @@ def _evaluate(args) -> int:
                              " with net.evaluate(X, y)")
     if args.target and args.target != pre.target_info["name"]:
         pre.target_info = {**pre.target_info, "name": args.target}
-    table = read_table(args.data, args.delimiter)
+    text = [pre.target_info["name"], *(f["name"] for f in pre.features if f["kind"] == "categorical")]
+    table = read_table(args.data, args.delimiter, args.encoding, args.decimal, numeric=True, text=text)
+    if args.drop_incomplete:
+        used = {pre.target_info["name"], *(f["name"] for f in pre.features)}
+        table = _drop_incomplete(table, [j for j, name in enumerate(table.header) if name in used])
     y = pre.encode_target(table)
     X, _ = pre.transform(table)
     out = net.predict(X)
@@ -399,14 +535,24 @@ def _evaluate(args) -> int:
         truth = y * pre.target_info["scale"] + pre.target_info["mean"]
         result["loss"] = MSE().value(out, y.reshape(-1, 1))
         result["mse"] = float(np.mean((values - truth) ** 2))
+        result["rmse"] = float(np.sqrt(result["mse"]))
         result["mae"] = float(np.mean(np.abs(values - truth)))
         result["r2"] = r2(truth, values)
         report = None
     if args.json:
         print(json.dumps(result))
     else:
+        name = pre.target_info["name"]
         print(f"{args.data}: {table.n_rows} rows")
-        print("  ".join(f"{k}={v:.6g}" for k, v in result.items() if k != "rows"))
+        if pre.task == "classification":
+            print(f"accuracy: {result['accuracy']:.6g}")
+            print(f"loss (cross-entropy, the training loss): {result['loss']:.6g}")
+        else:
+            print(f"in the units of {name!r}: mse={result['mse']:.6g}  rmse={result['rmse']:.6g}"
+                  f"  mae={result['mae']:.6g}  r2={result['r2']:.6g}")
+            scaled = (pre.target_info["mean"], pre.target_info["scale"]) != (0.0, 1.0)
+            print(f"loss (mse of {'the standardized ' if scaled else ''}{name!r}, as the network sees it):"
+                  f" {result['loss']:.6g}")
         if report:
             print()
             print(report)

@@ -2,6 +2,7 @@
 
     chainrule explain --example mazur [--format text|markdown|latex|html] [--lr 0.5] [--steps N]
     chainrule explain MODEL.npz --input "0.05,0.1" --target "0.01,0.99" [--loss sse]
+    chainrule explain model.npz --input "4.1,black,3" --target cat      (a model from `chainrule train`)
 
 The command's logic lives here; chainrule/cli.py only registers it (``add_parser``) and calls
 ``run``.
@@ -33,11 +34,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", metavar="MODEL", help="a model saved with net.save() (.npz)")
     p.add_argument("--example", choices=list(EXAMPLES), help="a built-in example")
     p.add_argument("--input", metavar="VALUES",
-                   help='input of MODEL: comma-separated numbers, samples separated by ";" ("0.05,0.1")')
+                   help='input of MODEL: comma-separated numbers, samples separated by ";" ("0.05,0.1");'
+                   " for a model from `chainrule train`, a raw CSV row of its input columns (\"4.1,black,3\"),"
+                   " encoded as predict does")
     p.add_argument("--target", metavar="VALUES",
-                   help='target of MODEL, the same way ("0.01,0.99"; a class label for crossentropy)')
-    p.add_argument("--loss", default="sse", choices=["sse", "mse", "bce", "crossentropy"],
-                   help="loss for MODEL (default: sse, E = ½ Σ (target - out)²)")
+                   help='target of MODEL, the same way ("0.01,0.99"; a class index or a class name the model'
+                   " stores for crossentropy; a value in the target's units for a `chainrule train` regression)")
+    p.add_argument("--loss", default=None, choices=["sse", "mse", "bce", "crossentropy"],
+                   help="loss for MODEL (default: the loss the model file records it was trained with, else"
+                   " sse, E = ½ Σ (target - out)²)")
     p.add_argument("--lr", type=float, metavar="ETA",
                    help="learning rate of the update to show (an example has its own default)")
     p.add_argument("--steps", type=int, default=1, metavar="N", help="number of gradient-descent steps (default 1)")
@@ -79,20 +84,77 @@ def build_trace(args):
     if args.input is None or args.target is None:
         raise ConfigError(f"explain {args.model} needs --input and --target, e.g."
                           ' --input "0.05,0.1" --target "0.01,0.99"')
+    from ..csvio import preprocessor_of
+
     net = load(args.model)
-    x = parse_values(args.input, "input")
-    if args.loss == "crossentropy" and "," not in args.target:
-        y = np.array([int(float(v)) for v in args.target.split(";") if v.strip()])
+    pre = preprocessor_of(net)
+    loss = args.loss or _trained_loss(net) or "sse"
+    notes = []
+    x = _encode_input(net, pre, args.input, notes) if pre is not None else parse_values(args.input, "input")
+    if loss == "crossentropy" and "," not in args.target:
+        y = np.array([_class_index(v.strip(), pre) for v in args.target.split(";") if v.strip()])
     else:
         y = parse_values(args.target, "target")
-    note = None
+        if pre is not None and pre.task == "regression":
+            info = pre.target_info
+            y = (y - info["mean"]) / info["scale"]
+            notes.append(f"target standardized as in training: (y - {info['mean']:.6g}) / {info['scale']:.6g}")
     if net.scaler is not None:
         x = net.scaler.transform(x)
-        note = f"input scaled by the model's {type(net.scaler).__name__} before the network"
-    trace = explain(net, args.loss, x, y, lr=args.lr, title=f"explain: {args.model}", **common)
-    if note:
-        trace.description.append(note)
+        notes.append(f"input scaled by the model's {type(net.scaler).__name__} before the network")
+    trace = explain(net, loss, x, y, lr=args.lr, title=f"explain: {args.model}", **common)
+    if args.loss is None and loss != "sse":
+        notes.append(f"loss {loss}: the one the model was trained with (--loss chooses another)")
+    trace.description.extend(notes)
     return trace
+
+
+_LOSS_NAMES = {"SSE": "sse", "MSE": "mse", "CrossEntropy": "crossentropy", "BCE": "bce",
+               "BinaryCrossEntropy": "bce"}
+
+
+def _trained_loss(net) -> str | None:
+    """The loss the model file records (``chainrule train`` stores it), as a --loss name."""
+    settings = ((getattr(net, "metadata", None) or {}).get("training") or {}).get("settings") or {}
+    return _LOSS_NAMES.get(str(settings.get("loss")))
+
+
+def _class_index(text: str, pre) -> int:
+    """A class named as the model stores it ("cat"), else a class index ("1")."""
+    classes = pre.classes if pre is not None and pre.classes else []
+    if text in classes:
+        return classes.index(text)
+    try:
+        index = int(float(text))
+    except ValueError:
+        index = None
+    if index is None or (classes and not 0 <= index < len(classes)):
+        shown = f"; the model's classes are: {', '.join(classes[:20])}" if classes else ""
+        raise ConfigError(f"--target expects a class index or a class name{shown}; got {text!r}")
+    return index
+
+
+def _encode_input(net, pre, text: str, notes: list) -> np.ndarray:
+    """--input for a model from ``chainrule train``: raw CSV rows of its input columns, encoded by
+    the stored preprocessing (as ``chainrule predict`` does); numbers already encoded also pass."""
+    import csv
+
+    from ..csvio import Table
+
+    names = [f["name"] for f in pre.features]
+    rows = [[cell.strip() for cell in row] for row in csv.reader([s for s in text.split(";") if s.strip()])]
+    if rows and all(len(row) == len(names) for row in rows):
+        columns = [[row[j] for row in rows] for j in range(len(names))]
+        table = Table("--input", names, columns, np.arange(1, len(rows) + 1))
+        x, unseen = pre.transform(table)
+        notes.append(f"input {'; '.join(','.join(r) for r in rows)} encoded by the model's stored preprocessing"
+                     f" ({', '.join(names)} -> {', '.join(pre.input_names)})"
+                     + (f"; {unseen} unseen categories are all zeros" if unseen else ""))
+        return x
+    if rows and all(len(row) == pre.n_inputs for row in rows):
+        return parse_values(text, "input")
+    raise ConfigError(f"--input expects a raw row of the model's {len(names)} input columns ({', '.join(names)}),"
+                      f" samples separated by ';', or {pre.n_inputs} encoded numbers; got {text!r}")
 
 
 def render(trace, fmt: str, width: int) -> str:
@@ -108,6 +170,10 @@ def run(args) -> int:
         if fmt is None and args.out:
             suffix = "." + args.out.rsplit(".", 1)[-1].lower() if "." in args.out else ""
             fmt = _EXTENSIONS.get(suffix)
+        if args.out and args.model:
+            from ..cli import _refuse_overwrite
+
+            _refuse_overwrite({"MODEL": args.model}, {"--out": args.out})
         trace = build_trace(args)
         text = render(trace, fmt or "text", args.width)
         if args.out:
