@@ -22,10 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import ChainruleError, ConfigError
+from .registry import lookup, names
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "softplus", "identity")
-OPTIMIZERS = ("adam", "sgd", "adamw", "rmsprop", "adagrad")
+# hidden activations and optimizers by the names of chainrule.registry (softmax is an output layer)
+ACTIVATIONS = tuple(n for n in names("activation") if n != "softmax")
+OPTIMIZERS = tuple(names("optimizer"))
 LOSSES = ("auto", "crossentropy", "mse", "sse")
 
 
@@ -283,7 +285,6 @@ def _train(args) -> int:
     from .io import save
     from .losses import MSE, SSE, CrossEntropy
     from .network import mlp
-    from .optim import SGD, Adagrad, Adam, AdamW, RMSProp
 
     root = True  # with --distributed, rank 0 alone prints and writes files
     if args.distributed:
@@ -358,11 +359,10 @@ def _train(args) -> int:
               seed=args.seed)
     if args.standardize:
         net.scaler = Standardizer()
-    optimizers = {"adam": Adam, "sgd": SGD, "adamw": AdamW, "rmsprop": RMSProp, "adagrad": Adagrad}
     opt_args = {"weight_decay": args.weight_decay}
     if args.lr is not None:
         opt_args["lr"] = args.lr
-    optimizer = optimizers[args.optimizer](**opt_args)
+    optimizer = lookup("optimizer", args.optimizer)(**opt_args)
     callbacks = []
     monitor = "val_loss" if validation else "loss"
     if patience:
