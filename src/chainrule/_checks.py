@@ -122,7 +122,7 @@ def check_number(value, name: str, low=None, high=None, *, low_open: bool = Fals
     >>> check_number(float("nan"), "SGD lr", low=0)
     Traceback (most recent call last):
     ...
-    chainrule.errors.ConfigError: SGD lr must be >= 0 and finite, got nan
+    chainrule.errors.ConfigError: SGD lr must be a finite number >= 0, got nan
     """
     if value is None and allow_none:
         return
@@ -135,13 +135,17 @@ def check_number(value, name: str, low=None, high=None, *, low_open: bool = Fals
             or (low is not None and (value < low or (low_open and value == low)))
             or (high is not None and (value > high or (high_open and value == high)))):
         expected = describe_number(low, high, low_open=low_open, high_open=high_open,
-                                   integer=integer, allow_none=allow_none, no_limit=no_limit)
+                                   integer=integer, no_limit=no_limit,
+                                   say_finite=not isinstance(value, bool) and _not_finite(value))
         raise ConfigError(f"{name} must be {expected}, got {value!r}")
 
 
 def describe_number(low=None, high=None, *, low_open: bool = False, high_open: bool = False,
-                    integer: bool = False, allow_none: bool = False, no_limit: bool = False) -> str:
-    """The values :func:`check_number` accepts, in words (">= 0 and finite", "in [0, 1)")."""
+                    integer: bool = False, no_limit: bool = False, say_finite: bool = False) -> str:
+    """The values :func:`check_number` accepts, in words (">= 0", "a finite number in [0, 1)").
+
+    ``say_finite`` names finiteness even where bounds are given (for a NaN or inf that came).
+    """
     if low is not None and high is not None:
         bounds = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     elif low is not None:
@@ -152,15 +156,17 @@ def describe_number(low=None, high=None, *, low_open: bool = False, high_open: b
         bounds = ""
     if integer:
         text = "a positive integer" if (low == 1 and high is None) else f"an integer {bounds}".rstrip()
-    elif bounds:
-        text = bounds if no_limit else f"{bounds} and finite"
+    elif bounds and (no_limit or not say_finite):
+        text = bounds
     else:
-        text = "a finite number"
+        text = f"a finite number {bounds}".rstrip()
     if no_limit:
         text += ", or inf for no limit"
-    if allow_none:
-        text += ", or None"
     return text
+
+
+def _not_finite(value) -> bool:
+    return isinstance(value, (float, np.floating)) and not np.isfinite(value)
 
 
 def _is_inf(value) -> bool:
