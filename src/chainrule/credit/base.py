@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from .._checks import check_positive_int
 from ..errors import ConfigError
 
 
@@ -158,9 +159,7 @@ class CreditRule:
     name = "rule"
 
     def __init__(self, track_every: int | None = 20) -> None:
-        if track_every is not None and (isinstance(track_every, bool) or not isinstance(track_every, int)
-                                        or track_every < 1):
-            raise ConfigError(f"track_every must be a positive integer or None, got {track_every!r}")
+        check_positive_int(track_every, f"{type(self).__name__} track_every", allow_none=True)
         self.track_every = track_every
         self.net = None
         self.loss = None
