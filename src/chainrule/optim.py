@@ -106,7 +106,8 @@ def trainable(model) -> list:
 class Optimizer:
     """Base class: clipping, schedules and per-parameter state; subclasses write ``_update``."""
 
-    def __init__(self, lr: float, clip_norm=None, clip_value=None, schedule=None) -> None:
+    def __init__(self, lr: float, clip_norm: float | None = None, clip_value: float | None = None,
+                 schedule=None) -> None:
         check_number(lr, f"{type(self).__name__} lr", low=0)
         # inf means "no clipping", the same as None
         check_number(clip_norm, "clip_norm", low=0, low_open=True, allow_none=True, no_limit=True)

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from .._checks import check_positive_int
+from .._checks import check_number, check_positive_int
 from ..errors import ConfigError
 
 
@@ -38,6 +38,7 @@ class Block:
     """
 
     def __init__(self, layers: list, start: int) -> None:
+        check_number(start, "Block start", low=0, integer=True)
         self.layers = list(layers)
         self.start = start
 
