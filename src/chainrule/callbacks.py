@@ -121,8 +121,8 @@ class EarlyStopping(Callback):
     ----------
     monitor : str
         A log name ("val_loss" by default; needs validation data).
-    patience : int
-        Epochs without improvement to wait before stopping.
+    patience : int or inf
+        Epochs without improvement to wait before stopping; ``math.inf`` never stops.
     min_delta : float
         Smallest change that counts as an improvement.
     mode : {"auto", "min", "max"}
@@ -425,7 +425,8 @@ class ReduceLROnPlateau(Callback):
     monitor : str
     factor : float
         In (0, 1).
-    patience : int
+    patience : int or inf
+        Epochs without improvement before the rate is reduced; ``math.inf`` never reduces it.
     min_delta : float
     cooldown : int
     min_lr : float

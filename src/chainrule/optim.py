@@ -18,7 +18,8 @@ Every optimizer also takes ``clip_norm`` (scale all gradients together so their 
 at most clip_norm, as torch.nn.utils.clip_grad_norm_ does) and ``clip_value`` (clip each entry
 to [−clip_value, clip_value]), applied in that order after backward and before the update, and
 ``schedule``: a Schedule or any callable ``epoch -> lr``, applied at the start of each epoch.
-Frozen parameters are left alone and are not counted in the clipping norm.
+None or ``math.inf`` as a clipping threshold clips nothing. Frozen parameters are left alone and
+are not counted in the clipping norm.
 """
 
 from __future__ import annotations
