@@ -240,9 +240,10 @@ class Adam(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, **kwargs) -> None:
         super().__init__(lr, **kwargs)
         name = type(self).__name__
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ConfigError(f"{name} betas must be a pair (beta1, beta2), got {betas!r}")
-        b1, b2 = betas
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} betas must be a pair (beta1, beta2), got {betas!r}") from None
         check_number(b1, f"{name} beta1", low=0, high=1, high_open=True)
         check_number(b2, f"{name} beta2", low=0, high=1, high_open=True)
         check_number(eps, f"{name} eps", low=0)
