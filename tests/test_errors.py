@@ -191,7 +191,7 @@ def test_an_unknown_initializer_and_metric_are_refused():
     (lambda: cr.MSE(reduction="median"), "MSE reduction must be 'mean' or 'sum', got 'median'"),
     (lambda: cr.SGD(lr=0.1, nesterov=True), "nesterov=True needs momentum > 0"),
     (lambda: cr.SGD(lr=0.1, momentum=-0.5), "SGD momentum must be >= 0"),
-    (lambda: cr.Adam(betas=(1.5, 0.9)), "Adam beta1 must be <= 1"),
+    (lambda: cr.Adam(betas=(1.5, 0.9)), r"Adam beta1 must be in \[0, 1\)"),
     (lambda: cr.SGD(lr=0.1, clip_norm=0), "clip_norm must be > 0"),
     (lambda: cr.Sequential(cr.Dense(2, 2), dtype=np.int32), "dtype must be float32 or float64"),
     (lambda: cr.Sequential(cr.Dense(2, 2), "relu"), "Sequential layer 1 must be a Layer, got 'relu'"),

@@ -102,21 +102,75 @@ def check_batch(arr: np.ndarray, name: str, min_ndim: int = 2) -> None:
         )
 
 
-def check_positive_int(value, name: str, allow_none: bool = False) -> None:
+def check_positive_int(value, name: str, allow_none: bool = False, no_limit: bool = False) -> None:
+    """An integer >= 1 (see :func:`check_number`)."""
+    check_number(value, name, low=1, integer=True, allow_none=allow_none, no_limit=no_limit)
+
+
+def check_number(value, name: str, low=None, high=None, *, low_open: bool = False,
+                 high_open: bool = False, integer: bool = False, allow_none: bool = False,
+                 no_limit: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is a number in the range; the one check of every setting.
+
+    Refused everywhere: NaN, booleans (``True`` is not a learning rate), strings and other
+    non-numbers, and infinity, except where ``no_limit=True`` says that +inf means "no limit"
+    (a patience that never runs out, a clipping threshold that never clips). ``integer=True``
+    asks for an int (a float such as 2.0 is refused). ``low``/``high`` bound the value,
+    inclusive unless ``low_open``/``high_open``; ``allow_none`` lets ``None`` through. The
+    message names ``name``, the accepted values and what came:
+
+    >>> check_number(float("nan"), "SGD lr", low=0)
+    Traceback (most recent call last):
+    ...
+    chainrule.errors.ConfigError: SGD lr must be a finite number >= 0, got nan
+    """
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if integer:
+        ok = isinstance(value, (int, np.integer)) or (no_limit and _is_inf(value))
+    else:
+        ok = isinstance(value, (int, float, np.integer, np.floating))
+    if (not ok or isinstance(value, bool) or value != value  # NaN is the one value != itself
+            or (_is_inf(value) and not (no_limit and value > 0))
+            or (low is not None and (value < low or (low_open and value == low)))
+            or (high is not None and (value > high or (high_open and value == high)))):
+        expected = describe_number(low, high, low_open=low_open, high_open=high_open,
+                                   integer=integer, no_limit=no_limit,
+                                   say_finite=not isinstance(value, bool) and _not_finite(value))
+        raise ConfigError(f"{name} must be {expected}, got {value!r}")
 
 
-def check_number(value, name: str, low=None, high=None, low_open=False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    if low is not None and (value < low or (low_open and value == low)):
-        bound = ">" if low_open else ">="
-        raise ConfigError(f"{name} must be {bound} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ConfigError(f"{name} must be <= {high}, got {value!r}")
+def describe_number(low=None, high=None, *, low_open: bool = False, high_open: bool = False,
+                    integer: bool = False, no_limit: bool = False, say_finite: bool = False) -> str:
+    """The values :func:`check_number` accepts, in words (">= 0", "a finite number in [0, 1)").
+
+    ``say_finite`` names finiteness even where bounds are given (for a NaN or inf that came).
+    """
+    if low is not None and high is not None:
+        bounds = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif low is not None:
+        bounds = f"{'>' if low_open else '>='} {low}"
+    elif high is not None:
+        bounds = f"{'<' if high_open else '<='} {high}"
+    else:
+        bounds = ""
+    if integer:
+        text = "a positive integer" if (low == 1 and high is None) else f"an integer {bounds}".rstrip()
+    elif bounds and (no_limit or not say_finite):
+        text = bounds
+    else:
+        text = f"a finite number {bounds}".rstrip()
+    if no_limit:
+        text += ", or inf for no limit"
+    return text
+
+
+def _not_finite(value) -> bool:
+    return isinstance(value, (float, np.floating)) and not np.isfinite(value)
+
+
+def _is_inf(value) -> bool:
+    return isinstance(value, (float, np.floating)) and bool(np.isinf(value))
 
 
 def as_rng(seed, name: str = "seed") -> np.random.Generator:

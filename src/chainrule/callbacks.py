@@ -16,6 +16,7 @@ import inspect
 
 import numpy as np
 
+from ._checks import check_number
 from .errors import ConfigError
 
 
@@ -122,8 +123,8 @@ class EarlyStopping(Callback):
     ----------
     monitor : str
         A log name ("val_loss" by default; needs validation data).
-    patience : int
-        Epochs without improvement to wait before stopping.
+    patience : int or inf
+        Epochs without improvement to wait before stopping; ``math.inf`` never stops.
     min_delta : float
         Smallest change that counts as an improvement.
     mode : {"auto", "min", "max"}
@@ -136,8 +137,9 @@ class EarlyStopping(Callback):
                  mode: str = "auto", restore_best_weights: bool = False) -> None:
         if mode not in ("auto", "min", "max"):
             raise ConfigError(f"EarlyStopping mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if not isinstance(patience, int) or patience < 0:
-            raise ConfigError(f"EarlyStopping patience must be an integer >= 0, got {patience!r}")
+        # patience=inf never stops; with restore_best_weights it still ends on the best epoch
+        check_number(patience, "EarlyStopping patience", low=0, integer=True, no_limit=True)
+        check_number(min_delta, "EarlyStopping min_delta")
         self.monitor, self.patience, self.min_delta = monitor, patience, abs(min_delta)
         if mode == "auto":
             mode = "max" if any(s in monitor for s in ("acc", "r2")) else "min"
@@ -431,7 +433,8 @@ class ReduceLROnPlateau(Callback):
     monitor : str
     factor : float
         In (0, 1).
-    patience : int
+    patience : int or inf
+        Epochs without improvement before the rate is reduced; ``math.inf`` never reduces it.
     min_delta : float
     cooldown : int
     min_lr : float
@@ -446,13 +449,12 @@ class ReduceLROnPlateau(Callback):
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
                  min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0, mode: str = "auto",
                  verbose: int = 0) -> None:
-        if not 0 < factor < 1:
-            raise ConfigError(f"ReduceLROnPlateau factor must be in (0, 1), got {factor!r}")
-        for name, value in (("patience", patience), ("cooldown", cooldown)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"ReduceLROnPlateau {name} must be an integer >= 0, got {value!r}")
-        if min_lr < 0:
-            raise ConfigError(f"ReduceLROnPlateau min_lr must be >= 0, got {min_lr!r}")
+        check_number(factor, "ReduceLROnPlateau factor", low=0, high=1, low_open=True, high_open=True)
+        # patience=inf never reduces the rate
+        check_number(patience, "ReduceLROnPlateau patience", low=0, integer=True, no_limit=True)
+        check_number(cooldown, "ReduceLROnPlateau cooldown", low=0, integer=True)
+        check_number(min_delta, "ReduceLROnPlateau min_delta")
+        check_number(min_lr, "ReduceLROnPlateau min_lr", low=0)
         self.monitor, self.factor, self.patience = monitor, float(factor), patience
         self.min_delta, self.cooldown, self.min_lr = abs(min_delta), cooldown, float(min_lr)
         self.mode = _auto_mode(monitor, mode, "ReduceLROnPlateau")

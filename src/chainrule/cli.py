@@ -21,6 +21,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ._checks import check_number, describe_number
 from .errors import ChainruleError, ConfigError
 from .registry import lookup, names
 
@@ -44,24 +45,24 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def _number(convert, accept, expected: str):
-    """An argparse ``type``: ``convert`` the text, then require ``accept(value)``."""
+def _number(convert, **accepted):
+    """An argparse ``type``: ``convert`` the text, then check it as the library does (check_number)."""
     def parse(text: str):
         try:
             value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            check_number(value, "value", **accepted)
+        except ValueError:  # ConfigError is a ValueError
+            expected = describe_number(**accepted, say_finite=True)
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
         return value
     return parse
 
 
-_fraction = _number(float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
-_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-_non_negative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number(float, lambda v: v > 0, "a positive number")
-_non_negative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+_fraction = _number(float, low=0, high=1, high_open=True)
+_positive_int = _number(int, low=1, integer=True)
+_non_negative_int = _number(int, low=0, integer=True)
+_positive_float = _number(float, low=0, low_open=True)
+_non_negative_float = _number(float, low=0)
 
 
 def _names(text: str) -> list[str]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from chainrule.errors import ChainruleError, ConfigError, DataError, ShapeError
 
-from ._checks import as_array, as_rng, quiet_float_errors
+from ._checks import as_array, as_rng, check_number, check_positive_int, quiet_float_errors
 
 __all__ = [
     "Standardizer",
@@ -340,13 +340,14 @@ class MinMaxScaler(_Scaler):
 
     def __init__(self, feature_range: tuple[float, float] = (0, 1)) -> None:
         super().__init__()
-        try:
-            lo, hi = (float(v) for v in feature_range)
-        except (TypeError, ValueError):
+        if not isinstance(feature_range, (tuple, list)) or len(feature_range) != 2:
             raise ConfigError(
                 f"MinMaxScaler feature_range must be two numbers (lo, hi), got {feature_range!r}"
-            ) from None
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            )
+        for i, v in enumerate(feature_range):
+            check_number(v, f"MinMaxScaler feature_range[{i}]")
+        lo, hi = (float(v) for v in feature_range)
+        if not lo < hi:
             raise ConfigError(
                 f"MinMaxScaler feature_range must satisfy lo < hi (finite), got {feature_range!r}"
             )
@@ -493,9 +494,8 @@ def one_hot(labels: Any, n_classes: int | None = None, dtype: Any = np.float32) 
         if y.size == 0:
             raise DataError("one_hot cannot infer n_classes from empty labels; pass n_classes")
         n_classes = int(y.max()) + 1
-    elif isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) \
-            or n_classes < 1:
-        raise ConfigError(f"one_hot n_classes must be a positive int, got {n_classes!r}")
+    else:
+        check_positive_int(n_classes, "one_hot n_classes")
     if y.shape[0] * int(n_classes) > 2**31:
         raise ConfigError(f"one_hot of {y.shape[0]} labels into {n_classes} classes would make"
                           f" {y.shape[0] * int(n_classes):,} entries; that is too many")
@@ -522,7 +522,8 @@ def _n_test(test_size: Any, n: int) -> int:
                 f"for {n} samples"
             )
         return n_test
-    if isinstance(test_size, (float, np.floating)) and 0.0 < test_size < 1.0:
+    if isinstance(test_size, (float, np.floating)):
+        check_number(test_size, "test_size", low=0, high=1, low_open=True, high_open=True)
         # ceil as in scikit-learn; the 1e-9 keeps 0.3 * 10 = 3.0000000000000004 at 3.
         n_test = math.ceil(float(test_size) * n - 1e-9)
         if not 0 < n_test < n:
@@ -699,10 +700,8 @@ def batches(
             raise ShapeError(f"batches: X has {n} samples but y has shape {y.shape}")
     if batch_size is None:
         size = max(n, 1)
-    elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive int or None, got {batch_size!r}")
     else:
+        check_positive_int(batch_size, "batches batch_size", allow_none=True)
         size = int(batch_size)
     order = as_rng(seed).permutation(n) if shuffle else None
     return _iter_batches(X, y, size, order)

@@ -8,14 +8,13 @@ inside the package (see ``_data/DIGITS_LICENSE.txt``); nothing is downloaded.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from chainrule._checks import as_rng
+from chainrule._checks import as_rng, check_number
 from chainrule.data import SeedLike
 from chainrule.errors import ConfigError
 
@@ -54,12 +53,10 @@ def _check_n(n_samples: Any, minimum: int, name: str) -> int:
 
 def _check_noise(noise: Any, name: str) -> float:
     try:
-        value = float(noise)
-    except (TypeError, ValueError):
-        value = -1.0
-    if not (math.isfinite(value) and value >= 0):
-        raise ConfigError(f"{name}: noise must be a finite number >= 0, got {noise!r}")
-    return value
+        check_number(noise, f"{name}: noise", low=0)
+    except ConfigError:  # one wording for a negative number and a NaN
+        raise ConfigError(f"{name}: noise must be a finite number >= 0, got {noise!r}") from None
+    return float(noise)
 
 
 def _shuffled(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._checks import check_number
 from .losses import get_loss
 
 
@@ -107,6 +108,9 @@ def gradcheck(net, loss, X, y, step: float = 1e-3, tolerance: float = 1e-7,
     GradcheckReport
         ``.ok``, ``.max_relative_error``, and one entry per parameter ("0.weight", ...).
     """
+    check_number(step, "gradcheck step", low=0, low_open=True)
+    check_number(tolerance, "gradcheck tolerance", low=0)
+    check_number(floor, "gradcheck floor", low=0)
     dtype = np.dtype(dtype)
     if dtype != np.float64:
         warnings.warn(

@@ -60,6 +60,7 @@ class XavierUniform(Initializer):
 
     def __init__(self, gain: float = 1.0, seed=None) -> None:
         super().__init__(seed)
+        check_number(gain, f"{type(self).__name__} gain", low=0)
         self.gain = gain
 
     def sample(self, shape, rng):
@@ -73,6 +74,7 @@ class XavierNormal(Initializer):
 
     def __init__(self, gain: float = 1.0, seed=None) -> None:
         super().__init__(seed)
+        check_number(gain, f"{type(self).__name__} gain", low=0)
         self.gain = gain
 
     def sample(self, shape, rng):
@@ -103,6 +105,7 @@ class Normal(Initializer):
     def __init__(self, std: float = 0.01, mean: float = 0.0, seed=None) -> None:
         super().__init__(seed)
         check_number(std, "Normal std", low=0)
+        check_number(mean, "Normal mean")
         self.std, self.mean = std, mean
 
     def sample(self, shape, rng):
@@ -114,6 +117,8 @@ class Uniform(Initializer):
 
     def __init__(self, low: float = -0.05, high: float = 0.05, seed=None) -> None:
         super().__init__(seed)
+        check_number(low, "Uniform low")
+        check_number(high, "Uniform high")
         if not low <= high:
             raise ConfigError(f"Uniform needs low <= high, got low={low!r}, high={high!r}")
         self.low, self.high = low, high
@@ -127,6 +132,7 @@ class Constant(Initializer):
 
     def __init__(self, value: float = 0.0, seed=None) -> None:
         super().__init__(seed)
+        check_number(value, "Constant value")
         self.value = value
 
     def sample(self, shape, rng):

@@ -18,7 +18,8 @@ Every optimizer also takes ``clip_norm`` (scale all gradients together so their 
 at most clip_norm, as torch.nn.utils.clip_grad_norm_ does) and ``clip_value`` (clip each entry
 to [−clip_value, clip_value]), applied in that order after backward and before the update, and
 ``schedule``: a Schedule or any callable ``epoch -> lr``, applied at the start of each epoch.
-Frozen parameters are left alone and are not counted in the clipping norm.
+None or ``math.inf`` as a clipping threshold clips nothing. Frozen parameters are left alone and
+are not counted in the clipping norm.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._checks import check_number
+from ._checks import check_number, check_positive_int
 from .errors import ConfigError
 
 
@@ -47,8 +48,8 @@ class StepLR(Schedule):
     """lr = base_lr · γ^⌊epoch / step_size⌋  (torch.optim.lr_scheduler.StepLR)."""
 
     def __init__(self, step_size: int, gamma: float = 0.1) -> None:
-        if not isinstance(step_size, int) or step_size < 1:
-            raise ConfigError(f"StepLR step_size must be a positive integer, got {step_size!r}")
+        check_positive_int(step_size, "StepLR step_size")
+        check_number(gamma, "StepLR gamma", low=0, low_open=True)
         self.step_size, self.gamma = step_size, gamma
 
     def __call__(self, epoch, base_lr):
@@ -70,8 +71,8 @@ class CosineLR(Schedule):
     """lr = η_min + ½(base_lr − η_min)(1 + cos(π · epoch / T_max)), held at η_min after T_max."""
 
     def __init__(self, t_max: int, eta_min: float = 0.0) -> None:
-        if not isinstance(t_max, int) or t_max < 1:
-            raise ConfigError(f"CosineLR t_max must be a positive integer, got {t_max!r}")
+        check_positive_int(t_max, "CosineLR t_max")
+        check_number(eta_min, "CosineLR eta_min", low=0)
         self.t_max, self.eta_min = t_max, eta_min
 
     def __call__(self, epoch, base_lr):
@@ -106,12 +107,12 @@ def trainable(model) -> list:
 class Optimizer:
     """Base class: clipping, schedules and per-parameter state; subclasses write ``_update``."""
 
-    def __init__(self, lr: float, clip_norm=None, clip_value=None, schedule=None) -> None:
+    def __init__(self, lr: float, clip_norm: float | None = None, clip_value: float | None = None,
+                 schedule=None) -> None:
         check_number(lr, f"{type(self).__name__} lr", low=0)
-        if clip_norm is not None:
-            check_number(clip_norm, "clip_norm", low=0, low_open=True)
-        if clip_value is not None:
-            check_number(clip_value, "clip_value", low=0, low_open=True)
+        # inf means "no clipping", the same as None
+        check_number(clip_norm, "clip_norm", low=0, low_open=True, allow_none=True, no_limit=True)
+        check_number(clip_value, "clip_value", low=0, low_open=True, allow_none=True, no_limit=True)
         self.lr = float(lr)
         self.base_lr = float(lr)
         self.clip_norm, self.clip_value = clip_norm, clip_value
@@ -131,7 +132,7 @@ class Optimizer:
         """Update every trainable parameter of ``model`` in place from its stored gradient."""
         params = trainable(model)
         if self.clip_norm is not None:
-            clip_grad_norm([g for _, _, g in params], self.clip_norm)
+            _clip_grad_norm([g for _, _, g in params], self.clip_norm)
         if self.clip_value is not None:
             for _, _, g in params:
                 np.clip(g, -self.clip_value, self.clip_value, out=g)
@@ -178,8 +179,13 @@ def clip_grad_norm(grads: list[np.ndarray], max_norm: float) -> float:
     """Scale ``grads`` in place so their global 2-norm is at most ``max_norm``; return the norm.
 
     Like torch.nn.utils.clip_grad_norm_: the factor is max_norm / (norm + 1e-6), applied only
-    when it is below 1.
+    when it is below 1. ``max_norm=inf`` leaves the gradients as they are.
     """
+    check_number(max_norm, "clip_grad_norm max_norm", low=0, low_open=True, no_limit=True)
+    return _clip_grad_norm(grads, max_norm)
+
+
+def _clip_grad_norm(grads: list[np.ndarray], max_norm: float) -> float:
     total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
@@ -194,8 +200,10 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0, **kwargs) -> None:
         super().__init__(lr, **kwargs)
-        check_number(momentum, "SGD momentum", low=0)
-        check_number(weight_decay, "SGD weight_decay", low=0)
+        name = type(self).__name__
+        check_number(momentum, f"{name} momentum", low=0)
+        check_number(dampening, f"{name} dampening", low=0, high=1)
+        check_number(weight_decay, f"{name} weight_decay", low=0)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ConfigError("SGD nesterov=True needs momentum > 0 and dampening = 0")
         self.momentum, self.dampening = momentum, dampening
@@ -231,9 +239,15 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, **kwargs) -> None:
         super().__init__(lr, **kwargs)
-        b1, b2 = betas
-        check_number(b1, "Adam beta1", low=0, high=1)
-        check_number(b2, "Adam beta2", low=0, high=1)
+        name = type(self).__name__
+        try:
+            b1, b2 = betas
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} betas must be a pair (beta1, beta2), got {betas!r}") from None
+        check_number(b1, f"{name} beta1", low=0, high=1, high_open=True)
+        check_number(b2, f"{name} beta2", low=0, high=1, high_open=True)
+        check_number(eps, f"{name} eps", low=0)
+        check_number(weight_decay, f"{name} weight_decay", low=0)
         self.betas, self.eps, self.weight_decay = (float(b1), float(b2)), eps, weight_decay
 
     def _update(self, p, g, state):
@@ -283,7 +297,10 @@ class RMSProp(Optimizer):
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
                  **kwargs) -> None:
         super().__init__(lr, **kwargs)
-        check_number(alpha, "RMSProp alpha", low=0, high=1)
+        name = type(self).__name__
+        check_number(alpha, f"{name} alpha", low=0, high=1)
+        for value, arg in ((eps, "eps"), (weight_decay, "weight_decay"), (momentum, "momentum")):
+            check_number(value, f"{name} {arg}", low=0)
         self.alpha, self.eps, self.weight_decay = alpha, eps, weight_decay
         self.momentum, self.centered = momentum, centered
 
@@ -323,6 +340,9 @@ class Adagrad(Optimizer):
     def __init__(self, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10, **kwargs) -> None:
         super().__init__(lr, **kwargs)
+        for value, arg in ((lr_decay, "lr_decay"), (weight_decay, "weight_decay"),
+                           (initial_accumulator_value, "initial_accumulator_value"), (eps, "eps")):
+            check_number(value, f"{type(self).__name__} {arg}", low=0)
         self.lr_decay, self.weight_decay = lr_decay, weight_decay
         self.initial_accumulator_value, self.eps = initial_accumulator_value, eps
 

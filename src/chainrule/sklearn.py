@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import numbers
 import warnings
 
 import numpy as np
@@ -47,9 +46,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'"
                       f" ({exc})") from exc
 
-from ._checks import quiet_float_errors
+from ._checks import check_number, check_positive_int, quiet_float_errors
 from .callbacks import Callback
-from .errors import ChainruleError, DataError, InputTypeError, TrainingError
+from .errors import ChainruleError, ConfigError, DataError, InputTypeError, TrainingError
 from .layers import ELU, Dense, Dropout, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from .network import Sequential
 from .optim import SGD, Adam
@@ -136,6 +135,49 @@ def _loss_and_delta(out: str, z: np.ndarray, t: np.ndarray, w: np.ndarray | None
     return float(w @ per_sample) / weight_sum, delta, weight_sum
 
 
+#: The estimators' numeric settings and the values each accepts (see ``check_number``); as in
+#: scikit-learn, n_iter_no_change=inf never stops for lack of improvement.
+_NUMBERS = {
+    "alpha": dict(low=0),
+    "learning_rate_init": dict(low=0, low_open=True),
+    "power_t": dict(low=0),
+    "max_iter": dict(low=1, integer=True),
+    "tol": dict(low=0),
+    "momentum": dict(low=0, high=1),
+    "validation_fraction": dict(low=0, high=1, low_open=True, high_open=True),
+    "beta_1": dict(low=0, high=1, high_open=True),
+    "beta_2": dict(low=0, high=1, high_open=True),
+    "epsilon": dict(low=0, low_open=True),
+    "n_iter_no_change": dict(low=1, integer=True, no_limit=True),
+    "dropout": dict(low=0, high=1, high_open=True),
+}
+
+
+def _check_settings(est) -> None:
+    """Check an estimator's settings at fit time (scikit-learn's convention), raising ConfigError."""
+    who = type(est).__name__
+    est._hidden_sizes()
+    if est.batch_size != "auto":
+        check_positive_int(est.batch_size, f"{who} batch_size")
+    for name, accepted in _NUMBERS.items():
+        check_number(getattr(est, name), f"{who} {name}", **accepted)
+    if not (est.activation in ACTIVATIONS
+            or (isinstance(est.activation, type) and issubclass(est.activation, Layer))):
+        raise ConfigError(f"{who} activation must be one of {sorted(ACTIVATIONS)}"
+                          f" or a chainrule Layer class, got {est.activation!r}")
+    if est.solver not in ("sgd", "adam"):
+        hint = " (lbfgs is scikit-learn's own MLP's; chainrule trains by mini-batches)" \
+            if est.solver == "lbfgs" else ""
+        raise ConfigError(f"{who} solver must be 'sgd' or 'adam', got {est.solver!r}{hint}")
+    if est.learning_rate not in ("constant", "invscaling", "adaptive"):
+        raise ConfigError(f"{who} learning_rate must be 'constant', 'invscaling' or"
+                          f" 'adaptive', got {est.learning_rate!r}")
+    if est.callbacks is not None and not all(isinstance(c, Callback) for c in est.callbacks):
+        raise ConfigError(f"{who} callbacks must be a list of chainrule Callbacks, got {est.callbacks!r}")
+    if est.dtype is not None and np.dtype(est.dtype) not in (np.float32, np.float64):
+        raise ConfigError(f"{who} dtype must be None, float32 or float64, got {est.dtype!r}")
+
+
 class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share: parameters, network, the epoch loop."""
 
@@ -177,58 +219,9 @@ class _BaseMLP(BaseEstimator):
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes
         sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
-        for s in sizes:
-            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0:
-                raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
+        for i, s in enumerate(sizes):
+            check_positive_int(s, f"{type(self).__name__} hidden_layer_sizes[{i}]")
         return [int(s) for s in sizes]
-
-    def _check_params(self) -> None:
-        def number(name, low=None, high=None, low_open=False, high_open=False, integer=False):
-            value = getattr(self, name)
-            kind = numbers.Integral if integer else numbers.Real
-            ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
-            if ok and low is not None:
-                ok = value > low if low_open else value >= low
-            if ok and high is not None:
-                ok = value < high if high_open else value <= high
-            if not ok:
-                lo = "" if low is None else f"{'(' if low_open else '['}{low}, "
-                hi = "inf)" if high is None else f"{high}{')' if high_open else ']'}"
-                what = "an integer" if integer else "a number"
-                raise ValueError(f"{type(self).__name__}: {name} must be {what} in {lo or '('}{hi},"
-                                 f" got {value!r}")
-
-        self._hidden_sizes()
-        if not (self.activation in ACTIVATIONS
-                or (isinstance(self.activation, type) and issubclass(self.activation, Layer))):
-            raise ValueError(f"{type(self).__name__}: activation must be one of {sorted(ACTIVATIONS)}"
-                             f" or a chainrule Layer class, got {self.activation!r}")
-        if self.solver not in ("sgd", "adam"):
-            hint = " (lbfgs is scikit-learn's own MLP's; chainrule trains by mini-batches)" \
-                if self.solver == "lbfgs" else ""
-            raise ValueError(f"{type(self).__name__}: solver must be 'sgd' or 'adam', got {self.solver!r}{hint}")
-        if self.learning_rate not in ("constant", "invscaling", "adaptive"):
-            raise ValueError(f"{type(self).__name__}: learning_rate must be 'constant', 'invscaling' or"
-                             f" 'adaptive', got {self.learning_rate!r}")
-        if self.batch_size != "auto":
-            number("batch_size", low=1, integer=True)
-        number("alpha", low=0)
-        number("learning_rate_init", low=0, low_open=True)
-        number("power_t", low=0)
-        number("max_iter", low=1, integer=True)
-        number("tol", low=0)
-        number("momentum", low=0, high=1)
-        number("validation_fraction", low=0, high=1, low_open=True, high_open=True)
-        number("beta_1", low=0, high=1, high_open=True)
-        number("beta_2", low=0, high=1, high_open=True)
-        number("epsilon", low=0, low_open=True)
-        number("n_iter_no_change", low=1, integer=True)
-        number("dropout", low=0, high=1, high_open=True)
-        if self.callbacks is not None and not all(isinstance(c, Callback) for c in self.callbacks):
-            raise ValueError(f"{type(self).__name__}: callbacks must be a list of chainrule Callbacks,"
-                             f" got {self.callbacks!r}")
-        if self.dtype is not None and np.dtype(self.dtype) not in (np.float32, np.float64):
-            raise ValueError(f"{type(self).__name__}: dtype must be None, float32 or float64, got {self.dtype!r}")
 
     # --- the network -------------------------------------------------------------------------
     def _build(self, n_features: int, n_outputs: int, dtype, rs) -> None:
@@ -287,7 +280,7 @@ class _BaseMLP(BaseEstimator):
 
     # --- fitting -------------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight=None, X_val=None, y_val=None, incremental=False, classes=None):
-        self._check_params()
+        _check_settings(self)
         first = not self.__sklearn_is_fitted__() or (not self.warm_start and not incremental)
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=first,
                              y_numeric=not isinstance(self, ClassifierMixin))

@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from .._checks import check_number, check_positive_int
 from ..errors import ConfigError
 
 
@@ -39,6 +40,7 @@ class Block:
     """
 
     def __init__(self, layers: list, start: int) -> None:
+        check_number(start, "Block start", low=0, integer=True)
         self.layers = list(layers)
         self.start = start
 
@@ -160,9 +162,7 @@ class CreditRule:
     name = "rule"
 
     def __init__(self, track_every: int | None = 20) -> None:
-        if track_every is not None and (isinstance(track_every, bool) or not isinstance(track_every, int)
-                                        or track_every < 1):
-            raise ConfigError(f"track_every must be a positive integer or None, got {track_every!r}")
+        check_positive_int(track_every, f"{type(self).__name__} track_every", allow_none=True)
         self.track_every = track_every
         self.net = None
         self.loss = None

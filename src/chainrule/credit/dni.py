@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_rng, check_number
+from .._checks import as_rng, check_number, check_positive_int
 from ..errors import ConfigError
 from ..losses import SSE
 from .base import CreditRule, as_condition, fresh_optimizer, split_blocks
@@ -64,6 +64,8 @@ class SyntheticGradient:
                  seed=None, dtype=np.float32) -> None:
         from ..network import mlp
 
+        check_positive_int(n_features, "SyntheticGradient n_features")
+        check_number(n_condition, "SyntheticGradient n_condition", low=0, integer=True)
         self.n_features, self.n_condition = int(n_features), int(n_condition)
         self.net = mlp([self.n_features + self.n_condition, *hidden, self.n_features],
                        activation=activation, seed=seed, dtype=dtype)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import as_rng, check_positive_int
+from .._checks import as_rng, check_number, check_positive_int
 
 
 def teacher_task(n_train: int = 30_000, n_test: int = 5_000, n_features: int = 10, n_hidden: int = 32,
@@ -38,6 +38,7 @@ def teacher_task(n_train: int = 30_000, n_test: int = 5_000, n_features: int = 1
     for value, name in ((n_train, "n_train"), (n_test, "n_test"), (n_features, "n_features"),
                         (n_hidden, "n_hidden"), (n_classes, "n_classes")):
         check_positive_int(value, f"teacher_task {name}")
+    check_number(margin, "teacher_task margin", low=0)
     rng = as_rng(seed)
     w1 = rng.standard_normal((n_features, n_hidden))
     w2 = rng.standard_normal((n_hidden, n_classes))

@@ -25,11 +25,7 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5, seed=None) -> None:
         super().__init__()
-        check_number(p, "Dropout p", low=0)
-        if p >= 1:
-            from ..errors import ConfigError
-
-            raise ConfigError(f"Dropout p must be in [0, 1), got {p!r}")
+        check_number(p, "Dropout p", low=0, high=1, high_open=True)
         self.p = float(p)
         self.seed = seed if not isinstance(seed, np.random.Generator) else None
         self.rng = as_rng(seed)

@@ -9,10 +9,10 @@ the ranges below with a :class:`chainrule.ConfigError` that names the field::
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .. import registry
+from .._checks import check_number, describe_number
 from ..errors import ConfigError
 
 CLASSIFICATION = ("circle", "xor", "gaussian", "spiral")
@@ -56,17 +56,20 @@ def _int(cfg: dict, name: str, low: int, high: int) -> None:
     value = cfg[name]
     if isinstance(value, float) and value.is_integer():
         value = cfg[name] = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _fail(name, f"an integer from {low} to {high}", value)
+    _check(name, value, low=low, high=high, integer=True)
 
 
 def _number(cfg: dict, name: str, low: float, high: float, low_open: bool = False) -> None:
-    value = cfg[name]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value > high or value < low or (low_open and value == low):
-        bound = f"above {low:g}" if low_open else f"from {low:g}"
-        raise _fail(name, f"a number {bound} to {high:g}", value)
-    cfg[name] = float(value)
+    _check(name, cfg[name], low=low, high=high, low_open=low_open)
+    cfg[name] = float(cfg[name])
+
+
+def _check(name: str, value: Any, **accepted) -> None:
+    """The library's check_number, its message in the playground's words."""
+    try:
+        check_number(value, name, **accepted)
+    except ConfigError:
+        raise _fail(name, describe_number(**accepted, say_finite=True), value) from None
 
 
 def _choice(cfg: dict, name: str, choices: tuple) -> None:
