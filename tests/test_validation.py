@@ -20,14 +20,14 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import callbacks, credit, data, datasets, init, layers, losses, optim
+from chainrule import callbacks, credit, data, datasets, init, layers, losses, optim, regularizers
 from chainrule._checks import check_number, check_positive_int
 
 sklearn = pytest.importorskip("sklearn")
 from chainrule import sklearn as cr_sklearn  # noqa: E402  (needs scikit-learn)
 
 #: The modules whose public classes and functions the table covers.
-MODULES = [layers, losses, optim, init, callbacks, data, credit, datasets, cr_sklearn]
+MODULES = [layers, losses, optim, init, callbacks, data, credit, datasets, regularizers, cr_sklearn]
 #: Public functions outside those modules, covered too.
 EXTRA_CALLABLES = [cr.gradcheck, cr.explain]
 
@@ -59,7 +59,7 @@ NOT_NUMERIC = {
                     "arrays or initializers"),
     **dict.fromkeys(["init", "bias_init"], "initializers"),
     **dict.fromkeys(["hidden", "cuts", "modules"], "layer structure: sizes checked by Dense"),
-    **dict.fromkeys(["sg_optimizer", "schedule", "layer", "net", "loss", "callbacks", "history"],
+    **dict.fromkeys(["sg_optimizer", "schedule", "layer", "net", "loss", "callbacks", "history", "regularizer"],
                     "objects"),
     **dict.fromkeys(["X", "y", "x", "labels", "grads", "stratify", "config", "arrays"], "data"),
     **dict.fromkeys(["path", "comm", "ax", "histories", "hooks"], "objects"),
