@@ -122,7 +122,8 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
     position = ckpt_io.Position(epoch=initial_epoch)
     if resumed is not None:
         params = history.params
-        position = ckpt_io.restore_training(resumed, net, optimizer, rng, history, callbacks)
+        position = ckpt_io.restore_training(resumed, net, optimizer, rng, history, callbacks, epochs=epochs,
+                                            n_batches=n_batches, batch_size=bs, metrics=metric_objs)
         history.params = params
         ckpt_io.remove_stale_temporaries(resume)
         if history.stopped_early:
