@@ -376,8 +376,9 @@ def describe(path, position: Position | None) -> str:
 
 
 def remove_stale_temporaries(path) -> None:
-    """Remove temporary files a killed write left beside ``path`` (``.NAME.*.tmp``)."""
-    path = Path(path)
+    """Remove temporary files a killed write left beside ``path`` (``.NAME.*.tmp``); beside the
+    file it points to when ``path`` is a symbolic link, since writes go there."""
+    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     for stale in folder.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:
