@@ -395,3 +395,17 @@ def test_nul_bytes_in_member_names_and_paths_are_file_format_errors(tmp_path):
         cr.load(path)
     with pytest.raises(cr.FileFormatError, match="NUL byte"):
         cr.load(str(tmp_path / "a\0b.npz"))
+
+
+@pytest.mark.parametrize("layer", [cr.LSTM(1, 2), cr.RNN(1, 2), cr.FixedPointRNN(1, 2)])
+def test_a_recurrent_layers_hidden_size_counts_squared(tmp_path, layer):
+    """n_hidden = 3000 with n_in = 1 asks for 3000 x 3000 (or x 12000) weights: far more than a
+    file of a few numbers holds, though n_in x n_hidden is small."""
+    from chainrule import io as cr_io
+
+    header, arrays = cr_io.model_parts(cr.Sequential(layer))
+    header["layers"][0]["config"]["n_hidden"] = 3000
+    path = tmp_path / "recurrent.npz"
+    cr_io.write(path, header, arrays)
+    with pytest.raises(cr.FileFormatError, match=r"n_hidden.*3000.*cannot hold"):
+        cr.load(path)

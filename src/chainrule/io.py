@@ -227,7 +227,7 @@ def _check_sizes(i: int, name, config, n_elements: int, depth: int = 0) -> None:
     cls = layer_class(name)
     if cls is None or not isinstance(config, dict):
         return
-    sizes = {}
+    sizes, factors = {}, []
     for key in cls.size_args:
         value = config.get(key)
         if value is None:
@@ -236,7 +236,8 @@ def _check_sizes(i: int, name, config, n_elements: int, depth: int = 0) -> None:
             raise FileFormatError(f"layer {i} ({name}) size {key} must be a whole number >= 0,"
                                   f" got {repr(value)[:80]}")
         sizes[key] = value
-    largest = sorted(sizes.values(), reverse=True)[:2]
+        factors.append(value)  # (a size listed twice counts twice)
+    largest = sorted(factors, reverse=True)[:2]
     if math.prod(largest) > max(16 * n_elements, _MIN_ALLOCATION):
         raise FileFormatError(f"layer {i} ({name}) declares sizes {sizes} that the file's"
                               f" {n_elements:,} stored numbers cannot hold")

@@ -31,12 +31,15 @@ class Layer:
     """Base class: no parameters, identity shapes. Subclasses override forward/backward.
 
     ``size_args`` names the constructor arguments that size the parameters (``Dense``: n_in,
-    n_out). Unless a class sets it, it is read from the constructor: every argument annotated
-    ``int`` (or ``int | None``), so ``Embedding(num_embeddings: int, dim: int)`` is covered
-    as written. ``load`` checks these against the file before it builds a layer.
+    n_out). Unless a class (or a base class of it) sets it, it is read from the constructor:
+    every argument annotated ``int`` (or ``int | None``), so ``Embedding(num_embeddings: int,
+    dim: int)`` is covered as written. ``load`` refuses a config whose two largest sizes
+    multiply to far more than the file holds, before it builds the layer; an argument listed
+    twice counts squared (a recurrent layer's n_hidden × n_hidden weights).
     """
 
     size_args: tuple[str, ...] = ()
+    _size_args_declared = False
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -46,7 +49,9 @@ class Layer:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
-        if "size_args" not in vars(cls) and "__init__" in vars(cls):
+        if "size_args" in vars(cls):
+            cls._size_args_declared = True
+        elif "__init__" in vars(cls) and not cls._size_args_declared:
             cls.size_args = _int_arguments(cls.__init__)
 
     # --- the protocol ---------------------------------------------------------------
