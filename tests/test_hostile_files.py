@@ -339,3 +339,73 @@ def test_zip_crc_is_checked(tmp_path):
     with pytest.raises(cr.FileFormatError, match="damaged|CRC"):
         cr.load(path)
     assert zlib.crc32(b"") == 0
+
+
+# --- sizes under any name --------------------------------------------------------------------
+class HostileTestEmbedding(cr.Layer):
+    """A test-only layer whose sizes are not called n_in/n_out/n_hidden."""
+
+    built: list = []
+
+    def __init__(self, num_embeddings: int, dim: int) -> None:
+        super().__init__()
+        HostileTestEmbedding.built.append((num_embeddings, dim))
+        self.num_embeddings, self.dim = num_embeddings, dim
+        self.params["table"] = np.zeros((num_embeddings, dim), np.float32)
+        self.grads["table"] = np.zeros_like(self.params["table"])
+
+    def forward(self, x, training=False):
+        return self.params["table"][x.astype(int)[:, 0]]
+
+    def get_config(self):
+        return {"num_embeddings": self.num_embeddings, "dim": self.dim}
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "inside TimeDistributed"])
+def test_the_size_guard_knows_every_layers_size_arguments(tmp_path, wrapped):
+    from chainrule import io as cr_io
+
+    assert HostileTestEmbedding.size_args == ("num_embeddings", "dim")
+    layer = HostileTestEmbedding(5, 3)
+    net = cr.Sequential(cr.TimeDistributed(layer) if wrapped else layer)
+    header, arrays = cr_io.model_parts(net)
+    config = header["layers"][0]["config"]
+    (config["layer"]["config"] if wrapped else config).update(num_embeddings=10**7, dim=10**6)
+    path = tmp_path / "embedding.npz"
+    cr_io.write(path, header, arrays)  # checksums recomputed: only the sizes can stop it
+    HostileTestEmbedding.built.clear()
+    start = time.perf_counter()
+    with pytest.raises(cr.FileFormatError, match=r"num_embeddings.*10000000.*cannot hold"):
+        cr.load(path)
+    assert HostileTestEmbedding.built == [] and time.perf_counter() - start < 1.0
+
+
+def test_a_fixed_point_rnn_with_many_iterations_still_loads(tmp_path):
+    net = cr.Sequential(cr.FixedPointRNN(3, 4, max_iter=10**9, backward_max_iter=10**9, seed=0))
+    path = tmp_path / "fp.npz"
+    net.save(path)
+    assert cr.load(path).layers[0].max_iter == 10**9
+
+
+def test_nul_bytes_in_member_names_and_paths_are_file_format_errors(tmp_path):
+    raw = good_bytes(tmp_path)
+    path = tmp_path / "nul.npz"
+    path.write_bytes(raw.replace(b"layers.0.bias.npy", b"layers.0.bias\x00npy"))
+    with pytest.raises(cr.FileFormatError, match="not an array"):
+        cr.load(path)
+    with pytest.raises(cr.FileFormatError, match="NUL byte"):
+        cr.load(str(tmp_path / "a\0b.npz"))
+
+
+@pytest.mark.parametrize("layer", [cr.LSTM(1, 2), cr.RNN(1, 2), cr.FixedPointRNN(1, 2)])
+def test_a_recurrent_layers_hidden_size_counts_squared(tmp_path, layer):
+    """n_hidden = 3000 with n_in = 1 asks for 3000 x 3000 (or x 12000) weights: far more than a
+    file of a few numbers holds, though n_in x n_hidden is small."""
+    from chainrule import io as cr_io
+
+    header, arrays = cr_io.model_parts(cr.Sequential(layer))
+    header["layers"][0]["config"]["n_hidden"] = 3000
+    path = tmp_path / "recurrent.npz"
+    cr_io.write(path, header, arrays)
+    with pytest.raises(cr.FileFormatError, match=r"n_hidden.*3000.*cannot hold"):
+        cr.load(path)

@@ -314,3 +314,66 @@ def test_saving_over_an_existing_file_replaces_it(tmp_path):
     X = data()
     assert np.array_equal(cr.load(path).predict(X), new.predict(X))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+# --- save: where it cannot write -----------------------------------------------------------------
+def test_saving_to_a_folder_or_into_a_missing_folder_says_what_to_do(tmp_path):
+    net = sample_net(np.float32)
+    with pytest.raises(cr.SaveError, match=rf"{tmp_path}: it is a folder; give a file path"):
+        net.save(tmp_path)
+    missing = tmp_path / "absent" / "model.npz"
+    with pytest.raises(cr.SaveError, match=r"the folder .*absent does not exist; create it first"):
+        net.save(missing)
+    with pytest.raises(cr.ConfigError, match="NUL byte"):
+        net.save(str(tmp_path / "a\0b.npz"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_keeps_the_old_file_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "model.npz"
+    sample_net(np.float32, seed=0).save(path)
+    before = path.read_bytes()
+
+    def full_disk(file, *args, **kwargs):
+        file.write(b"PK\x03\x04 the start of an archive")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(cr.SaveError) as info:
+        sample_net(np.float32, seed=10).save(path)
+    message = str(info.value)
+    assert str(path) in message and "No space left on device" in message
+    assert "the file already at" in message and "was kept unchanged" in message
+    assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+    with pytest.raises(cr.SaveError, match="nothing was written"):
+        sample_net(np.float32, seed=10).save(tmp_path / "new.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_saving_over_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "work").mkdir()
+    target = tmp_path / "models" / "best.npz"
+    sample_net(np.float32, seed=0).save(target)
+    link = tmp_path / "work" / "current.npz"
+    link.symlink_to(os.path.relpath(target, link.parent))
+    new = sample_net(np.float32, seed=10)
+    new.save(link)
+    assert link.is_symlink() and os.readlink(link) == os.path.relpath(target, link.parent)
+    X = data()
+    assert np.array_equal(cr.load(target).predict(X), new.predict(X))
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["current.npz"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["best.npz"]
+    dangling = tmp_path / "work" / "next.npz"  # a link to a file not written yet: the file is created
+    dangling.symlink_to(tmp_path / "models" / "next.npz")
+    new.save(dangling)
+    assert dangling.is_symlink() and (tmp_path / "models" / "next.npz").is_file()
+    loop = tmp_path / "work" / "loop.npz"
+    loop.symlink_to(loop)
+    with pytest.raises(cr.SaveError, match="loop"):
+        new.save(loop)
+    assert loop.is_symlink()

@@ -35,6 +35,7 @@ from .errors import (
     DataError,
     FileFormatError,
     InputTypeError,
+    SaveError,
     ShapeError,
     TrainingError,
 )
@@ -87,7 +88,7 @@ __all__ = [
     "ProgressBar", "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau", "GradientNormLogger", "plot",
     "MaxScaler", "MinMaxScaler", "Standardizer", "batches", "one_hot", "train_test_split",
     "ChainruleError", "ConfigError", "DataError", "FileFormatError", "InputTypeError", "ShapeError",
-    "TrainingError",
+    "TrainingError", "SaveError",
     "GradcheckReport", "gradcheck", "load", "save", "explain", "Trace",
     "ELU", "Dense", "Dropout", "Identity", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax",
     "Softplus", "Tanh",

@@ -19,6 +19,7 @@ Anything else is a :class:`~chainrule.errors.FileFormatError` naming the problem
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FileFormatError
+from .errors import ChainruleError, ConfigError, FileFormatError, SaveError
 
 #: Member names chainrule writes: letters, digits, ``_ . -``, then ``.npy``.
 _MEMBER = re.compile(r"[A-Za-z0-9_.\-]{1,256}\.npy\Z")
@@ -59,6 +60,8 @@ def read_arrays(path) -> dict[str, np.ndarray]:
         raise FileFormatError(f"{path}: no such file") from None
     except OSError as exc:
         raise FileFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except ValueError:  # a NUL byte in the path
+        raise FileFormatError(f"{str(path)[:200]!r}: not a file name (it holds a NUL byte)") from None
     if not path.is_file():
         raise FileFormatError(f"{path}: not a regular file")
     try:
@@ -201,6 +204,29 @@ def _umask() -> int:
     return mask
 
 
+def write_target(path) -> Path:
+    """The file a write to ``path`` replaces: ``path`` itself, or the file a symbolic link there
+    points to (the link is kept and followed, as ``open(path, "w")`` would). A folder as the
+    target, a missing folder and a link loop are refused with a SaveError saying what to do."""
+    given = Path(path)
+    if "\0" in str(given):
+        raise ConfigError(f"cannot save to {str(path)[:200]!r}: the path holds a NUL byte")
+    target = Path(os.path.realpath(given)) if os.path.islink(given) else given
+    if os.path.islink(target):
+        raise SaveError(f"cannot save to {path}: it is a symbolic link that leads in a loop;"
+                        " remove the link or save to another path")
+    folder = target.parent if str(target.parent) else Path(".")
+    shown = str(path) if target == Path(path) else f"{path} (a link to {target})"
+    if target.is_dir():
+        raise SaveError(f"cannot save to {shown}: it is a folder; give a file path such as"
+                        f" {target / 'model.npz'}")
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise SaveError(f"cannot save to {shown}: the folder {folder} {what}; create it first"
+                        " (os.makedirs) or choose another path")
+    return target
+
+
 def atomic_write(path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, fsync, then rename it over ``path``.
 
@@ -208,25 +234,31 @@ def atomic_write(path, write) -> None:
     one at ``path``, never a mix; the temporary file is removed when ``write`` raises. The
     folder is fsynced after the rename (where the platform allows), so the rename itself
     survives a power cut. The new file keeps the old one's permissions (or gets the usual
-    ones from the umask).
+    ones from the umask). When ``path`` is a symbolic link, the file it points to is replaced
+    (the temporary file sits in that file's folder) and the link stays. An OSError while
+    writing (a full disk, no permission) becomes a SaveError that says the old file was kept.
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    target = write_target(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    existed = target.exists()
     try:
-        mode = path.stat().st_mode & 0o777
+        mode = target.stat().st_mode & 0o777
     except OSError:
         mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+        os.replace(tmp, target)
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, ChainruleError):
+            raise _save_error(path, exc, existed) from exc
         raise
     try:
         dir_fd = os.open(folder, os.O_RDONLY)
@@ -238,6 +270,21 @@ def atomic_write(path, write) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def _save_error(path, exc: OSError, existed: bool) -> SaveError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno == errno.ENOSPC:
+        advice = "free some disk space or save to another disk"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = "check the folder's permissions or save elsewhere"
+    else:
+        advice = "check the path and the disk"
+    kept = (f"the file already at {path} was kept unchanged" if existed
+            else f"nothing was written at {path}")
+    error = SaveError(f"could not write {path}: {reason}; {kept}; {advice}")
+    error.errno = exc.errno  # (strerror and filename stay unset: they would replace the message)
+    return error
 
 
 def atomic_write_text(path, text: str, encoding: str = "utf-8") -> None:

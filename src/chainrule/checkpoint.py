@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _checkpoint_checks as checks
 from . import io
 from .errors import ConfigError, DataError, FileFormatError, TrainingError
 
@@ -69,30 +70,48 @@ class _Packer:
 
 
 def _unpack(value, arrays: dict, where: str, depth: int = 0):
+    """The tree ``_Packer.pack`` wrote, arrays put back; ``where`` names the field in errors."""
     if depth > 64:
         raise FileFormatError(f"{where}: nested too deeply")
     if isinstance(value, list):
-        return [_unpack(v, arrays, where, depth + 1) for v in value]
+        return [_unpack(v, arrays, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if not isinstance(value, dict):
         return value
     if "__array__" in value:
         name = value["__array__"]
-        if not isinstance(name, str) or name not in arrays:
+        if len(value) != 1 or not isinstance(name, str) or name not in arrays:
             raise FileFormatError(f"{where}: refers to an array {str(name)[:80]!r} the file lacks")
         return np.array(arrays[name])  # a writable copy
     if "__tuple__" in value:
-        return tuple(_unpack(v, arrays, where, depth + 1) for v in value["__tuple__"])
+        parts = value["__tuple__"]
+        if len(value) != 1 or not isinstance(parts, list):
+            raise FileFormatError(f"{where}: malformed tuple")
+        return tuple(_unpack(v, arrays, f"{where}[{i}]", depth + 1) for i, v in enumerate(parts))
     if "__items__" in value:
         items = value["__items__"]
-        return {_hashable(_unpack(k, arrays, where, depth + 1), where): _unpack(v, arrays, where, depth + 1)
-                for k, v in items}
-    return {k: _unpack(v, arrays, where, depth + 1) for k, v in value.items()}
+        if len(value) != 1 or not isinstance(items, list) \
+                or not all(isinstance(kv, list) and len(kv) == 2 for kv in items):
+            raise FileFormatError(f"{where}: malformed mapping")
+        out = {}
+        for k, v in items:
+            key = _hashable(_unpack(k, arrays, where, depth + 1), where)
+            out[key] = _unpack(v, arrays, f"{where}.{key!r}", depth + 1)
+        return out
+    return {k: _unpack(v, arrays, f"{where}.{k}", depth + 1) for k, v in value.items()}
 
 
 def _hashable(key, where: str):
-    if isinstance(key, (list, dict, np.ndarray)):
-        raise FileFormatError(f"{where}: malformed key")
+    if isinstance(key, (list, dict, np.ndarray)) or isinstance(key, tuple) and not _hashable_tuple(key):
+        raise FileFormatError(f"{where}: malformed key {checks.show(key)}")
     return key
+
+
+def _hashable_tuple(key: tuple) -> bool:
+    try:
+        hash(key)
+    except TypeError:
+        return False
+    return True
 
 
 # --- the parts of the state ---------------------------------------------------------------------
@@ -261,76 +280,82 @@ def restore_network(ckpt: Checkpoint, net) -> None:
 
 def check_compatible(ckpt: Checkpoint, settings: dict, data: dict) -> None:
     """Refuse to resume with other data or other settings than the checkpoint's."""
+    f = checks.Fields(ckpt.path)
     problems = []
-    stored = ckpt.training.get("settings", {})
+    stored = checks.settings(f, ckpt.training.get("settings", {}))
     for key, value in settings.items():
         if stored.get(key) != value:
-            problems.append(f"{key} was {stored.get(key)!r}, now {value!r}")
-    stored_data = ckpt.training.get("data", {})
+            problems.append(f"training.settings.{key} was {checks.show(stored.get(key))}, now {value!r}")
+    stored_data = checks.data(f, ckpt.training.get("data", {}))
     for name, digest in data.items():
         before = stored_data.get(name, {})
         if before != digest:
             what = (f"shape {tuple(before.get('shape', ()))} then, {tuple(digest['shape'])} now"
-                    if isinstance(before, dict) and before.get("shape") != digest["shape"] else "other values")
-            problems.append(f"the training {name} differs ({what})")
+                    if before and before.get("shape") != digest["shape"] else "other values")
+            problems.append(f"the training {name} differs ({what}; training.data.{name})")
     if problems:
         raise ConfigError(f"resume: {ckpt.path} was written by a different run: " + "; ".join(problems)
                           + ". Resume with the same data and settings (epochs may grow).")
 
 
-def restore_training(ckpt: Checkpoint, net, optimizer, rng, history, callbacks) -> Position:
-    """Put back the optimizer, random streams, History and callbacks' state; return the position."""
-    opt = ckpt.value("optimizer")
-    if not isinstance(opt, dict) or opt.get("class") != type(optimizer).__name__:
-        raise ConfigError(f"resume: {ckpt.path} was trained with {opt.get('class') if isinstance(opt, dict) else '?'},"
-                          f" not {type(optimizer).__name__}")
-    params = net.params
-    state = opt.get("state")
-    if not isinstance(state, dict):
-        raise FileFormatError(f"{ckpt.path}: malformed optimizer state")
-    for key, entry in state.items():
-        if key not in params or not isinstance(entry, dict):
-            raise FileFormatError(f"{ckpt.path}: optimizer state for {key!r}, which the network lacks")
-        for name, value in entry.items():
-            if isinstance(value, np.ndarray) and value.shape != params[key].shape:
-                raise FileFormatError(f"{ckpt.path}: optimizer state {key}.{name} has shape {value.shape},"
-                                      f" the parameter {params[key].shape}")
-    optimizer.state = state
-    optimizer.iterations = int(opt.get("iterations", 0))
-    optimizer.lr, optimizer.base_lr = float(opt["lr"]), float(opt["base_lr"])
-    optimizer.last_grad_norm = opt.get("last_grad_norm")
+def restore_training(ckpt: Checkpoint, net, optimizer, rng, history, callbacks, *, epochs: int,
+                     n_batches: int, batch_size: int, metrics=()) -> Position:
+    """Put back the optimizer, random streams, History and callbacks' state; return the position.
 
-    streams = ckpt.value("rng")
-    _set_state(rng, streams["shuffle"], "the shuffling Generator")
+    Every field is checked first (chainrule._checkpoint_checks: types, ranges, and agreement with
+    this run's epochs, batches, network, optimizer, metrics and callbacks), so a checkpoint that
+    does not fit is refused before anything changes.
+    """
+    f = checks.Fields(ckpt.path)
+    try:
+        unpacked = {key: ckpt.value(key) for key in ("position", "optimizer", "rng", "carried", "history")}
+    except RecursionError:
+        raise FileFormatError(f"{ckpt.path}: the training state is nested too deeply") from None
+    pos = Position(**checks.position(f, unpacked["position"], epochs=epochs, n_batches=n_batches,
+                                     metrics=metrics, rng=rng))
+    opt = checks.optimizer_state(f, unpacked["optimizer"], optimizer, net.params)
     layer_streams = network_generators(net)
-    if set(layer_streams) != set(streams["layers"]):
-        raise ConfigError(f"resume: the network's random streams {sorted(layer_streams)} differ from the"
-                          f" checkpoint's {sorted(streams['layers'])}")
-    for key, gen in layer_streams.items():
-        _set_state(gen, streams["layers"][key], f"layer {key}")
-    for i, carried in (ckpt.value("carried") or {}).items():
-        layer = net.layers[int(i)]
-        layer._carried = {k: tuple(v) for k, v in carried.items()}
-
-    history.set_state(ckpt.value("history"))
-    stored = [c for c in ckpt.training.get("callbacks", []) if isinstance(c, dict)]
+    checks.streams(f, unpacked["rng"], rng, layer_streams)
+    carried = checks.carried(f, unpacked["carried"], net, batch_size)
+    checks.history(f, unpacked["history"], "history", pos.epoch)
+    stored = checks.sequence_of_dicts(f, ckpt.training.get("callbacks", []), "callbacks")
     live = [(i, cb) for i, cb in enumerate(callbacks) if cb.get_state() is not None]
     if [c.get("class") for c in stored] != [type(cb).__name__ for _, cb in live]:
-        raise ConfigError(f"resume: the callbacks with state were {[c.get('class') for c in stored]},"
-                          f" now {[type(cb).__name__ for _, cb in live]}; pass the same callbacks")
-    for entry, (_, cb) in zip(stored, live, strict=True):
-        cb.set_state(_unpack(entry["state"], ckpt.arrays, f"{ckpt.path}: {entry['class']} state"))
-    return ckpt.position
+        raise ConfigError(f"resume: {ckpt.path}: training.callbacks holds the state of"
+                          f" {checks.show([c.get('class') for c in stored])} (by class), this fit's callbacks"
+                          f" with state are {[type(cb).__name__ for _, cb in live]}; pass the same callbacks")
+    states = []
+    for k, (entry, (i, cb)) in enumerate(zip(stored, live, strict=True)):
+        where = f"callbacks[{k}]"
+        if entry.get("index") != i:
+            raise f.mismatch(f"{where}.index", f"is {checks.show(entry.get('index'))}, but"
+                             f" {type(cb).__name__} is callback {i} of this fit; pass the callbacks in the"
+                             " same order")
+        try:
+            state = _unpack(entry.get("state"), ckpt.arrays, f"{ckpt.path}: training.{where}.state")
+        except RecursionError:
+            raise FileFormatError(f"{ckpt.path}: training.{where}.state is nested too deeply") from None
+        checks.callback_state(f, cb, state, f"{where}.state", net, pos.epoch, n_batches)
+        states.append(state)
 
-
-def _set_state(gen: np.random.Generator, state, what: str) -> None:
-    if not isinstance(state, dict) or state.get("bit_generator") != type(gen.bit_generator).__name__:
-        raise ConfigError(f"resume: {what} was a {state.get('bit_generator') if isinstance(state, dict) else '?'},"
-                          f" now a {type(gen.bit_generator).__name__}")
-    try:
-        gen.bit_generator.state = state
-    except (TypeError, ValueError, KeyError) as exc:
-        raise FileFormatError(f"malformed random state of {what}: {exc}") from None
+    # everything checked: put it back
+    optimizer.state = opt["state"]
+    optimizer.iterations = opt["iterations"]
+    optimizer.lr, optimizer.base_lr = opt["lr"], opt["base_lr"]
+    optimizer.last_grad_norm = opt["last_grad_norm"]
+    rng.bit_generator.state = unpacked["rng"]["shuffle"]
+    for key, gen in layer_streams.items():
+        gen.bit_generator.state = unpacked["rng"]["layers"][key]
+    for i, per_mode in carried.items():
+        net.layers[i]._carried = per_mode
+    history.set_state(unpacked["history"])
+    for state, (_, cb) in zip(states, live, strict=True):
+        try:
+            cb.set_state(state)
+        except Exception as exc:  # a callback of your own refusing what its checked state holds
+            raise FileFormatError(f"{ckpt.path}: {type(cb).__name__} could not take its saved state"
+                                  f" ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return pos
 
 
 def settings_of(n: int, batch_size, shuffle: bool, loss, optimizer, metrics, bptt_steps) -> dict:
@@ -351,8 +376,9 @@ def describe(path, position: Position | None) -> str:
 
 
 def remove_stale_temporaries(path) -> None:
-    """Remove temporary files a killed write left beside ``path`` (``.NAME.*.tmp``)."""
-    path = Path(path)
+    """Remove temporary files a killed write left beside ``path`` (``.NAME.*.tmp``); beside the
+    file it points to when ``path`` is a symbolic link, since writes go there."""
+    path = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     for stale in folder.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:

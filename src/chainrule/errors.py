@@ -32,3 +32,8 @@ class FileFormatError(ChainruleError, ValueError):
 
 class InputTypeError(ChainruleError, TypeError):
     """An argument is of a kind chainrule cannot take at all (a sparse matrix, a scalar)."""
+
+
+class SaveError(ChainruleError, OSError):
+    """A file could not be written (a folder as the target, a missing folder, a full disk, no
+    permission); the file already at the target, if any, is left as it was."""

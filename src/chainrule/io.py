@@ -34,7 +34,7 @@ import numpy as np
 
 from ._container import atomic_write, atomic_write_text, read_arrays
 from .errors import DataError, FileFormatError
-from .layers.base import layer_from_config
+from .layers.base import layer_class, layer_from_config
 
 __all__ = ["save", "load", "atomic_write", "atomic_write_text", "read", "write"]
 
@@ -42,9 +42,7 @@ FORMAT = "chainrule"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
 HEADER = "__chainrule__"
-#: Layer configs name sizes with these keys; see _check_sizes.
-_SIZE_KEYS = ("n_in", "n_out", "n_hidden")
-#: A layer whose two largest sizes multiply to more than this (and to more than 16 times the
+#: A layer whose two largest sizes (its class's ``size_args``) multiply to more than this (and to more than 16 times the
 #: elements the file holds) would allocate far more than the file describes: refused.
 _MIN_ALLOCATION = 2**22
 
@@ -218,18 +216,34 @@ def load(path):
     return net
 
 
-def _check_sizes(i: int, config, n_elements: int) -> None:
-    """Refuse a layer config that would allocate far more than the file holds (before building it)."""
-    if isinstance(config, dict):
-        sizes = sorted((v for k, v in config.items() if k in _SIZE_KEYS and isinstance(v, int)), reverse=True)
-        if sizes and (sizes[0] < 0 or math.prod(sizes[:2]) > max(16 * n_elements, _MIN_ALLOCATION)):
-            raise FileFormatError(f"layer {i} declares sizes {dict((k, config[k]) for k in _SIZE_KEYS if k in config)}"
-                                  f" that the file's {n_elements:,} stored numbers cannot hold")
-        for v in config.values():
-            _check_sizes(i, v, n_elements)
-    elif isinstance(config, list):
-        for v in config:
-            _check_sizes(i, v, n_elements)
+def _check_sizes(i: int, name, config, n_elements: int, depth: int = 0) -> None:
+    """Refuse a layer config that would allocate far more than the file holds (before building it).
+
+    The sizes are the layer class's ``size_args`` (whatever they are called), in this layer and
+    in any layer nested in its config (TimeDistributed's ``{"class": ..., "config": ...}``).
+    """
+    if depth > 16:
+        raise FileFormatError(f"layer {i}: layer configs nested too deeply")
+    cls = layer_class(name)
+    if cls is None or not isinstance(config, dict):
+        return
+    sizes, factors = {}, []
+    for key in cls.size_args:
+        value = config.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise FileFormatError(f"layer {i} ({name}) size {key} must be a whole number >= 0,"
+                                  f" got {repr(value)[:80]}")
+        sizes[key] = value
+        factors.append(value)  # (a size listed twice counts twice)
+    largest = sorted(factors, reverse=True)[:2]
+    if math.prod(largest) > max(16 * n_elements, _MIN_ALLOCATION):
+        raise FileFormatError(f"layer {i} ({name}) declares sizes {sizes} that the file's"
+                              f" {n_elements:,} stored numbers cannot hold")
+    for value in config.values():  # layers inside this layer's config
+        if isinstance(value, dict) and isinstance(value.get("class"), str):
+            _check_sizes(i, value["class"], value.get("config"), n_elements, depth + 1)
 
 
 def _rebuild(header: dict, arrays: dict, Sequential):
@@ -248,7 +262,7 @@ def _rebuild(header: dict, arrays: dict, Sequential):
         if not isinstance(spec, dict) or not isinstance(spec.get("class"), str) \
                 or not isinstance(spec.get("config", {}), dict):
             raise FileFormatError(f"layer {i} is malformed (expected {{'class': name, 'config': {{...}}}})")
-        _check_sizes(i, spec.get("config", {}), n_elements)
+        _check_sizes(i, spec["class"], spec.get("config", {}), n_elements)
         try:
             layer = layer_from_config(spec["class"], spec.get("config", {}))
         except KeyError as exc:

@@ -207,7 +207,9 @@ class _Run:
         self.position = ckpt_io.Position(epoch=initial_epoch)
         if resumed is not None:
             params = history.params
-            self.position = ckpt_io.restore_training(resumed, net, optimizer, rng, history, callbacks)
+            self.position = ckpt_io.restore_training(resumed, net, optimizer, rng, history, callbacks,
+                                                     epochs=epochs, n_batches=self.n_batches, batch_size=self.bs,
+                                                     metrics=metric_objs)
             history.params = params
             ckpt_io.remove_stale_temporaries(resume)
             if history.stopped_early:

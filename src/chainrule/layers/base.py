@@ -17,6 +17,7 @@ are the unchecked protocol the training loop calls.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,18 @@ _NAMED: dict[str, type[Layer]] = {}     # a name users write ("relu") -> class (
 
 
 class Layer:
-    """Base class: no parameters, identity shapes. Subclasses override forward/backward."""
+    """Base class: no parameters, identity shapes. Subclasses override forward/backward.
+
+    ``size_args`` names the constructor arguments that size the parameters (``Dense``: n_in,
+    n_out). Unless a class (or a base class of it) sets it, it is read from the constructor:
+    every argument annotated ``int`` (or ``int | None``), so ``Embedding(num_embeddings: int,
+    dim: int)`` is covered as written. ``load`` refuses a config whose two largest sizes
+    multiply to far more than the file holds, before it builds the layer; an argument listed
+    twice counts squared (a recurrent layer's n_hidden × n_hidden weights).
+    """
+
+    size_args: tuple[str, ...] = ()
+    _size_args_declared = False
 
     #: The names users write for this layer ("relu"), the first being its own (chainrule.registry).
     names: tuple[str, ...] = ()
@@ -48,6 +60,10 @@ class Layer:
         _REGISTRY[cls.__name__] = cls
         for name in cls.__dict__.get("names", ()):
             _NAMED[name] = cls
+        if "size_args" in vars(cls):
+            cls._size_args_declared = True
+        elif "__init__" in vars(cls) and not cls._size_args_declared:
+            cls.size_args = _int_arguments(cls.__init__)
 
     # --- the protocol ---------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -121,6 +137,29 @@ class Layer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+_INT_ANNOTATIONS = {"int", "int|None", "None|int", "Optional[int]", "typing.Optional[int]"}
+
+
+def _int_arguments(init) -> tuple[str, ...]:
+    """The arguments of ``init`` annotated ``int`` or ``int | None`` (strings or types)."""
+    try:
+        parameters = inspect.signature(init).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    found = []
+    for p in parameters:
+        ann = p.annotation
+        text = ann if isinstance(ann, str) else getattr(ann, "__name__", None) if ann is int else str(ann)
+        if isinstance(text, str) and text.replace(" ", "") in _INT_ANNOTATIONS:
+            found.append(p.name)
+    return tuple(found)
+
+
+def layer_class(name: str) -> type[Layer] | None:
+    """The registered Layer class called ``name`` (None when there is none)."""
+    return _REGISTRY.get(name) if isinstance(name, str) else None
 
 
 def layer_from_config(name: str, config: dict[str, Any]) -> Layer:

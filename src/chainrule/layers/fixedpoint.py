@@ -83,6 +83,10 @@ class FixedPointRNN(Layer):
         k = K..1 (also ``hidden_grad_norms``, in time order).
     """
 
+    # (max_iter, backward_max_iter, neumann_steps and unroll_steps count iterations, not
+    # parameters; n_hidden twice: the weight is n_hidden x n_hidden)
+    size_args = ("n_in", "n_hidden", "n_hidden", "n_out")
+
     def __init__(self, n_in: int, n_hidden: int, n_out: int | None = None, method: str = "rbp",
                  tol: float | None = None, max_iter: int = 1000, backward_tol: float | None = None,
                  backward_max_iter: int = 1000, neumann_steps: int = 20,

@@ -39,6 +39,8 @@ class Recurrent(Layer):
 
     _state_names: tuple[str, ...] = ("h",)
     _n_gates = 1
+    # (weight_hh is n_hidden x gates·n_hidden: n_hidden counts twice in the load-time size guard)
+    size_args = ("n_in", "n_hidden", "n_hidden")
 
     def __init__(self, n_in: int, n_hidden: int, return_sequences: bool, stateful: bool,
                  weight_ih, weight_hh, bias, init, seed, dtype) -> None:
