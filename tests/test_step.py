@@ -136,3 +136,22 @@ def test_a_batch_with_all_weights_zero_changes_nothing():
     cr.make_step(net, cr.MSE(), cr.SGD(lr=0.1))(X, y, np.zeros(len(X)))
     for a, b in zip(net.get_weights(), before, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_run_early_stopping_ended_stays_ended_on_resume(tmp_path):
+    X, y = _data()
+    path = tmp_path / "run.ckpt"
+
+    def run(resume=None):
+        net = _net()
+        stop = cr.LambdaCallback(on_epoch_end=lambda epoch, logs: setattr(net, "stop_training", epoch == 2))
+        h = net.fit(X, y, loss="mse", optimizer=cr.SGD(lr=0.05), epochs=10, batch_size=8, seed=0, verbose=0,
+                    callbacks=[stop], checkpoint=path, resume=resume)
+        return net, h
+
+    first, h1 = run()
+    assert len(h1.history["loss"]) == 3 and h1.stopped_early
+    again, h2 = run(resume=path)
+    assert h2.history["loss"] == h1.history["loss"]  # nothing trained after the stop
+    for a, b in zip(again.get_weights(), first.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -313,6 +313,8 @@ class _CheckpointHook:
 
     def epoch_end(self, pos) -> None:
         pos.finished = self.net.stop_training or pos.epoch == self.epochs
+        # a run a callback ended stays ended on resume: the file must say so
+        self.saver.history.stopped_early = self.net.stop_training and pos.epoch < self.epochs
         self.saver.save(ckpt_io.Position(pos.epoch, 0, pos.step, None, 0.0, [], pos.finished, pos.last_loss))
 
     def fail(self, exc) -> None:
