@@ -206,6 +206,24 @@ def estimator_classifier_sgd_alpha():
 
 
 @case("close")
+def estimator_classifier_binary_and_multilabel():
+    if importlib.util.find_spec("sklearn") is None:
+        return None
+    from chainrule.sklearn import MLPClassifier
+
+    X, y = digits()
+    w = np.random.default_rng(1).uniform(0.0, 2.0, size=len(y))
+    arrays = []
+    for target, weight in (((y > 4).astype(int), None), (np.stack([y > 4, y % 2 == 0], axis=1).astype(int), w)):
+        clf = MLPClassifier(hidden_layer_sizes=(8,), solver="sgd", alpha=1e-3, max_iter=4, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(X, target, **({"sample_weight": weight} if weight is not None else {}))
+        arrays += [*clf.coefs_, *clf.intercepts_, np.asarray(clf.loss_curve_)]
+    return arrays
+
+
+@case("close")
 def estimator_regressor_adam_early_stopping():
     if importlib.util.find_spec("sklearn") is None:
         return None

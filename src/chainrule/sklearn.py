@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import warnings
 
 import numpy as np
@@ -46,18 +45,19 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'"
                       f" ({exc})") from exc
 
+from . import registry
 from ._checks import check_number, check_positive_int, quiet_float_errors
 from .callbacks import Callback
 from .errors import ChainruleError, ConfigError, DataError, InputTypeError, TrainingError
-from .layers import ELU, Dense, Dropout, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from .layers import Dense, Dropout, Layer
+from .losses import SSE, BinaryCrossEntropy, CrossEntropy
 from .network import Sequential
 from .optim import SGD, Adam
+from .regularizers import L2
+from .step import NonFiniteLoss, Step
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-#: Activation names: scikit-learn's four and chainrule's own.
-ACTIVATIONS = {"identity": Identity, "logistic": Sigmoid, "sigmoid": Sigmoid, "tanh": Tanh,
-               "relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU, "softplus": Softplus}
 
 
 _MIXED: dict[type, type] = {}
@@ -103,36 +103,10 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _loss_and_delta(out: str, z: np.ndarray, t: np.ndarray, w: np.ndarray | None):
-    """Weighted mean loss of a batch, dL/dz, and the weight sum Σw (the batch size when w is None).
-
-    out = "softmax": t holds class indices (n,);  ℓ = logsumexp(z) − z_t,  dℓ/dz = p − onehot(t)
-    out = "logistic": t is 0/1 (n, k);  ℓ = Σ_k max(z,0) − z·t + log(1 + e^−|z|),  dℓ/dz = σ(z) − t
-    out = "identity": t is real (n, k);  ℓ = ½ Σ_k (z − t)²,  dℓ/dz = z − t
-    """
-    n = len(z)
-    if out == "softmax":
-        rows = np.arange(n)
-        shifted = z - z.max(axis=1, keepdims=True)
-        delta = np.exp(shifted)
-        total = delta.sum(axis=1, keepdims=True)
-        per_sample = np.log(total[:, 0]) - shifted[rows, t]
-        delta /= total
-        delta[rows, t] -= 1
-    elif out == "logistic":
-        per_sample = (np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))).sum(axis=1)
-        delta = _sigmoid(z) - t
-    else:
-        delta = z - t
-        per_sample = 0.5 * np.einsum("ij,ij->i", delta, delta)
-    if w is None:
-        delta *= 1.0 / n
-        return float(per_sample.sum()) / n, delta, float(n)
-    weight_sum = float(w.sum())
-    if weight_sum <= 0:
-        return 0.0, None, 0.0
-    delta *= (w / weight_sum).astype(delta.dtype)[:, None]
-    return float(w @ per_sample) / weight_sum, delta, weight_sum
+#: scikit-learn's output losses as chainrule's, each per sample, averaged over the (weighted) samples:
+#: softmax: ℓ = logsumexp(z) − z_t;  logistic: ℓ = Σ_k [max(z,0) − z·t + log(1 + e^−|z|)];  identity: ℓ = ½ Σ_k (z − t)²
+_LOSSES = {"softmax": CrossEntropy, "logistic": lambda: BinaryCrossEntropy(from_logits=True, reduction="sum"),
+           "identity": SSE}
 
 
 #: The estimators' numeric settings and the values each accepts (see ``check_number``); as in
@@ -161,10 +135,10 @@ def _check_settings(est) -> None:
         check_positive_int(est.batch_size, f"{who} batch_size")
     for name, accepted in _NUMBERS.items():
         check_number(getattr(est, name), f"{who} {name}", **accepted)
-    if not (est.activation in ACTIVATIONS
-            or (isinstance(est.activation, type) and issubclass(est.activation, Layer))):
-        raise ConfigError(f"{who} activation must be one of {sorted(ACTIVATIONS)}"
-                          f" or a chainrule Layer class, got {est.activation!r}")
+    names = [n for n in registry.names("activation") if n != "softmax"]  # scikit-learn's four and chainrule's
+    if not (est.activation in names or (isinstance(est.activation, type) and issubclass(est.activation, Layer))):
+        raise ConfigError(f"{who} activation must be one of {names} or a chainrule Layer class,"
+                          f" got {est.activation!r}")
     if est.solver not in ("sgd", "adam"):
         hint = " (lbfgs is scikit-learn's own MLP's; chainrule trains by mini-batches)" \
             if est.solver == "lbfgs" else ""
@@ -228,7 +202,7 @@ class _BaseMLP(BaseEstimator):
         """Glorot-uniform weights and biases in scikit-learn's order, from ``rs``."""
         sizes = [n_features, *self._hidden_sizes(), n_outputs]
         factor = 2.0 if self.activation in ("logistic", "sigmoid") else 6.0
-        act = ACTIVATIONS.get(self.activation, self.activation)
+        act = self.activation if isinstance(self.activation, type) else registry.activation(self.activation)
         dense = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
             bound = np.sqrt(factor / (fan_in + fan_out))
@@ -340,7 +314,7 @@ class _BaseMLP(BaseEstimator):
         n = len(X)
         bs = self._batch_size(n)
         index = np.arange(n)
-        dense = self._dense()
+        step = self._train_step()
         early = self.early_stopping and X_val is not None
         best_weights = None
         if callbacks and not (incremental and self._callbacks_started):
@@ -360,7 +334,7 @@ class _BaseMLP(BaseEstimator):
                 total = 0.0
                 for b, start in enumerate(range(0, n, bs)):
                     rows = index[start:start + bs]
-                    value = self._step(X[rows], T[rows], None if sw is None else sw[rows], dense, opt, epoch, b)
+                    value = self._step(step, X[rows], T[rows], None if sw is None else sw[rows], epoch, b)
                     total += value * len(rows)
                     for cb in callbacks:
                         cb.on_batch_end(b, {"loss": value})
@@ -399,23 +373,18 @@ class _BaseMLP(BaseEstimator):
         if early and best_weights is not None:
             net.set_weights(best_weights)
 
-    def _step(self, xb, tb, wb, dense, opt, epoch, batch) -> float:
-        net = self.net_
-        z = net._forward_train(xb)
-        value, delta, weight_sum = _loss_and_delta(self._out, z, tb, wb)
-        if delta is None:  # every weight in this batch is zero: nothing to learn from it
-            return 0.0
-        net._backward_train(delta)
-        if self.alpha:
-            c = self.alpha / weight_sum
-            value += 0.5 * c * sum(float(np.vdot(d.params["weight"], d.params["weight"])) for d in dense)
-            for d in dense:
-                d.grads["weight"] += c * d.params["weight"]
-        if not math.isfinite(value):
-            raise TrainingError(f"{type(self).__name__}: the loss became {value} at epoch {epoch + 1},"
-                                f" batch {batch + 1}; scale the inputs or lower learning_rate_init")
-        opt.step(net)
-        return value
+    def _train_step(self) -> Step:
+        """The library's training step with scikit-learn's loss and its L2 penalty α/(2n)·Σ‖W‖²."""
+        regularizer = L2(self.alpha, per_sample=True) if self.alpha else None
+        return Step(self.net_, _LOSSES[self._out](), self._optimizer, regularizer=regularizer)
+
+    def _step(self, step: Step, xb, tb, wb, epoch, batch) -> float:
+        """One update on a batch (sample weights: ones when none were given; all zero: no update)."""
+        try:
+            return step(xb, tb, np.ones(len(xb), self.net_.dtype) if wb is None else wb).loss
+        except NonFiniteLoss as exc:
+            raise TrainingError(f"{type(self).__name__}: the loss became {exc.value} at epoch {epoch + 1},"
+                                f" batch {batch + 1}; scale the inputs or lower learning_rate_init") from None
 
     def _update_no_improvement(self, early: bool) -> tuple[bool, bool]:
         """scikit-learn's rule: (stop?, is the validation score the best so far?)."""
@@ -458,7 +427,8 @@ class _BaseMLP(BaseEstimator):
         z = self.net_.predict(X_val)
         t = self._encode_known(y_val)
         t = t.astype(z.dtype) if t.dtype.kind == "f" else t
-        return _loss_and_delta(self._out, z, t, None if sw_val is None else np.asarray(sw_val, z.dtype))[0]
+        w = np.ones(len(z), z.dtype) if sw_val is None else np.asarray(sw_val, z.dtype)
+        return _LOSSES[self._out]()._weighted_value_and_grad(z, t, w)[0]
 
     # --- using --------------------------------------------------------------------------------
     def _output(self, X) -> np.ndarray:
