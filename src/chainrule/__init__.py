@@ -41,7 +41,7 @@ from .errors import (
 )
 from .explain import Trace, explain
 from .gradcheck import GradcheckReport, gradcheck
-from .io import load, save
+from .io import save
 from .layers import (
     ELU,
     LSTM,
@@ -61,7 +61,7 @@ from .layers import (
     TimeDistributed,
 )
 from .losses import MSE, SSE, BinaryCrossEntropy, CrossEntropy, Loss
-from .network import Sequential, mlp
+from .network import Sequential, load, mlp
 from .optim import (
     SGD,
     Adagrad,

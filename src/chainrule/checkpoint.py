@@ -259,10 +259,8 @@ def read(path) -> Checkpoint:
 # --- resuming -------------------------------------------------------------------------------------
 def restore_network(ckpt: Checkpoint, net) -> None:
     """Copy the checkpoint's weights (and scaler) into ``net``, which must have the same architecture."""
-    from .network import Sequential
-
     try:
-        saved = io._rebuild(ckpt.header, ckpt.arrays, Sequential)
+        saved = io._rebuild(ckpt.header, ckpt.arrays, type(net))  # (the network's own class builds it)
     except FileFormatError as exc:
         raise FileFormatError(f"{ckpt.path}: {exc}") from None
     except Exception as exc:

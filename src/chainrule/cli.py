@@ -426,7 +426,7 @@ def _predict(args) -> int:
     import numpy as np
 
     from .csvio import CsvError, TableReader, format_number, predict_table, preprocessor_of, spreadsheet_safe, write_csv
-    from .io import load
+    from .network import load
 
     _refuse_overwrite({"DATA.csv": args.data, "model": args.model}, {"--out": args.out})
     net = load(args.model)
@@ -506,9 +506,9 @@ def _evaluate(args) -> int:
     import numpy as np
 
     from .csvio import preprocessor_of, read_table
-    from .io import load
     from .losses import MSE, CrossEntropy
     from .metrics import classification_report, r2
+    from .network import load
 
     net = load(args.model)
     pre = preprocessor_of(net)
@@ -562,7 +562,7 @@ def _evaluate(args) -> int:
 
 # --- info --------------------------------------------------------------------------------------
 def _info(args) -> int:
-    from .io import load
+    from .network import load
 
     net = load(args.model)
     meta = getattr(net, "metadata", {}) or {}

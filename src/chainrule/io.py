@@ -36,7 +36,7 @@ from ._container import atomic_write, atomic_write_text, read_arrays
 from .errors import DataError, FileFormatError
 from .layers.base import layer_class, layer_from_config
 
-__all__ = ["save", "load", "atomic_write", "atomic_write_text", "read", "write"]
+__all__ = ["save", "read_model", "atomic_write", "atomic_write_text", "read", "write"]
 
 FORMAT = "chainrule"
 VERSION = 2
@@ -197,16 +197,16 @@ def verify(path, header: dict, arrays: dict) -> None:
                                   " changed or damaged after it was written)")
 
 
-def load(path):
-    """Rebuild the network saved at ``path``; raise FileFormatError for anything else.
+def read_model(path, build):
+    """Read, check and rebuild the network saved at ``path`` with ``build(*layers, dtype=...)``
+    (``Sequential``; ``chainrule.load`` passes it, so this module needs no network class).
 
-    Never unpickles and never evaluates anything from the file; see docs/reliability.md.
+    Raises FileFormatError for anything that is not a model file. Never unpickles and never
+    evaluates anything from the file; see docs/reliability.md.
     """
-    from .network import Sequential
-
     header, arrays = read(path)
     try:
-        net = _rebuild(header, arrays, Sequential)
+        net = _rebuild(header, arrays, build)
     except FileFormatError as exc:
         raise FileFormatError(f"{path}: {exc}") from None
     except (Exception, RecursionError) as exc:
@@ -299,9 +299,4 @@ def _rebuild(header: dict, arrays: dict, Sequential):
         net.scaler = scaler_from_config(header["scaler"], scaler_arrays)
     metadata = header.get("metadata", {})
     net.metadata = metadata if isinstance(metadata, dict) else {}
-    net.history = None
-    if isinstance(net.metadata.get("history"), dict):
-        from .callbacks import History
-
-        net.history = History.from_dict(net.metadata["history"])
     return net

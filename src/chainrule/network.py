@@ -362,6 +362,22 @@ class Sequential:
         save(self, path, metadata=metadata, history=history)
 
 
+def load(path) -> Sequential:
+    """The network saved at ``path`` (by ``net.save`` or ``chainrule.save``), bit for bit.
+
+    Its scaler and metadata come with it, and the History saved with it as ``net.history``
+    (None when none was). Raises FileFormatError for anything that is not a model file; never
+    unpickles and never evaluates anything from the file (docs/reliability.md).
+    """
+    from .callbacks import History
+    from .io import read_model
+
+    net = read_model(path, Sequential)
+    saved = net.metadata.get("history")
+    net.history = History.from_dict(saved) if isinstance(saved, dict) else None
+    return net
+
+
 def _check_output(out: np.ndarray, what: str) -> None:
     """Raise DataError when the network's output overflowed (inf or NaN from finite input)."""
     if out.dtype.kind == "f" and not np.isfinite(out).all():

@@ -78,7 +78,7 @@ def build_trace(args):
         if args.input is not None or args.target is not None:
             raise ConfigError("--input and --target go with a saved MODEL; an example has its own data")
         return example(args.example).explain(lr=args.lr, **common)
-    from ..io import load
+    from ..network import load
     from .build import explain
 
     if args.input is None or args.target is None:

@@ -11,6 +11,7 @@ and steps, without the script.
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 from .render_text import (
     CHECK_HEAD,
@@ -24,7 +25,9 @@ from .render_text import (
     summary_rows,
 )
 from .symbols import format_number, render
-from .trace import Step, Trace
+
+if TYPE_CHECKING:  # (types only: trace.py imports the renderers)
+    from .trace import Step, Trace
 
 POSITIVE, NEGATIVE = "#2563eb", "#dc2626"
 

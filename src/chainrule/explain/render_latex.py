@@ -6,6 +6,8 @@ command, so it compiles with pdflatex as well as with LuaLaTeX or XeLaTeX.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .render_text import (
     CHECK_HEAD,
     ERROR_HEAD,
@@ -18,7 +20,9 @@ from .render_text import (
     summary_rows,
 )
 from .symbols import render
-from .trace import Step, Trace
+
+if TYPE_CHECKING:  # (types only: trace.py imports the renderers)
+    from .trace import Step, Trace
 
 _SUPER = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789", strict=True))
 _TEXT = {

@@ -3,6 +3,8 @@ number reads exactly as in the terminal), the name, check and summary tables as 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .render_text import (
     CHECK_HEAD,
     ERROR_HEAD,
@@ -16,7 +18,9 @@ from .render_text import (
     summary_rows,
 )
 from .symbols import render
-from .trace import Trace
+
+if TYPE_CHECKING:  # (types only: trace.py imports the renderers)
+    from .trace import Trace
 
 
 def _cell(v) -> str:

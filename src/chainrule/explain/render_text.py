@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import textwrap
+from typing import TYPE_CHECKING
 
 from .symbols import Expr, Lit, Part, format_number, render
-from .trace import SECTIONS, Step, Trace
+
+if TYPE_CHECKING:  # (types only: trace.py imports the renderers)
+    from .trace import Step, Trace
+
+#: Section keys in the order a trace shows them, and their titles.
+SECTIONS = {
+    "network": "Network and names",
+    "forward": "Forward pass",
+    "error": "Error",
+    "backward": "Backward pass",
+    "gradient": "Gradient: the sum over the samples",
+    "check": "Gradient check: analytic value and central difference",
+    "update": "Update",
+    "after": "After the update",
+    "summary": "Layer summary",
+    "note": "Note",
+}
+
 
 CHECK_HEAD = ("gradient", "analytic", "central diff.", "relative error", "where")
 SUMMARY_KEYS = ("layer", "W shape", "output", "‖W‖", "‖δ‖", "‖dE/dW‖", "‖dE/db‖", "update ratio", "check")

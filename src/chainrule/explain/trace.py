@@ -10,20 +10,6 @@ import numpy as np
 from ..errors import ConfigError
 from .symbols import Part, Sym, render
 
-#: Section keys in the order a trace shows them, and their titles.
-SECTIONS = {
-    "network": "Network and names",
-    "forward": "Forward pass",
-    "error": "Error",
-    "backward": "Backward pass",
-    "gradient": "Gradient: the sum over the samples",
-    "check": "Gradient check: analytic value and central difference",
-    "update": "Update",
-    "after": "After the update",
-    "summary": "Layer summary",
-    "note": "Note",
-}
-
 
 @dataclass
 class Step:
@@ -32,7 +18,7 @@ class Step:
     Attributes
     ----------
     section : str
-        One of SECTIONS ("forward", "backward", "check", ...).
+        One of render_text.SECTIONS ("forward", "backward", "check", ...).
     lhs : Sym or None
         The quantity this step defines (``step.name`` is its plain-text name, e.g. "dE/dw5").
     rhs : list of Part
