@@ -269,3 +269,26 @@ def test_a_signal_to_one_rank_stops_every_rank_after_the_same_batch(tmp_path):
     assert all(g["interrupted"] for g in got)
     assert got[0]["steps"] == got[1]["steps"] == 4  # SIGINT after batch 3's update: batch 4 is the last
     assert_identical(weights(tmp_path, "signal-rank0"), weights(tmp_path, "signal-rank1"))
+
+
+# --- combinations: a rule data-parallel, checkpoints and resume on two ranks -------------------------
+def test_rules_and_checkpoints_combine_with_distributed_training(tmp_path):
+    ok(launch(2, "combinations", tmp_path, timeout=120))
+    # feedback alignment on two ranks: both ranks equal, and equal to one process (up to float32 sums)
+    reference = worker.classifier(11)
+    worker.train(reference, cr.SGD(lr=0.05), rule=cr.FeedbackAlignment(seed=2))
+    assert_identical(weights(tmp_path, "fa-rank0"), weights(tmp_path, "fa-rank1"))
+    assert_close(weights(tmp_path, "fa-rank0"), reference.get_weights())
+    # a job killed mid-epoch (a rank fails, MPI aborts it), then resumed from rank 0's checkpoint by a
+    # new job: bit for bit the uninterrupted run, on every rank
+    for name in worker.RULES:
+        (tmp_path / "rule.txt").write_text(name)
+        died = launch(2, "dies_mid_epoch", tmp_path, timeout=120)
+        assert died.returncode != 0 and "Crash" in died.stderr
+        assert (tmp_path / f"{name}.ckpt").exists()
+        ok(launch(2, "resumes", tmp_path, timeout=120))
+        for rank in (0, 1):
+            assert_identical(weights(tmp_path, f"{name}-resumed-rank{rank}"),
+                             weights(tmp_path, f"{name}-whole-rank{rank}"))
+            assert info(tmp_path, f"{name}-resumed-rank{rank}")["history"] == \
+                info(tmp_path, f"{name}-whole-rank{rank}")["history"]

@@ -206,7 +206,54 @@ def signal_on_one_rank(out: Path, rank: int, comm) -> None:
          steps=int(net.optimizer.iterations))
 
 
-SCENARIOS = {"one_process": one_process, "two_ranks": two_ranks, "three_ranks": three_ranks,
+class Crash(Exception):
+    """Stands for the process dying: raised by a callback in the middle of an epoch."""
+
+
+def crash_at(batch: int):
+    seen = [0]
+
+    def on_batch_end(b, logs):
+        seen[0] += 1
+        if seen[0] == batch:
+            raise Crash
+
+    return cr.LambdaCallback(on_batch_end=on_batch_end)
+
+
+RULES = {"plain": lambda: None, "dfa": lambda: cr.DirectFeedbackAlignment(seed=4)}
+
+
+def combinations(out: Path, rank: int, comm) -> None:
+    """Two ranks: feedback alignment data-parallel, and the uninterrupted runs that
+    ``dies_mid_epoch`` and ``resumes`` are compared with."""
+    fa = classifier(11)
+    h = train(fa, cr.SGD(lr=0.05), distributed=True, rule=cr.FeedbackAlignment(seed=2))
+    save(out, f"fa-rank{rank}", fa.get_weights(), h)
+    for name, rule in RULES.items():
+        whole = classifier(12)
+        h_whole = train(whole, cr.Adam(lr=0.005), distributed=True, rule=rule())
+        save(out, f"{name}-whole-rank{rank}", whole.get_weights(), h_whole)
+
+
+def dies_mid_epoch(out: Path, rank: int, comm) -> None:
+    """Checkpointed runs (rank 0 writes) that die in the middle of epoch 3: the job is aborted."""
+    name = (out / "rule.txt").read_text()
+    train(classifier(12), cr.Adam(lr=0.005), distributed=True, rule=RULES[name](), checkpoint=out / f"{name}.ckpt",
+          callbacks=[crash_at(20)])  # (8 batches an epoch)
+
+
+def resumes(out: Path, rank: int, comm) -> None:
+    """Every rank resumes from rank 0's checkpoint of the run that died."""
+    name = (out / "rule.txt").read_text()
+    again = classifier(12)
+    path = out / f"{name}.ckpt"
+    h = train(again, cr.Adam(lr=0.005), distributed=True, rule=RULES[name](), checkpoint=path, resume=path)
+    save(out, f"{name}-resumed-rank{rank}", again.get_weights(), h)
+
+
+SCENARIOS = {"one_process": one_process, "combinations": combinations, "dies_mid_epoch": dies_mid_epoch,
+             "resumes": resumes, "two_ranks": two_ranks, "three_ranks": three_ranks,
              "mismatches": mismatches, "one_rank_fails": one_rank_fails, "signal_on_one_rank": signal_on_one_rank}
 
 if __name__ == "__main__":

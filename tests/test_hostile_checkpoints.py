@@ -75,7 +75,23 @@ def rnn_run(tmp_path):
     return build, fit, lambda: []
 
 
-RUNS = {"mlp": mlp_run, "rnn": rnn_run}
+def fa_run(tmp_path):
+    """Feedback alignment: the checkpoint also holds the rule's steps, angle sums and matrices."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 5))
+    y = (X[:, 0] > 0).astype(int)
+
+    def build():
+        return cr.mlp([5, 6, 4, 2], activation="tanh", seed=0)
+
+    def fit(net, **kw):
+        return net.fit(X, y, loss=cr.CrossEntropy(), optimizer=cr.SGD(lr=0.05), epochs=4, batch_size=8, seed=0,
+                       rule=cr.FeedbackAlignment(seed=1, track_every=2), verbose=0, **kw)
+
+    return build, fit, lambda: []
+
+
+RUNS = {"mlp": mlp_run, "rnn": rnn_run, "fa": fa_run}
 
 
 @pytest.fixture(params=sorted(RUNS))
@@ -83,7 +99,7 @@ def run(request, tmp_path):
     build, fit, callbacks = RUNS[request.param](tmp_path)
     path = tmp_path / "run.ckpt"
     with pytest.raises(RuntimeError, match="simulated"):  # (the last checkpoint: after a batch of epoch 2)
-        fit(build(), callbacks=[*callbacks(), Crash(7 if request.param == "mlp" else 5)], checkpoint=path,
+        fit(build(), callbacks=[*callbacks(), Crash(5 if request.param == "rnn" else 7)], checkpoint=path,
             checkpoint_every=2)
     header, arrays = cr_io.read(path)
     assert header["training"]["position"]["batch"] > 0  # mid-epoch: every field is there
@@ -153,10 +169,11 @@ def test_every_field_of_the_training_state_is_enumerated(run):
     paths = {p[:2] for p, _ in leaves(header["training"])}
     tops = {p[0] for p in paths}
     assert tops == {"kind", "version", "settings", "data", "position", "optimizer", "rng", "carried",
-                    "history", "callbacks"} - ({"carried"} if name == "mlp" else {"callbacks"})
+                    "history", "callbacks", "rule"} - {"mlp": {"carried", "rule"}, "rnn": {"callbacks", "rule"},
+                                                       "fa": {"carried", "callbacks"}}[name]
     assert {p[1] for p in paths if p[0] == "position"} == {"epoch", "batch", "step", "epoch_rng", "total",
                                                            "metrics", "finished", "last_loss"} - (
-        {"metrics"} if name == "rnn" else set())
+        {"metrics"} if name != "mlp" else set())
     assert {p[1] for p in paths if p[0] == "optimizer"} == {"class", "config", "state", "iterations", "lr",
                                                             "base_lr", "last_grad_norm"}
 

@@ -261,7 +261,7 @@ def test_resume_refuses_a_model_file_and_a_damaged_checkpoint(tmp_path):
     ({"checkpoint": 3}, "checkpoint must be a file path"),
     ({"checkpoint": "x.ckpt", "checkpoint_every": 0}, "checkpoint_every"),
     ({"checkpoint": "x.ckpt", "checkpoint_every": "often"}, "checkpoint_every"),
-    ({"checkpoint": "x.ckpt", "rule": cr.FeedbackAlignment()}, "credit-assignment"),
+    ({"checkpoint": "x.ckpt", "rule": cr.DNI()}, "checkpoints do not keep"),  # (FA and DFA checkpoint now)
 ])
 def test_bad_checkpoint_arguments_are_config_errors(kwargs, match):
     X, y = data()

@@ -404,3 +404,24 @@ def data(f: Fields, stored) -> dict:
         if not isinstance(entry["sha256"], str) or len(entry["sha256"]) != 64:
             raise f.bad(f"data.{name}.sha256", "a SHA-256 digest (64 hex digits)", entry["sha256"])
     return stored
+
+
+# --- a credit-assignment rule ----------------------------------------------------------------------
+def rule_state(f: Fields, stored, rule) -> None:
+    """The rule's step count, this epoch's angle sums and its arrays, against the live rule's."""
+    if stored is None:
+        raise f.mismatch("rule", f"is missing: the checkpoint was written without a rule; this fit trains"
+                         f" with {rule!r}")
+    live = rule.get_state()
+    f.mapping(stored, "rule", keys=set(live), required=tuple(live))
+    f.integer(stored["steps"], "rule.steps")
+    f.flag(stored["first_of_epoch"], "rule.first_of_epoch")
+    for name in ("angle_sums", "angle_counts"):
+        f.mapping(stored[name], f"rule.{name}", keys={str(i) for i in rule._param_layers})
+    for key, value in stored["angle_sums"].items():
+        f.number(value, f"rule.angle_sums.{key}", low=0)
+    for key, value in stored["angle_counts"].items():
+        f.integer(value, f"rule.angle_counts.{key}", 0, MAX_COUNT)
+    arrays = f.mapping(stored["arrays"], "rule.arrays", keys=set(live["arrays"]), required=tuple(live["arrays"]))
+    for key, value in arrays.items():
+        f.array(value, f"rule.arrays.{key}", live["arrays"][key].shape, live["arrays"][key].dtype)

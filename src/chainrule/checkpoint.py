@@ -189,7 +189,7 @@ class Checkpoint:
 
 
 def write(path, net, optimizer, rng, position: Position, history, callbacks, settings: dict,
-          data: dict) -> None:
+          data: dict, rule=None) -> None:
     """Write a checkpoint of the running fit to ``path`` (atomically, with checksums)."""
     header, arrays = io.model_parts(net, metadata=getattr(net, "metadata", None), history=None)
     packer = _Packer("training.")
@@ -214,6 +214,8 @@ def write(path, net, optimizer, rng, position: Position, history, callbacks, set
         "history": packer.pack(history.get_state(), "History"),
         "callbacks": states,
     }
+    if rule is not None:  # a credit-assignment rule's step count, angle sums and fixed matrices
+        training["rule"] = packer.pack(rule.get_state(), "rule state")
     header["training"] = training
     arrays.update(packer.arrays)
     io.write(path, header, arrays)
@@ -223,8 +225,8 @@ class Saver:
     """Writes the checkpoints of one fit; remembers where the last one stands."""
 
     def __init__(self, path, net, optimizer, rng, history, callbacks, settings: dict, data: dict,
-                 written: Position | None = None) -> None:
-        self.path, self.net, self.optimizer, self.rng = str(path), net, optimizer, rng
+                 written: Position | None = None, rule=None) -> None:
+        self.path, self.net, self.optimizer, self.rng, self.rule = str(path), net, optimizer, rng, rule
         self.history, self.callbacks = history, callbacks
         self.settings, self.data = settings, data
         self.written = written
@@ -232,7 +234,7 @@ class Saver:
     def save(self, position: Position) -> None:
         try:
             write(self.path, self.net, self.optimizer, self.rng, position, self.history, self.callbacks,
-                  self.settings, self.data)
+                  self.settings, self.data, self.rule)
         except DataError as exc:  # a parameter overflowed in the last update
             raise TrainingError(f"{exc} (epoch {position.epoch + 1}, batch {position.batch}); the last"
                                 f" checkpoint, {self.describe()}, was kept untouched") from None
@@ -297,7 +299,7 @@ def check_compatible(ckpt: Checkpoint, settings: dict, data: dict) -> None:
 
 
 def restore_training(ckpt: Checkpoint, net, optimizer, rng, history, callbacks, *, epochs: int,
-                     n_batches: int, batch_size: int, metrics=()) -> Position:
+                     n_batches: int, batch_size: int, metrics=(), rule=None) -> Position:
     """Put back the optimizer, random streams, History and callbacks' state; return the position.
 
     Every field is checked first (chainrule._checkpoint_checks: types, ranges, and agreement with
@@ -306,7 +308,7 @@ def restore_training(ckpt: Checkpoint, net, optimizer, rng, history, callbacks, 
     """
     f = checks.Fields(ckpt.path)
     try:
-        unpacked = {key: ckpt.value(key) for key in ("position", "optimizer", "rng", "carried", "history")}
+        unpacked = {key: ckpt.value(key) for key in ("position", "optimizer", "rng", "carried", "history", "rule")}
     except RecursionError:
         raise FileFormatError(f"{ckpt.path}: the training state is nested too deeply") from None
     pos = Position(**checks.position(f, unpacked["position"], epochs=epochs, n_batches=n_batches,
@@ -336,6 +338,9 @@ def restore_training(ckpt: Checkpoint, net, optimizer, rng, history, callbacks, 
         checks.callback_state(f, cb, state, f"{where}.state", net, pos.epoch, n_batches)
         states.append(state)
 
+    if rule is not None:
+        checks.rule_state(f, unpacked["rule"], rule)
+
     # everything checked: put it back
     optimizer.state = opt["state"]
     optimizer.iterations = opt["iterations"]
@@ -347,6 +352,8 @@ def restore_training(ckpt: Checkpoint, net, optimizer, rng, history, callbacks, 
     for i, per_mode in carried.items():
         net.layers[i]._carried = per_mode
     history.set_state(unpacked["history"])
+    if rule is not None:
+        rule.set_state(unpacked["rule"])
     for state, (_, cb) in zip(states, live, strict=True):
         try:
             cb.set_state(state)
@@ -356,14 +363,15 @@ def restore_training(ckpt: Checkpoint, net, optimizer, rng, history, callbacks, 
     return pos
 
 
-def settings_of(n: int, batch_size, shuffle: bool, loss, optimizer, metrics, bptt_steps) -> dict:
-    """What a resumed fit must repeat (JSON-able)."""
+def settings_of(n: int, batch_size, shuffle: bool, loss, optimizer, metrics, bptt_steps, rule=None) -> dict:
+    """What a resumed fit must repeat (JSON-able; a credit-assignment rule by its repr)."""
     config = {k: v for k, v in optimizer.get_config().items() if k != "lr"}
     return json.loads(json.dumps({
         "samples": n, "batch_size": batch_size, "shuffle": bool(shuffle),
         "loss": [type(loss).__name__, loss.get_config()],
         "optimizer": [type(optimizer).__name__, config],
         "metrics": [m.name for m in metrics], "bptt_steps": bptt_steps,
+        "rule": repr(rule) if rule is not None else None,
     }, default=repr))
 
 

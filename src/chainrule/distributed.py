@@ -312,9 +312,12 @@ class DataParallel:
             raise (ShapeError if sizes else ConfigError)(
                 "distributed training needs the same network, data and settings on every rank"
                 f" (checked before any gradient is sent); they differ: {shown}")
-        if settings.get("rule") is not None:
-            raise ConfigError(f"distributed training works with backpropagation; rule={settings['rule']!r}"
-                              " is not supported")
+        rule = settings.get("rule")
+        if rule is not None and not getattr(rule, "data_parallel", False):
+            raise ConfigError(f"distributed training sums the ranks' gradients; rule={rule!r} learns from each"
+                              " rank's own rows (its modules would differ between ranks): train it on one"
+                              " process, or use Backprop, LastLayerOnly, FeedbackAlignment or"
+                              " DirectFeedbackAlignment")
 
     def broadcast_parameters(self) -> None:
         """Collective: copy rank 0's parameters into every rank's (in place, one Bcast)."""

@@ -183,7 +183,7 @@ class _Run:
         self.n_batches = math.ceil(n / self.bs)
         rng = as_rng(seed)
         if checkpoint is not None or resumed is not None:
-            settings = ckpt_io.settings_of(n, batch_size, shuffle, loss, optimizer, metric_objs, bptt_steps)
+            settings = ckpt_io.settings_of(n, batch_size, shuffle, loss, optimizer, metric_objs, bptt_steps, rule)
             data_print = ckpt_io.fingerprint(X, y)
             if resumed is not None:
                 ckpt_io.check_compatible(resumed, settings, data_print)
@@ -209,7 +209,7 @@ class _Run:
             params = history.params
             self.position = ckpt_io.restore_training(resumed, net, optimizer, rng, history, callbacks,
                                                      epochs=epochs, n_batches=self.n_batches, batch_size=self.bs,
-                                                     metrics=metric_objs)
+                                                     metrics=metric_objs, rule=rule)
             history.params = params
             ckpt_io.remove_stale_temporaries(resume)
             if history.stopped_early:
@@ -217,9 +217,10 @@ class _Run:
         if checkpoint is not None and (dp is None or dp.is_root):
             saver = ckpt_io.Saver(checkpoint, net, optimizer, rng, history, callbacks, settings, data_print,
                                   written=self.position if resume is not None and Path(resume) == Path(checkpoint)
-                                  else None)
+                                  else None, rule=rule)
             history.checkpoint = str(checkpoint)
-            self.hooks.append(_CheckpointHook(saver, every, metric_objs, self.n_batches, net, epochs))
+            self.hooks.append(_CheckpointHook(saver, every, metric_objs, self.n_batches, net, epochs,
+                                              mid_epoch=dp is None))
         stop = GracefulStop(graceful_stop)
         self.stop = dp.agreed_stop(stop) if dp is not None else stop  # a signal to any rank stops them all
         self.output = _Output(verbose, print_every, epochs, self.position.epoch)
@@ -302,11 +303,15 @@ class _CheckpointHook:
     """Writes the training state (chainrule.checkpoint) every ``every`` batches, after each epoch,
     and when a signal stops training."""
 
-    def __init__(self, saver, every, metrics, n_batches: int, net, epochs: int) -> None:
+    def __init__(self, saver, every, metrics, n_batches: int, net, epochs: int, mid_epoch: bool = True) -> None:
         self.saver, self.every, self.metrics, self.n_batches = saver, every, metrics, n_batches
-        self.net, self.epochs = net, epochs
+        self.net, self.epochs, self.mid_epoch = net, epochs, mid_epoch
 
     def batch_end(self, pos, stop_requested) -> None:
+        """Mid-epoch: every ``every`` steps, and when a signal stops training (not when distributed:
+        each rank's running sums would be needed, and only rank 0 writes)."""
+        if not self.mid_epoch:
+            return
         if pos.batch < self.n_batches and (stop_requested or (self.every and pos.step % self.every == 0)):
             self.saver.save(ckpt_io.Position(pos.epoch, pos.batch, pos.step, pos.epoch_rng, pos.total,
                                              [dict(vars(m)) for m in self.metrics], False, pos.last_loss))
@@ -375,9 +380,14 @@ def _check_checkpointing(checkpoint, every, resume, rule, distributed, initial_e
             raise ConfigError(f"fit {name} must be a file path, got {value!r}")
     if checkpoint is None and resume is None:
         return None
-    if rule is not None or distributed:
-        raise ConfigError("fit checkpoint and resume do not support credit-assignment rules or distributed"
-                          " training yet")
+    if rule is not None and not getattr(rule, "checkpointable", False):
+        raise ConfigError(f"fit checkpoint and resume: {rule!r} learns modules or optimizers of its own that"
+                          " checkpoints do not keep; train it without checkpoint=/resume=, or checkpoint"
+                          " a rule that keeps none (Backprop, FeedbackAlignment, DirectFeedbackAlignment)")
+    if distributed and every != "epoch":
+        raise ConfigError("fit with distributed=True writes checkpoints after each epoch only: leave"
+                          f" checkpoint_every='epoch' (got {every!r}); a signal then stops every rank after"
+                          " the current batch and the resume repeats that epoch from its start")
     if resume is not None and initial_epoch:
         raise ConfigError("fit resume takes the epoch from the checkpoint; leave initial_epoch at 0")
     if every == "epoch":

@@ -160,6 +160,11 @@ class CreditRule:
 
     #: a short name for tables and plots
     name = "rule"
+    #: Whether ``get_state`` holds all the rule carries from step to step (checkpoints need it);
+    #: a rule with its own learned modules or optimizers says False, and fit refuses to checkpoint it.
+    checkpointable = True
+    #: Whether it can train data-parallel: its update uses only the (summed) gradients.
+    data_parallel = True
 
     def __init__(self, track_every: int | None = 20) -> None:
         check_positive_int(track_every, f"{type(self).__name__} track_every", allow_none=True)
@@ -219,6 +224,27 @@ class CreditRule:
         logs.update(self._extra_logs())
         self._reset_epoch()
         return logs
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        """What a checkpoint keeps: the step count, this epoch's angle sums, and ``_arrays()``
+        (a feedback rule's fixed matrices), JSON-able numbers and arrays."""
+        return {"steps": self.steps, "first_of_epoch": self._first_of_epoch,
+                "angle_sums": {str(i): v for i, v in self._angle_sums.items()},
+                "angle_counts": {str(i): v for i, v in self._angle_counts.items()},
+                "arrays": self._arrays()}
+
+    def set_state(self, state: dict) -> None:
+        """Put back what ``get_state`` gave (after ``begin``; the checkpoint reader checked it)."""
+        self.steps, self._first_of_epoch = int(state["steps"]), bool(state["first_of_epoch"])
+        self._angle_sums = {int(i): float(v) for i, v in state["angle_sums"].items()}
+        self._angle_counts = {int(i): int(v) for i, v in state["angle_counts"].items()}
+        for key, value in state["arrays"].items():
+            self._arrays()[key][...] = value
+
+    def _arrays(self) -> dict:
+        """The rule's own arrays by name (views: set_state writes into them)."""
+        return {}
 
     # --- helpers for tests and scripts -------------------------------------------------------
     def train_step(self, net, x, y) -> float:
@@ -314,6 +340,7 @@ class LastLayerOnly(CreditRule):
     """
 
     name = "last layer"
+    checkpointable = False  # (its own optimizer for the top block)
 
     def _build(self, net):
         self.blocks = split_blocks(net)

@@ -135,6 +135,8 @@ class DNI(CreditRule):
     """
 
     name = "DNI"
+    checkpointable = False  # (its synthetic-gradient modules and their optimizers learn as it trains)
+    data_parallel = False  # (each rank's modules would learn from its own rows only)
 
     def __init__(self, conditioned: bool = False, hidden=(), activation: str = "relu", cuts=None,
                  sg_optimizer=None, mix: float = 0.0, modules=None, seed=None,

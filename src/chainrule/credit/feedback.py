@@ -89,6 +89,9 @@ class FeedbackAlignment(CreditRule):
         else:
             layer.backward(grad)
 
+    def _arrays(self):
+        return {f"feedback.{i}": b for i, b in self.feedback.items()}
+
     def __repr__(self) -> str:
         return f"FeedbackAlignment(seed={self.seed!r}, scale={self.scale!r})"
 
@@ -143,6 +146,9 @@ class DirectFeedbackAlignment(CreditRule):
         top.layers[0].backward_params(e)
         for i, block in enumerate(self.blocks[:-1]):
             block.backward(e @ self.feedback[i], need_input_grad=False)
+
+    def _arrays(self):
+        return {f"feedback.{i}": b for i, b in enumerate(self.feedback)}
 
     def __repr__(self) -> str:
         return f"DirectFeedbackAlignment(seed={self.seed!r}, scale={self.scale!r})"

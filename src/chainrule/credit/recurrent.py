@@ -66,6 +66,8 @@ class RecurrentDNI(CreditRule):
     """
 
     name = "RNN-DNI"
+    checkpointable = False  # (its synthetic-gradient modules and their optimizers learn as it trains)
+    data_parallel = False  # (each rank's modules would learn from its own rows only)
 
     def __init__(self, scale: float = 0.1, hidden=(), activation: str = "relu", sg_optimizer=None,
                  modules=None, seed=None, track_every: int | None = None) -> None:
