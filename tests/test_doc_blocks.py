@@ -236,6 +236,16 @@ if __name__ != "__main__":      # run as a script, this file is the runner below
         with pytest.raises(AssertionError, match="ruby"):
             extract(page)
 
+    def test_skip_marker_and_missing_extra(tmp_path):
+        ran = Block("docs/x.md", 1, "shell", "touch ran\n")
+        skipped = Block("docs/x.md", 5, "shell", "exit 1\n", skip="installs packages")
+        needs = Block("docs/x.md", 9, "python", "raise SystemExit(3)\n", requires=["chainrule_no_such_extra"])
+        check([ran, skipped], tmp_path)                      # the skipped block's `exit 1` never runs
+        (tmp_path / "ran").unlink()
+        with pytest.raises(pytest.skip.Exception, match="docs/x.md:9 needs chainrule_no_such_extra"):
+            check([ran, needs], tmp_path)
+        assert (tmp_path / "ran").exists()                   # the block before it ran
+
     def test_a_failing_block_fails_and_names_its_line(tmp_path):
         blocks = [Block("docs/x.md", 3, "python", "y = 1\n"), Block("docs/x.md", 7, "python", "print(cr)\n")]
         result = run_blocks(blocks, tmp_path)
