@@ -8,8 +8,11 @@ vocab)), softmax cross-entropy averaged over steps, Adam 3e-3 with global-norm c
 and cutting the gradient between them. Every few epochs the model writes a sample, one
 character at a time, its state carried from character to character (``initial_state``).
 
-    python examples/char_lm.py                    # about 40 s on 2 cores
-    python examples/char_lm.py --epochs 120 --temperature 0.5
+    OPENBLAS_NUM_THREADS=1 python examples/char_lm.py      # about 8 s of one core
+    OPENBLAS_NUM_THREADS=1 python examples/char_lm.py --epochs 120 --temperature 0.5
+
+One BLAS thread matters on a shared machine: with two, while other processes held the cores,
+the same run took over 7 minutes (docs/recurrent.md, "BLAS threads on a busy machine").
 """
 
 from __future__ import annotations
