@@ -274,3 +274,26 @@ def test_colour_key_loss_axes_and_one_number_format(open_page):
     assert column >= 95 and left > 100
     assert page.evaluate("() => [...new Set(S.history.map(p => p.length))]") == [4]  # step, losses, epochs
     assert page.errors == []
+
+
+# --- the explain page in the same browser -------------------------------------------------------------
+@pytest.mark.parametrize("argv", [["--example", "mazur", "--lr", "0.5"], ["--example", "xor", "--lr", "0.5"],
+                                  ["--example", "mazur", "--notation", "matrix"], ["--example", "test-score"]])
+def test_explain_html_fits_1200_pixels_and_keeps_numbers_whole(browser, tmp_path, argv):
+    from chainrule.cli import main
+
+    out = tmp_path / "trace.html"
+    assert main(["explain", *argv, "--format", "html", "--out", str(out)]) == 0
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1200, "height": 900})
+    page.goto(out.as_uri())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1200  # no sideways scrolling
+    # every number sits on one line (a browser may break after the minus of 'e-10'): the numeric
+    # table cells and the numbers in exponent form inside the steps
+    split = page.evaluate("""() => [...document.querySelectorAll('table.cr-table td:not(:last-child), .cr-num')]
+        .filter(e => { const r = document.createRange(); r.selectNodeContents(e);
+                       return new Set([...r.getClientRects()].map(x => Math.round(x.top))).size > 1; })
+        .map(e => e.textContent)""")
+    assert split == []
+    assert page.evaluate("document.querySelectorAll('table.cr-table td').length") > 0
+    page.close()

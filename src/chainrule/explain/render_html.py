@@ -36,7 +36,7 @@ CSS = """
 .cr-x .cr-cols{display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap}
 .cr-x .cr-net{flex:0 0 auto;position:sticky;top:8px;background:#f9fafb;border:1px solid #e5e7eb;
  border-radius:8px;padding:8px}
-.cr-x .cr-steps{flex:1 1 480px;min-width:320px}
+.cr-x .cr-steps{flex:1 1 480px;min-width:320px;max-width:100%}
 .cr-x h1{font-size:1.4em;margin:.2em 0}.cr-x h2{font-size:1.15em;margin:1.2em 0 .4em;
  border-bottom:1px solid #e5e7eb}.cr-x h3{font-size:1em;margin:.8em 0 .3em;color:#4b5563}
 .cr-x .cr-desc{color:#4b5563;font-size:.9em;margin:0 0 1em;padding-left:1.2em}
@@ -45,7 +45,13 @@ CSS = """
 .cr-x .cr-step:hover,.cr-x .cr-step.cr-hot{background:#fef3c7}
 .cr-x .cr-note{color:#6b7280;margin-left:1em}
 .cr-x table.cr-table{border-collapse:collapse;font-size:.85em;margin:.4em 0}
-.cr-x table.cr-table td,.cr-x table.cr-table th{border:1px solid #e5e7eb;padding:2px 8px;text-align:right}
+.cr-x table.cr-table td,.cr-x table.cr-table th{border:1px solid #e5e7eb;padding:2px 8px;text-align:right;
+ white-space:nowrap}
+.cr-x table.cr-table th{white-space:normal}
+.cr-x table.cr-table td:last-child{white-space:normal;overflow-wrap:anywhere;text-align:left;min-width:10em}
+.cr-x .cr-wide{max-width:100%;overflow-x:auto}
+.cr-x .cr-num{white-space:nowrap}
+.cr-x .cr-steps{overflow-wrap:anywhere}
 .cr-x table.cr-table td:first-child,.cr-x table.cr-table th:first-child{text-align:left}
 .cr-x table.mat{display:inline-table;border-left:1px solid #374151;border-right:1px solid #374151;
  border-collapse:separate;border-spacing:6px 0;vertical-align:middle;margin:0 2px}
@@ -150,7 +156,9 @@ def _step_html(step: Step, digits: int) -> str:
 def _table(head, rows) -> str:
     th = "".join(f"<th>{_esc(h)}</th>" for h in head)
     trs = "".join("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in r) + "</tr>" for r in rows)
-    return f'<table class="cr-table"><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>'
+    # (in a box that scrolls by itself on a narrow screen, so that the page never scrolls sideways)
+    return (f'<div class="cr-wide"><table class="cr-table"><thead><tr>{th}</tr></thead>'
+            f'<tbody>{trs}</tbody></table></div>')
 
 
 def steps_html(trace: Trace, digits: int) -> str:

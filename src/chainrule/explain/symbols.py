@@ -105,6 +105,8 @@ class Num(Part):
         s = _tex_number(self.value, digits) if fmt == "tex" else format_number(self.value, digits)
         if fmt == "html" and s.startswith("-"):
             s = "&minus;" + s[1:]
+        if fmt == "html" and "e" in s:  # (a browser may break a line after the exponent's minus sign)
+            s = f'<span class="cr-num">{s}</span>'
         if self.paren and self.value < 0:
             return f"({s})" if fmt != "tex" else rf"\left({s}\right)"
         return s
