@@ -44,6 +44,7 @@ from .gradcheck import GradcheckReport, gradcheck
 from .io import save
 from .layers import (
     ELU,
+    GRU,
     LSTM,
     RNN,
     ConvergenceError,
@@ -96,6 +97,7 @@ __all__ = [
     "distributed", "DataParallel",
     "sequence", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
     "Embedding",
+    "GRU",
     "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss",
     "Sequential", "mlp", "L1", "L2", "Regularizer", "Step", "make_step",
     "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",

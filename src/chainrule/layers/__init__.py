@@ -6,6 +6,7 @@ from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
 from .fixedpoint import ConvergenceError, FixedPointRNN
+from .gru import GRU
 from .lstm import LSTM
 from .recurrent import RNN, Recurrent, TimeDistributed
 
@@ -14,4 +15,5 @@ __all__ = [
     "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Softplus", "Softmax",
     "Recurrent", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
     "Embedding",
+    "GRU",
 ]
