@@ -44,11 +44,13 @@ from .gradcheck import GradcheckReport, gradcheck
 from .io import save
 from .layers import (
     ELU,
+    GRU,
     LSTM,
     RNN,
     ConvergenceError,
     Dense,
     Dropout,
+    Embedding,
     FixedPointRNN,
     Identity,
     Layer,
@@ -94,6 +96,8 @@ __all__ = [
     "Softplus", "Tanh",
     "distributed", "DataParallel",
     "sequence", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
+    "Embedding",
+    "GRU",
     "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss",
     "Sequential", "mlp", "L1", "L2", "Regularizer", "Step", "make_step",
     "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import check_number
+from .errors import ConfigError
 from .losses import get_loss
 
 
@@ -120,6 +121,9 @@ def gradcheck(net, loss, X, y, step: float = 1e-3, tolerance: float = 1e-7,
         )
     loss = get_loss(loss)
     net = net.astype(dtype)
+    if check_input and net.layers and getattr(net.layers[0], "input_kind", None) == "index":
+        raise ConfigError(f"gradcheck check_input=True: {net.layers[0]!r} takes integer ids, which"
+                          " have no gradient; check the parameters only (check_input=False)")
     X = net._check_input(X, "gradcheck X")
     probe = net.forward(X[:1])
     y = loss.prepare_target(y, (len(X), *probe.shape[1:]), dtype)

@@ -57,6 +57,15 @@ class Sequential:
 
     # --- forward and backward ------------------------------------------------------------
     def _check_input(self, x, name: str = "X") -> np.ndarray:
+        first = self.layers[0] if self.layers else None
+        if getattr(first, "input_kind", None) == "index":  # integer ids (Embedding): checked, kept integers
+            if self.scaler is not None:
+                raise ConfigError(f"{first!r} takes integer ids: a network that starts with it has no"
+                                  f" input scaler, got {type(self.scaler).__name__}")
+            arr = first.check_indices(x, name)
+            check_batch(arr, name)
+            check_not_empty(arr, name)
+            return arr
         arr = as_float_array(x, name, self.dtype)
         check_batch(arr, name)
         check_not_empty(arr, name)

@@ -54,11 +54,12 @@ def check_bptt_steps(net, X: np.ndarray, bptt_steps, rule=None) -> None:
     if rule is not None and not callable(getattr(rule, "bptt_step", None)):
         raise ConfigError(f"bptt_steps works with backpropagation or a rule with bptt_step"
                           f" (credit.RecurrentDNI), not with rule={rule!r}")
-    if X.ndim != 3:
+    ids = X.ndim == 2 and getattr(net.layers[0], "input_kind", None) == "index"  # (n, time) for an Embedding
+    if X.ndim != 3 and not ids:
         raise ConfigError(f"bptt_steps needs sequence input of shape (n_samples, time, features),"
                           f" got X of shape {X.shape}")
     if not recurrent_layers(net):
-        raise ConfigError(f"bptt_steps={bptt_steps} needs a recurrent layer (RNN, LSTM) in the"
+        raise ConfigError(f"bptt_steps={bptt_steps} needs a recurrent layer (RNN, LSTM, GRU) in the"
                           " network, found none")
 
 

@@ -4,7 +4,9 @@ from .activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softp
 from .base import Layer, layer_from_config
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding
 from .fixedpoint import ConvergenceError, FixedPointRNN
+from .gru import GRU
 from .lstm import LSTM
 from .recurrent import RNN, Recurrent, TimeDistributed
 
@@ -12,4 +14,6 @@ __all__ = [
     "Layer", "layer_from_config", "Dense", "Dropout",
     "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Softplus", "Softmax",
     "Recurrent", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
+    "Embedding",
+    "GRU",
 ]
