@@ -6,10 +6,14 @@ from .dense import Dense
 from .dropout import Dropout
 from .fixedpoint import ConvergenceError, FixedPointRNN
 from .lstm import LSTM
+from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .recurrent import RNN, Recurrent, TimeDistributed
+from .reshape import Flatten
 
 __all__ = [
     "Layer", "layer_from_config", "Dense", "Dropout",
     "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Softplus", "Softmax",
     "Recurrent", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
+    "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
+    "Flatten",
 ]

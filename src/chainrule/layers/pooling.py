@@ -1,0 +1,308 @@
+"""Pooling over images: max, average and global average, on (n, channels, height, width) batches.
+
+Notation for the 2-D pools: kernel (kh, kw), stride (sh, sw), padding (ph, pw); x_pad is the
+input with ph rows above and below and pw columns left and right (−inf for max, 0 for
+average); the output has H' = ⌊(H + 2·ph − kh) / sh⌋ + 1 rows and W' = ⌊(W + 2·pw − kw) / sw⌋ + 1
+columns, as in PyTorch's max_pool2d / avg_pool2d (ceil_mode=False).
+
+Speed (float32, one thread, best of 7 timeit repeats; PyTorch 2.13 CPU for comparison):
+
+- stride == kernel and no padding (the common case) reads each window offset (u, v) as one
+  strided view of x reshaped to (n·C·H', kh, W', kw): a few whole-array maximum/equal calls.
+  MaxPool2D(2) forward on (64, 6, 28, 28): 1.35 ms this way, 4.9 ms through
+  sliding_window_view + argmax, 2.9 ms transposing the windows together and taking argmax;
+  its backward 0.22 ms (one masked multiply per offset into the reshaped gradient) against
+  0.86 ms for the np.add.at scatter of the general path.
+- otherwise, sliding_window_view over x_pad, argmax over the flattened window axis, and
+  np.add.at for the backward scatter (it accumulates where windows overlap). np.add.at beat a
+  np.bincount scatter: 0.37 ms vs 0.83 ms for kernel 3 stride 2 and 1.5 ms vs 2.4 ms for
+  kernel 3 stride 1 on (64, 6, 28, 28), and 0.86 ms vs 1.08 ms for a plain (non-accumulating)
+  fancy-index assignment when windows do not overlap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .._checks import check_number, check_positive_int
+from ..errors import ConfigError, ShapeError
+from .base import Layer
+
+
+def _pair(value, name: str, low: int) -> tuple[int, int]:
+    """An int or a pair of ints -> (rows, columns), each checked to be an int >= low."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ConfigError(f"{name} must be an int or a pair of ints (rows, columns),"
+                              f" got {value!r}")
+        items = tuple(value)
+    else:
+        items = (value, value)
+    for item in items:
+        if low == 1:
+            check_positive_int(item, name)
+        else:
+            check_number(item, name, low=low, integer=True)
+    return int(items[0]), int(items[1])
+
+
+def _one_or_pair(pair: tuple[int, int]):
+    """What get_config writes: an int when both sides agree, else [rows, columns]."""
+    return pair[0] if pair[0] == pair[1] else list(pair)
+
+
+class _Pool2D(Layer):
+    """What MaxPool2D and AvgPool2D share: arguments, shapes and checks."""
+
+    # No parameters: no constructor argument sizes an allocation when a file is loaded.
+    size_args: tuple[str, ...] = ()
+    _pad_value = 0.0
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.kernel_size = _pair(kernel_size, f"{name} kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else _pair(stride, f"{name} stride", 1)
+        self.padding = _pair(padding, f"{name} padding", 0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
+            raise ConfigError(f"{name} padding must be at most half of kernel_size"
+                              f" {_one_or_pair(self.kernel_size)} on each side (as PyTorch requires),"
+                              f" got {padding!r}")
+        # stride == kernel without padding: windows tile the image (see the module docstring)
+        self._tiles = self.stride == self.kernel_size and self.padding == (0, 0)
+        self._input_shape: tuple | None = None
+
+    # --- shapes --------------------------------------------------------------------------
+    def _out_hw(self, h: int, w: int, shape: tuple) -> tuple[int, int]:
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        hp, wp = h + 2 * ph, w + 2 * pw
+        if hp < kh or wp < kw:
+            raise ShapeError(f"{self!r}: the {kh}x{kw} window is larger than the padded input"
+                             f" {hp}x{wp} (input of shape {shape})")
+        return (hp - kh) // sh + 1, (wp - kw) // sw + 1
+
+    def check_input(self, x: np.ndarray) -> None:
+        """Raise ShapeError unless ``x`` is (n, C, H, W) with the window fitting the padded image."""
+        if x.ndim != 4:
+            raise ShapeError(f"{self!r} expects input of shape (n, channels, height, width),"
+                             f" got an array of shape {x.shape}")
+        self._out_hw(x.shape[2], x.shape[3], x.shape)
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        if len(input_shape) != 3:
+            raise ShapeError(f"{self!r} expects samples of shape (channels, height, width),"
+                             f" got {tuple(input_shape)}")
+        c, h, w = input_shape
+        return (c, *self._out_hw(h, w, (None, *input_shape)))
+
+    def _padded(self, x: np.ndarray) -> np.ndarray:
+        ph, pw = self.padding
+        if not (ph or pw):
+            return x
+        n, c, h, w = x.shape
+        xp = np.full((n, c, h + 2 * ph, w + 2 * pw), self._pad_value, dtype=x.dtype)
+        xp[:, :, ph:ph + h, pw:pw + w] = x
+        return xp
+
+    def _unpadded(self, grad_pad: np.ndarray) -> np.ndarray:
+        ph, pw = self.padding
+        if not (ph or pw):
+            return grad_pad
+        h, w = self._input_shape[2:]
+        return np.ascontiguousarray(grad_pad[:, :, ph:ph + h, pw:pw + w])
+
+    def _tile_view(self, x: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """x (n, C, H, W) -> (n·C·H', kh, W', kw) with stride == kernel and no padding; the rows and
+        columns past the last whole window (which no window reads) are cut off first."""
+        (kh, kw), (n, c, h, w) = self.kernel_size, x.shape
+        ho, wo = h // kh, w // kw
+        if h != ho * kh or w != wo * kw:
+            x = x[:, :, :ho * kh, :wo * kw]
+        return x.reshape(n * c * ho, kh, wo, kw), (ho, wo)
+
+    def _tile_grad(self, tiles_grad: np.ndarray, dtype) -> np.ndarray:
+        """The (n·C·H', kh, W', kw) gradient back to (n, C, H, W), zero past the last window."""
+        n, c, h, w = self._input_shape
+        (kh, kw), ho, wo = self.kernel_size, h // self.kernel_size[0], w // self.kernel_size[1]
+        if h == ho * kh and w == wo * kw:
+            return tiles_grad.reshape(self._input_shape)
+        grad_in = np.zeros(self._input_shape, dtype=dtype)
+        grad_in[:, :, :ho * kh, :wo * kw] = tiles_grad.reshape(n, c, ho * kh, wo * kw)
+        return grad_in
+
+    def backward_params(self, delta: np.ndarray) -> None:
+        """No parameters: nothing to fill when this is the first layer of a network."""
+
+    def get_config(self) -> dict:
+        return {"kernel_size": _one_or_pair(self.kernel_size), "stride": _one_or_pair(self.stride),
+                "padding": _one_or_pair(self.padding)}
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling over kh×kw windows; no parameters.
+
+    forward:  x (n, C, H, W) -> y (n, C, H', W')
+              y[n,c,i,j] = max_{u<kh, v<kw} x_pad[n, c, i·sh + u, j·sw + v]
+              (x_pad padded with −inf; the arg-max (u*, v*) of each window is cached, the first
+              in row-major window order on ties, as PyTorch picks it)
+    backward: dL/dx[n,c,p,q] = Σ_{(i,j): (i·sh + u*, j·sw + v*) = (p + ph, q + pw)} dL/dy[n,c,i,j]
+              each output's gradient goes to its window's arg-max, summed where windows overlap
+              (stride < kernel); positions that are no window's maximum get 0.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        Window rows and columns.
+    stride : int or (int, int), optional
+        Step between windows; kernel_size when None (windows that tile the image).
+    padding : int or (int, int)
+        −inf rows/columns added on each side, at most half the kernel (as in PyTorch).
+    """
+
+    _pad_value = -np.inf
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.ndim != 4:
+            self.check_input(x)
+        self._input_shape = x.shape
+        if self._tiles and x.shape[2] >= self.kernel_size[0] and x.shape[3] >= self.kernel_size[1]:
+            return self._forward_tiles(x)
+        self._out_hw(x.shape[2], x.shape[3], x.shape)
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        windows = sliding_window_view(self._padded(x), (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+        flat = windows.reshape(*windows.shape[:4], kh * kw)  # (n, C, H', W', kh·kw), a copy
+        self._argmax = flat.argmax(axis=-1)  # the first maximum on ties, as PyTorch
+        return np.take_along_axis(flat, self._argmax[..., None], axis=-1)[..., 0]
+
+    def _forward_tiles(self, x: np.ndarray) -> np.ndarray:
+        tiles, (ho, wo) = self._tile_view(x)
+        kh, kw = self.kernel_size
+        views = [tiles[:, u, :, v] for u in range(kh) for v in range(kw)]  # (n·C·H', W') each
+        out = views[0].copy()
+        for view in views[1:]:
+            np.maximum(out, view, out=out)
+        # the arg-max offset: the first view equal to the max wins, so walk them last to first
+        argmax = np.zeros(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.intp)
+        hit = np.empty(out.shape, dtype=bool)
+        for a in range(kh * kw - 1, -1, -1):
+            np.equal(views[a], out, out=hit)
+            np.copyto(argmax, a, where=hit)
+        self._argmax = argmax
+        return out.reshape(x.shape[0], x.shape[1], ho, wo)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        if self._argmax.ndim == 2:  # the tiled forward: one masked copy per window offset
+            rows, wo = self._argmax.shape
+            tiles_grad = np.empty((rows, kh, wo, kw), dtype=grad.dtype)
+            grad2 = grad.reshape(rows, wo)
+            hit = np.empty(self._argmax.shape, dtype=bool)
+            for a in range(kh * kw):
+                np.equal(self._argmax, a, out=hit)
+                np.multiply(grad2, hit, out=tiles_grad[:, a // kw, :, a % kw])
+            return self._tile_grad(tiles_grad, grad.dtype)
+        n, c, h, w = self._input_shape
+        hp, wp = h + 2 * self.padding[0], w + 2 * self.padding[1]
+        ho, wo = self._argmax.shape[2:]
+        # flat index in x_pad of each window's arg-max: ((n·C + c)·Hp + i·sh + u)·Wp + j·sw + v
+        row, col = np.divmod(self._argmax, kw)
+        row += (np.arange(n * c).reshape(n, c, 1, 1) * hp + np.arange(ho).reshape(ho, 1) * sh)
+        index = row * wp
+        index += col
+        index += np.arange(wo) * sw
+        grad_pad = np.zeros(n * c * hp * wp, dtype=grad.dtype)
+        np.add.at(grad_pad, index.ravel(), grad.ravel())  # accumulates where windows overlap
+        return self._unpadded(grad_pad.reshape(n, c, hp, wp))
+
+
+class AvgPool2D(_Pool2D):
+    """Average pooling over kh×kw windows (zero padding counted, PyTorch's count_include_pad=True).
+
+    forward:  x (n, C, H, W) -> y (n, C, H', W')
+              y[n,c,i,j] = 1/(kh·kw) · Σ_{u<kh, v<kw} x_pad[n, c, i·sh + u, j·sw + v]
+    backward: dL/dx[n,c,p,q] = 1/(kh·kw) · Σ_{(i,j): window (i,j) covers (p + ph, q + pw)} dL/dy[n,c,i,j]
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        Window rows and columns.
+    stride : int or (int, int), optional
+        Step between windows; kernel_size when None.
+    padding : int or (int, int)
+        Zero rows/columns added on each side, at most half the kernel (as in PyTorch).
+    """
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.ndim != 4:
+            self.check_input(x)
+        self._input_shape = x.shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        scale = 1.0 / (kh * kw)  # a Python float keeps float32 float32
+        if self._tiles and x.shape[2] >= kh and x.shape[3] >= kw:
+            tiles, (ho, wo) = self._tile_view(x)
+            out = np.add.reduce(tiles, axis=(1, 3))
+            out *= scale
+            return out.reshape(x.shape[0], x.shape[1], ho, wo)
+        self._out_hw(x.shape[2], x.shape[3], x.shape)
+        windows = sliding_window_view(self._padded(x), (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+        out = np.add.reduce(windows, axis=(4, 5))
+        out *= scale
+        return out
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        share = grad / (kh * kw)
+        n, c, h, w = self._input_shape
+        if self._tiles and h >= kh and w >= kw:
+            ho, wo = grad.shape[2:]
+            tiles_grad = np.empty((n * c * ho, kh, wo, kw), dtype=grad.dtype)
+            tiles_grad[...] = share.reshape(n * c * ho, 1, wo, 1)
+            return self._tile_grad(tiles_grad, grad.dtype)
+        ho, wo = grad.shape[2:]
+        ph, pw = self.padding
+        grad_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
+        for u in range(kh):  # one strided add per window offset (kh·kw of them, not per pixel)
+            for v in range(kw):
+                grad_pad[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += share
+        return self._unpadded(grad_pad)
+
+
+class GlobalAvgPool2D(Layer):
+    """The mean of each channel over the whole image; no parameters.
+
+    forward:  x (n, C, H, W) -> y (n, C),  y[n,c] = 1/(H·W) · Σ_{p,q} x[n,c,p,q]
+    backward: dL/dx[n,c,p,q] = dL/dy[n,c] / (H·W)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._input_shape: tuple | None = None
+
+    def check_input(self, x: np.ndarray) -> None:
+        """Raise ShapeError unless ``x`` is (n, C, H, W)."""
+        if x.ndim != 4:
+            raise ShapeError(f"{self!r} expects input of shape (n, channels, height, width),"
+                             f" got an array of shape {x.shape}")
+
+    def output_shape(self, input_shape: tuple) -> tuple:
+        if len(input_shape) != 3:
+            raise ShapeError(f"{self!r} expects samples of shape (channels, height, width),"
+                             f" got {tuple(input_shape)}")
+        return (input_shape[0],)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.ndim != 4:
+            self.check_input(x)
+        self._input_shape = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        n, c, h, w = self._input_shape
+        grad_in = np.empty(self._input_shape, dtype=grad.dtype)
+        grad_in[...] = (grad / (h * w))[:, :, None, None]
+        return grad_in
+
+    def backward_params(self, delta: np.ndarray) -> None:
+        """No parameters: nothing to fill when this is the first layer of a network."""
