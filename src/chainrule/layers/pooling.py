@@ -5,25 +5,37 @@ input with ph rows above and below and pw columns left and right (−inf for max
 average); the output has H' = ⌊(H + 2·ph − kh) / sh⌋ + 1 rows and W' = ⌊(W + 2·pw − kw) / sw⌋ + 1
 columns, as in PyTorch's max_pool2d / avg_pool2d (ceil_mode=False).
 
-Speed (float32, one thread, best of 7 timeit repeats; PyTorch 2.13 CPU for comparison):
+How the windows are read: each window offset (u, v) is one strided view of the input,
+x_pad[:, :, u::sh, v::sw] cut to H'×W', so a pool is kh·kw whole-array maximum/equal/add calls
+(a loop over the window, never over pixels). When stride == kernel and there is no padding
+(windows that tile the image) the views come from x reshaped to (n·C·H', kh, W', kw): two axes
+each, which NumPy walks faster.
 
-- stride == kernel and no padding (the common case) reads each window offset (u, v) as one
-  strided view of x reshaped to (n·C·H', kh, W', kw): a few whole-array maximum/equal calls.
-  MaxPool2D(2) forward on (64, 6, 28, 28): 1.35 ms this way, 4.9 ms through
-  sliding_window_view + argmax, 2.9 ms transposing the windows together and taking argmax;
-  its backward 0.22 ms (one masked multiply per offset into the reshaped gradient) against
-  0.86 ms for the np.add.at scatter of the general path.
-- otherwise, sliding_window_view over x_pad, argmax over the flattened window axis, and
-  np.add.at for the backward scatter (it accumulates where windows overlap). np.add.at beat a
-  np.bincount scatter: 0.37 ms vs 0.83 ms for kernel 3 stride 2 and 1.5 ms vs 2.4 ms for
-  kernel 3 stride 1 on (64, 6, 28, 28), and 0.86 ms vs 1.08 ms for a plain (non-accumulating)
-  fancy-index assignment when windows do not overlap.
+Measured (float32 on (64, 6, 28, 28) unless said, one thread, best of 7+ timeit repeats; the
+machine was shared, so only figures from the same run, on one line here, compare):
+
+- MaxPool2D(2) forward: 1.35 ms through the reshaped views, 4.9 ms through
+  sliding_window_view + argmax over the flattened window axis, 2.9 ms transposing the windows
+  together and taking argmax. MaxPool2D(3, 2, 1): 4.6 ms through the strided views, 9.9 ms
+  through sliding_window_view + argmax. AvgPool2D(2): 0.45 ms through the views, 7.2 ms for
+  np.add.reduce over the window axes of the reshape; AvgPool2D(3, 2, 1): 0.93 ms against 8.5 ms
+  for np.add.reduce over sliding_window_view's window axes.
+- MaxPool2D, tiled: forward + backward 1.8 ms (0.67 ms on (64, 16, 10, 10)) keeping one boolean
+  mask per window offset (its window's first maximum) against 5.8 ms (1.7 ms) keeping the arg-max
+  offset and comparing it with each offset again in the backward.
+- MaxPool2D backward otherwise: a scatter of each output's gradient to the flat index of its
+  arg-max with np.add.at, which accumulates where windows overlap: 0.37 ms against 0.83 ms for a
+  np.bincount scatter with kernel 3 stride 2, 1.5 ms against 2.4 ms with kernel 3 stride 1;
+  without overlap 0.86 ms against 1.08 ms for a plain fancy-index assignment.
+
+Forward + backward of MaxPool2D(2) against torch.nn.functional.max_pool2d (PyTorch 2.13 CPU,
+float32, one thread each, interleaved, best of 7 × 50 calls, three runs): chainrule takes
+0.26-0.30 of PyTorch's time on (64, 6, 28, 28) and 0.26-0.38 on (64, 16, 10, 10).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .._checks import check_number, check_positive_int
 from ..errors import ConfigError, ShapeError
@@ -113,14 +125,23 @@ class _Pool2D(Layer):
         h, w = self._input_shape[2:]
         return np.ascontiguousarray(grad_pad[:, :, ph:ph + h, pw:pw + w])
 
-    def _tile_view(self, x: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-        """x (n, C, H, W) -> (n·C·H', kh, W', kw) with stride == kernel and no padding; the rows and
-        columns past the last whole window (which no window reads) are cut off first."""
-        (kh, kw), (n, c, h, w) = self.kernel_size, x.shape
-        ho, wo = h // kh, w // kw
-        if h != ho * kh or w != wo * kw:
-            x = x[:, :, :ho * kh, :wo * kw]
-        return x.reshape(n * c * ho, kh, wo, kw), (ho, wo)
+    def _window_views(self, x: np.ndarray) -> list[np.ndarray]:
+        """The kh·kw views x_pad[:, :, u::sh, v::sw] (each of the output's size), u then v.
+
+        Windows that tile the image read them from x reshaped to (n·C·H', kh, W', kw), as
+        (n·C·H', W') arrays; the rows and columns past the last whole window are cut off first.
+        """
+        (kh, kw), (sh, sw), (n, c, h, w) = self.kernel_size, self.stride, x.shape
+        if self._tiles:
+            ho, wo = h // kh, w // kw
+            if h != ho * kh or w != wo * kw:
+                x = x[:, :, :ho * kh, :wo * kw]
+            tiles = x.reshape(n * c * ho, kh, wo, kw)
+            return [tiles[:, u, :, v] for u in range(kh) for v in range(kw)]
+        ho, wo = self._out_hw(h, w, x.shape)
+        xp = self._padded(x)
+        return [xp[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw]
+                for u in range(kh) for v in range(kw)]
 
     def _tile_grad(self, tiles_grad: np.ndarray, dtype) -> np.ndarray:
         """The (n·C·H', kh, W', kw) gradient back to (n, C, H, W), zero past the last window."""
@@ -167,47 +188,54 @@ class MaxPool2D(_Pool2D):
         if x.ndim != 4:
             self.check_input(x)
         self._input_shape = x.shape
-        if self._tiles and x.shape[2] >= self.kernel_size[0] and x.shape[3] >= self.kernel_size[1]:
-            return self._forward_tiles(x)
-        self._out_hw(x.shape[2], x.shape[3], x.shape)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        windows = sliding_window_view(self._padded(x), (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-        flat = windows.reshape(*windows.shape[:4], kh * kw)  # (n, C, H', W', kh·kw), a copy
-        self._argmax = flat.argmax(axis=-1)  # the first maximum on ties, as PyTorch
-        return np.take_along_axis(flat, self._argmax[..., None], axis=-1)[..., 0]
-
-    def _forward_tiles(self, x: np.ndarray) -> np.ndarray:
-        tiles, (ho, wo) = self._tile_view(x)
-        kh, kw = self.kernel_size
-        views = [tiles[:, u, :, v] for u in range(kh) for v in range(kw)]  # (n·C·H', W') each
+        (n, c, h, w), (kh, kw) = x.shape, self.kernel_size
+        if h < kh or w < kw:
+            self.check_input(x)
+        views = self._window_views(x)
         out = views[0].copy()
         for view in views[1:]:
             np.maximum(out, view, out=out)
-        # the arg-max offset: the first view equal to the max wins, so walk them last to first
+        if self._tiles:  # one mask per window offset: where that offset is its window's first max
+            self._masks = self._first_max_masks(views, out)
+            return out.reshape(n, c, h // kh, out.shape[-1])
+        # the arg-max offset u·kw + v: the first view equal to the max wins, so walk them last to first
         argmax = np.zeros(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.intp)
         hit = np.empty(out.shape, dtype=bool)
         for a in range(kh * kw - 1, -1, -1):
             np.equal(views[a], out, out=hit)
             np.copyto(argmax, a, where=hit)
         self._argmax = argmax
-        return out.reshape(x.shape[0], x.shape[1], ho, wo)
+        return out
+
+    @staticmethod
+    def _first_max_masks(views: list[np.ndarray], out: np.ndarray) -> list[np.ndarray]:
+        """masks[a] is True where view a holds its window's maximum and no earlier view does."""
+        masks, taken = [], None
+        for view in views[:-1]:
+            mask = np.equal(view, out)
+            if taken is None:
+                taken = mask.copy()
+            else:
+                np.greater(mask, taken, out=mask)  # mask and not taken
+                taken |= mask
+            masks.append(mask)
+        masks.append(np.ones(out.shape, dtype=bool) if taken is None else ~taken)
+        return masks
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        if self._argmax.ndim == 2:  # the tiled forward: one masked copy per window offset
-            rows, wo = self._argmax.shape
+        if self._tiles:  # one masked copy per window offset
+            rows, wo = self._masks[0].shape
             tiles_grad = np.empty((rows, kh, wo, kw), dtype=grad.dtype)
             grad2 = grad.reshape(rows, wo)
-            hit = np.empty(self._argmax.shape, dtype=bool)
-            for a in range(kh * kw):
-                np.equal(self._argmax, a, out=hit)
-                np.multiply(grad2, hit, out=tiles_grad[:, a // kw, :, a % kw])
+            for a, mask in enumerate(self._masks):
+                np.multiply(grad2, mask, out=tiles_grad[:, a // kw, :, a % kw])
             return self._tile_grad(tiles_grad, grad.dtype)
         n, c, h, w = self._input_shape
         hp, wp = h + 2 * self.padding[0], w + 2 * self.padding[1]
         ho, wo = self._argmax.shape[2:]
         # flat index in x_pad of each window's arg-max: ((n·C + c)·Hp + i·sh + u)·Wp + j·sw + v
-        row, col = np.divmod(self._argmax, kw)
+        row, col = np.divmod(self._argmax.astype(np.intp), kw)
         row += (np.arange(n * c).reshape(n, c, 1, 1) * hp + np.arange(ho).reshape(ho, 1) * sh)
         index = row * wp
         index += col
@@ -238,24 +266,22 @@ class AvgPool2D(_Pool2D):
         if x.ndim != 4:
             self.check_input(x)
         self._input_shape = x.shape
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        scale = 1.0 / (kh * kw)  # a Python float keeps float32 float32
-        if self._tiles and x.shape[2] >= kh and x.shape[3] >= kw:
-            tiles, (ho, wo) = self._tile_view(x)
-            out = np.add.reduce(tiles, axis=(1, 3))
-            out *= scale
-            return out.reshape(x.shape[0], x.shape[1], ho, wo)
-        self._out_hw(x.shape[2], x.shape[3], x.shape)
-        windows = sliding_window_view(self._padded(x), (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
-        out = np.add.reduce(windows, axis=(4, 5))
-        out *= scale
-        return out
+        kh, kw = self.kernel_size
+        if x.shape[2] < kh or x.shape[3] < kw:
+            self.check_input(x)
+        views = self._window_views(x)
+        out = views[0] + views[1] if len(views) > 1 else views[0].copy()
+        for view in views[2:]:
+            out += view
+        out *= 1.0 / (kh * kw)  # a Python float keeps float32 float32
+        n, c, h, _ = x.shape
+        return out.reshape(n, c, h // kh, out.shape[-1]) if self._tiles else out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         share = grad / (kh * kw)
         n, c, h, w = self._input_shape
-        if self._tiles and h >= kh and w >= kw:
+        if self._tiles:
             ho, wo = grad.shape[2:]
             tiles_grad = np.empty((n * c * ho, kh, wo, kw), dtype=grad.dtype)
             tiles_grad[...] = share.reshape(n * c * ho, 1, wo, 1)
