@@ -262,6 +262,10 @@ def test_a_tampered_huge_window_loads_without_allocating_and_is_refused_at_forwa
     cr_io.write(path, header, arrays)
     with pytest.raises(cr.FileFormatError, match="MaxPool2D kernel_size"):
         cr.load(path)
+    header["layers"][0].update({"class": "_Pool2D", "config": {"kernel_size": 2}})  # the shared base
+    cr_io.write(path, header, arrays)
+    with pytest.raises(cr.FileFormatError, match="unknown type '_Pool2D'"):
+        cr.load(path)
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -64,8 +64,9 @@ def _one_or_pair(pair: tuple[int, int]):
     return pair[0] if pair[0] == pair[1] else list(pair)
 
 
-class _Pool2D(Layer):
-    """What MaxPool2D and AvgPool2D share: arguments, shapes and checks."""
+class _Pool2D:
+    """What MaxPool2D and AvgPool2D share: arguments, shapes and checks (a mixin, not a Layer of
+    its own, so that no model file can name it)."""
 
     # No parameters: no constructor argument sizes an allocation when a file is loaded.
     size_args: tuple[str, ...] = ()
@@ -161,7 +162,7 @@ class _Pool2D(Layer):
                 "padding": _one_or_pair(self.padding)}
 
 
-class MaxPool2D(_Pool2D):
+class MaxPool2D(_Pool2D, Layer):
     """Max pooling over kh×kw windows; no parameters.
 
     forward:  x (n, C, H, W) -> y (n, C, H', W')
@@ -245,7 +246,7 @@ class MaxPool2D(_Pool2D):
         return self._unpadded(grad_pad.reshape(n, c, hp, wp))
 
 
-class AvgPool2D(_Pool2D):
+class AvgPool2D(_Pool2D, Layer):
     """Average pooling over kh×kw windows (zero padding counted, PyTorch's count_include_pad=True).
 
     forward:  x (n, C, H, W) -> y (n, C, H', W')
