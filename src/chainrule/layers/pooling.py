@@ -20,17 +20,20 @@ machine was shared, so only figures from the same run, on one line here, compare
   through sliding_window_view + argmax. AvgPool2D(2): 0.45 ms through the views, 7.2 ms for
   np.add.reduce over the window axes of the reshape; AvgPool2D(3, 2, 1): 0.93 ms against 8.5 ms
   for np.add.reduce over sliding_window_view's window axes.
-- MaxPool2D, tiled: forward + backward 1.8 ms (0.67 ms on (64, 16, 10, 10)) keeping one boolean
-  mask per window offset (its window's first maximum) against 5.8 ms (1.7 ms) keeping the arg-max
-  offset and comparing it with each offset again in the backward.
-- MaxPool2D backward otherwise: a scatter of each output's gradient to the flat index of its
-  arg-max with np.add.at, which accumulates where windows overlap: 0.37 ms against 0.83 ms for a
-  np.bincount scatter with kernel 3 stride 2, 1.5 ms against 2.4 ms with kernel 3 stride 1;
-  without overlap 0.86 ms against 1.08 ms for a plain fancy-index assignment.
+- MaxPool2D keeps one boolean mask per window offset, True where that offset holds its window's
+  first maximum (kh·kw bytes per output), and its backward is one masked multiply per offset
+  into the gradient's strided view (added up where windows overlap). Tiled, forward + backward:
+  1.8 ms (0.67 ms on (64, 16, 10, 10)) against 5.8 ms (1.7 ms) keeping the arg-max offset and
+  comparing it with each offset again in the backward. Otherwise the masks beat a scatter of
+  each gradient to the flat index of its arg-max with np.add.at: forward + backward 3.8 ms
+  against 5.4 ms for MaxPool2D(3, 2, 1), 6.5 ms against 10.9 ms for MaxPool2D(3, 1, 1), 2.0 ms
+  against 3.9 ms for MaxPool2D(2, 3, 1). np.add.at itself beat a np.bincount scatter (0.37 ms
+  against 0.83 ms with kernel 3 stride 2, 1.5 ms against 2.4 ms with kernel 3 stride 1).
 
 Forward + backward of MaxPool2D(2) against torch.nn.functional.max_pool2d (PyTorch 2.13 CPU,
-float32, one thread each, interleaved, best of 7 × 50 calls, three runs): chainrule takes
-0.26-0.30 of PyTorch's time on (64, 6, 28, 28) and 0.26-0.38 on (64, 16, 10, 10).
+float32, one thread each, interleaved, best of 7 × 50 calls, six runs on a shared 2-core machine):
+chainrule takes 0.26-0.38 of PyTorch's time on (64, 6, 28, 28) (0.74-1.40 ms against 2.9-6.9 ms)
+and 0.26-0.67 on (64, 16, 10, 10) (0.35-0.99 ms against 1.35-2.5 ms).
 """
 
 from __future__ import annotations
@@ -132,16 +135,20 @@ class _Pool2D:
         Windows that tile the image read them from x reshaped to (n·C·H', kh, W', kw), as
         (n·C·H', W') arrays; the rows and columns past the last whole window are cut off first.
         """
-        (kh, kw), (sh, sw), (n, c, h, w) = self.kernel_size, self.stride, x.shape
+        (kh, kw), (n, c, h, w) = self.kernel_size, x.shape
         if self._tiles:
             ho, wo = h // kh, w // kw
             if h != ho * kh or w != wo * kw:
                 x = x[:, :, :ho * kh, :wo * kw]
             tiles = x.reshape(n * c * ho, kh, wo, kw)
             return [tiles[:, u, :, v] for u in range(kh) for v in range(kw)]
-        ho, wo = self._out_hw(h, w, x.shape)
         xp = self._padded(x)
-        return [xp[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw]
+        return [xp[:, :, rows, cols] for rows, cols in self._offsets(*self._out_hw(h, w, x.shape))]
+
+    def _offsets(self, ho: int, wo: int) -> list[tuple[slice, slice]]:
+        """(rows, columns) of x_pad that offset (u, v) of every window reads, u then v."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        return [(slice(u, u + sh * (ho - 1) + 1, sh), slice(v, v + sw * (wo - 1) + 1, sw))
                 for u in range(kh) for v in range(kw)]
 
     def _tile_grad(self, tiles_grad: np.ndarray, dtype) -> np.ndarray:
@@ -196,17 +203,9 @@ class MaxPool2D(_Pool2D, Layer):
         out = views[0].copy()
         for view in views[1:]:
             np.maximum(out, view, out=out)
-        if self._tiles:  # one mask per window offset: where that offset is its window's first max
-            self._masks = self._first_max_masks(views, out)
-            return out.reshape(n, c, h // kh, out.shape[-1])
-        # the arg-max offset u·kw + v: the first view equal to the max wins, so walk them last to first
-        argmax = np.zeros(out.shape, dtype=np.uint8 if kh * kw <= 256 else np.intp)
-        hit = np.empty(out.shape, dtype=bool)
-        for a in range(kh * kw - 1, -1, -1):
-            np.equal(views[a], out, out=hit)
-            np.copyto(argmax, a, where=hit)
-        self._argmax = argmax
-        return out
+        # one mask per window offset: where that offset holds its window's first maximum
+        self._masks = self._first_max_masks(views, out)
+        return out.reshape(n, c, h // kh, out.shape[-1]) if self._tiles else out
 
     @staticmethod
     def _first_max_masks(views: list[np.ndarray], out: np.ndarray) -> list[np.ndarray]:
@@ -233,17 +232,18 @@ class MaxPool2D(_Pool2D, Layer):
                 np.multiply(grad2, mask, out=tiles_grad[:, a // kw, :, a % kw])
             return self._tile_grad(tiles_grad, grad.dtype)
         n, c, h, w = self._input_shape
-        hp, wp = h + 2 * self.padding[0], w + 2 * self.padding[1]
-        ho, wo = self._argmax.shape[2:]
-        # flat index in x_pad of each window's arg-max: ((n·C + c)·Hp + i·sh + u)·Wp + j·sw + v
-        row, col = np.divmod(self._argmax.astype(np.intp), kw)
-        row += (np.arange(n * c).reshape(n, c, 1, 1) * hp + np.arange(ho).reshape(ho, 1) * sh)
-        index = row * wp
-        index += col
-        index += np.arange(wo) * sw
-        grad_pad = np.zeros(n * c * hp * wp, dtype=grad.dtype)
-        np.add.at(grad_pad, index.ravel(), grad.ravel())  # accumulates where windows overlap
-        return self._unpadded(grad_pad.reshape(n, c, hp, wp))
+        ph, pw = self.padding
+        grad_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
+        offsets = self._offsets(*grad.shape[2:])
+        if sh >= kh and sw >= kw:  # windows apart: each position gets at most one gradient
+            for (rows, cols), mask in zip(offsets, self._masks, strict=True):
+                np.multiply(grad, mask, out=grad_pad[:, :, rows, cols])
+        else:  # overlapping windows: a position that is the maximum of several sums their gradients
+            routed = np.empty(grad.shape, dtype=grad.dtype)
+            for (rows, cols), mask in zip(offsets, self._masks, strict=True):
+                np.multiply(grad, mask, out=routed)
+                grad_pad[:, :, rows, cols] += routed
+        return self._unpadded(grad_pad)
 
 
 class AvgPool2D(_Pool2D, Layer):
@@ -279,7 +279,7 @@ class AvgPool2D(_Pool2D, Layer):
         return out.reshape(n, c, h // kh, out.shape[-1]) if self._tiles else out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        kh, kw = self.kernel_size
         share = grad / (kh * kw)
         n, c, h, w = self._input_shape
         if self._tiles:
@@ -287,12 +287,10 @@ class AvgPool2D(_Pool2D, Layer):
             tiles_grad = np.empty((n * c * ho, kh, wo, kw), dtype=grad.dtype)
             tiles_grad[...] = share.reshape(n * c * ho, 1, wo, 1)
             return self._tile_grad(tiles_grad, grad.dtype)
-        ho, wo = grad.shape[2:]
         ph, pw = self.padding
         grad_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad.dtype)
-        for u in range(kh):  # one strided add per window offset (kh·kw of them, not per pixel)
-            for v in range(kw):
-                grad_pad[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += share
+        for rows, cols in self._offsets(*grad.shape[2:]):  # one strided add per window offset
+            grad_pad[:, :, rows, cols] += share
         return self._unpadded(grad_pad)
 
 
