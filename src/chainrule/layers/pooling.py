@@ -174,8 +174,8 @@ class MaxPool2D(_Pool2D, Layer):
 
     forward:  x (n, C, H, W) -> y (n, C, H', W')
               y[n,c,i,j] = max_{u<kh, v<kw} x_pad[n, c, i·sh + u, j·sw + v]
-              (x_pad padded with −inf; the arg-max (u*, v*) of each window is cached, the first
-              in row-major window order on ties, as PyTorch picks it)
+              (x_pad padded with −inf; the arg-max (u*, v*) of each window, the first in
+              row-major window order on ties as PyTorch picks it, is cached as one mask per (u, v))
     backward: dL/dx[n,c,p,q] = Σ_{(i,j): (i·sh + u*, j·sw + v*) = (p + ph, q + pw)} dL/dy[n,c,i,j]
               each output's gradient goes to its window's arg-max, summed where windows overlap
               (stride < kernel); positions that are no window's maximum get 0.
