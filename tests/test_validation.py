@@ -77,6 +77,8 @@ REQUIRED = {
     "GRU": dict(n_in=2, n_hidden=3),
     "Embedding": dict(num_embeddings=4, dim=3),
     "FixedPointRNN": dict(n_in=2, n_hidden=3),
+    "MaxPool2D": dict(kernel_size=2),
+    "AvgPool2D": dict(kernel_size=2),
     "SyntheticGradient": dict(n_features=3),
     "StepLR": dict(step_size=2),
     "CosineLR": dict(t_max=5),

@@ -8,7 +8,9 @@ from .embedding import Embedding
 from .fixedpoint import ConvergenceError, FixedPointRNN
 from .gru import GRU
 from .lstm import LSTM
+from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .recurrent import RNN, Recurrent, TimeDistributed
+from .reshape import Flatten
 
 __all__ = [
     "Layer", "layer_from_config", "Dense", "Dropout",
@@ -16,4 +18,6 @@ __all__ = [
     "Recurrent", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
     "Embedding",
     "GRU",
+    "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
+    "Flatten",
 ]
