@@ -6,10 +6,16 @@ from .dense import Dense
 from .dropout import Dropout
 from .fixedpoint import ConvergenceError, FixedPointRNN
 from .lstm import LSTM
+from .norm import (
+    BatchNorm,
+    LayerNorm,
+)
 from .recurrent import RNN, Recurrent, TimeDistributed
 
 __all__ = [
     "Layer", "layer_from_config", "Dense", "Dropout",
     "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Softplus", "Softmax",
     "Recurrent", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
+    "BatchNorm",
+    "LayerNorm",
 ]
