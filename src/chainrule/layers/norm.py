@@ -61,11 +61,27 @@ class BatchNorm(Layer):
         self._inv_std: np.ndarray | None = None  # 1/σ, shaped to broadcast against x
         self._training = False
 
-    def _axes(self, x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """The reduced axes and the shape that broadcasts a per-channel vector against x."""
-        if x.ndim == 2:
-            return (0,), (1, self.num_features)
-        return (0, 2, 3), (1, self.num_features, 1, 1)
+    def _shape(self, x: np.ndarray) -> tuple[int, ...]:
+        """The shape that broadcasts a per-channel vector against x."""
+        return (1, self.num_features) if x.ndim == 2 else (1, self.num_features, 1, 1)
+
+    def _channel_sum(self, a: np.ndarray, b: np.ndarray | None = None, out=None) -> np.ndarray:
+        """Σ a (or Σ a·b) over every axis but the channel axis: shape (num_features,).
+
+        Measured (float32, one core): on (64, 16, 10, 10), einsum over an (n, C, H·W) view takes
+        10 µs for Σa and 16 µs for Σa·b, against 37 and 46 µs for np.add.reduce over axes
+        (0, 2, 3) (with the a·b temporary); on (n, F), a matrix-vector product with ones wins
+        Σa (1.7 vs 3.6 µs at (64, 256), 16 vs 26 µs at (256, 1024)) and einsum Σa·b (44 vs 58 µs).
+        """
+        if a.ndim == 2:
+            total = np.dot(np.ones(len(a), a.dtype), a) if b is None else np.einsum("nf,nf->f", a, b)
+        else:
+            a3 = a.reshape(len(a), self.num_features, -1)
+            total = np.einsum("nch->c", a3) if b is None else np.einsum("nch,nch->c", a3, b.reshape(a3.shape))
+        if out is None:
+            return total
+        out[...] = total  # (C values: a copy costs nothing, and out may differ in dtype)
+        return out
 
     def check_input(self, x: np.ndarray) -> None:
         """Raise ShapeError unless ``x`` is (n, num_features) or (n, num_features, H, W)."""
@@ -84,7 +100,7 @@ class BatchNorm(Layer):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
             self.check_input(x)
-        axes, shape = self._axes(x)
+        shape = self._shape(x)
         gamma, beta = self.params["weight"].reshape(shape), self.params["bias"].reshape(shape)
         self._training = training
         if not training:
@@ -100,33 +116,33 @@ class BatchNorm(Layer):
         if count == 1:
             raise ShapeError(f"{self!r}: expected more than 1 value per channel when training, got input"
                              f" of shape {x.shape}; train with batches of 2 or more samples")
-        mean = np.add.reduce(x, axis=axes, keepdims=True)
+        mean = self._channel_sum(x)
         mean *= 1.0 / count
-        x_hat = x - mean
-        var = np.add.reduce(x_hat * x_hat, axis=axes, keepdims=True)  # two-pass variance: no cancellation
+        x_hat = x - mean.reshape(shape)
+        var = self._channel_sum(x_hat, x_hat)  # two-pass variance: no cancellation
         var *= 1.0 / count
         inv_std = 1.0 / np.sqrt(var + self.eps)
-        x_hat *= inv_std
-        self._x_hat, self._inv_std, self._input = x_hat, inv_std, None
+        x_hat *= inv_std.reshape(shape)
+        self._x_hat, self._inv_std, self._input = x_hat, inv_std.reshape(shape), None
         m = self.momentum
         running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
         running_mean *= 1.0 - m
-        running_mean += m * mean.reshape(-1)
+        running_mean += m * mean
         running_var *= 1.0 - m
-        running_var += (m * count / (count - 1)) * var.reshape(-1)
+        running_var += (m * count / (count - 1)) * var
         y = x_hat * gamma
         y += beta
         return y
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        axes, shape = self._axes(grad)
+        shape = self._shape(grad)
         inv_std = self._inv_std
         x_hat = self._x_hat
         if x_hat is None:  # evaluation: x̂ from the cached input and the fixed statistics
             x_hat = (self._input - self.buffers["running_mean"].reshape(shape)) * inv_std
         grad_w, grad_b = self.grads["weight"], self.grads["bias"]
-        np.add.reduce(grad, axis=axes, out=grad_b)
-        np.add.reduce(grad * x_hat, axis=axes, out=grad_w)
+        self._channel_sum(grad, out=grad_b)
+        self._channel_sum(grad, x_hat, out=grad_w)
         scale = self.params["weight"].reshape(shape) * inv_std  # γ/σ per channel
         if not self._training:
             return grad * scale
@@ -171,8 +187,9 @@ class LayerNorm(Layer):
         d = self.normalized_shape
         self.params = {"weight": np.ones(d, self.dtype), "bias": np.zeros(d, self.dtype)}
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self._x_hat: np.ndarray | None = None
-        self._inv_std: np.ndarray | None = None  # (..., 1)
+        self._centered: np.ndarray | None = None  # x − μ, (rows, D) with rows = every leading index
+        self._inv_std: np.ndarray | None = None   # 1/σ, (rows,)
+        self._scale: np.ndarray | None = None     # γ/σ, (rows, D)
 
     def check_input(self, x: np.ndarray) -> None:
         """Raise ShapeError unless ``x`` is (n, ..., normalized_shape)."""
@@ -183,42 +200,56 @@ class LayerNorm(Layer):
             raise ShapeError(f"{self!r} expects {self.normalized_shape} features on the last axis,"
                              f" got array of shape {x.shape}")
 
+    # Speed (float32, (32, 64, 128), one core): an element-wise op between a full array and a
+    # per-row or per-column vector costs ~60 µs here, twice a full-by-full op (~27 µs: NumPy's
+    # inner loop runs once per row of 128), and np.add.reduce over the last axis ~95 µs, six
+    # times a BLAS matrix-vector product (~16 µs). So every sum is a product with a vector
+    # (ones, γ or 1/σ), the cache holds x − μ and the full array γ/σ (one outer product) in
+    # place of x̂, and only three ops per pass broadcast. Forward + backward went from ~2.5 ms
+    # (sums by add.reduce, x̂ cached) to ~0.5 ms.
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if x.ndim < 2 or x.shape[-1] != self.normalized_shape:
             self.check_input(x)
         d = self.normalized_shape
-        mean = np.add.reduce(x, axis=-1, keepdims=True)
+        x2 = x.reshape(-1, d)  # (rows, D); a copy only for a non-contiguous x
+        ones = np.ones(d, x.dtype)
+        mean = np.dot(x2, ones)
         mean *= 1.0 / d
-        x_hat = x - mean
-        var = np.add.reduce(x_hat * x_hat, axis=-1, keepdims=True)
+        centered = x2 - mean[:, None]
+        var = np.einsum("nd,nd->n", centered, centered)  # Σ(x − μ)² without a temporary (39 vs 43 µs)
         var *= 1.0 / d
         var += self.eps
         inv_std = np.sqrt(var, out=var)
         np.divide(1.0, inv_std, out=inv_std)
-        x_hat *= inv_std
-        self._x_hat, self._inv_std = x_hat, inv_std
-        y = x_hat * self.params["weight"]
+        # γ/σ (rows, D) as a rank-1 matrix product: 41 µs against 76 for np.multiply.outer
+        scale = np.dot(inv_std[:, None], self.params["weight"][None, :])
+        y = centered * scale  # = γ·x̂
         y += self.params["bias"]
-        return y
+        self._centered, self._inv_std, self._scale = centered, inv_std, scale
+        return y.reshape(x.shape)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        x_hat, d = self._x_hat, self.normalized_shape
-        lead = tuple(range(grad.ndim - 1))
-        np.add.reduce(grad, axis=lead, out=self.grads["bias"])
-        g = grad * self.params["weight"]  # dL/dx̂
-        gx = grad * x_hat
-        np.add.reduce(gx, axis=lead, out=self.grads["weight"])
-        # dL/dx = (1/σ)·(g − Σg/D − x̂·Σ(g·x̂)/D); Σ(g·x̂) over D is γ-weighted, so reuse gx·γ
-        np.multiply(gx, self.params["weight"], out=gx)
-        sum_gx = np.add.reduce(gx, axis=-1, keepdims=True)
-        sum_gx *= 1.0 / d
-        sum_g = np.add.reduce(g, axis=-1, keepdims=True)
-        sum_g *= 1.0 / d
-        dx = np.multiply(x_hat, sum_gx, out=gx)
-        dx += sum_g
-        np.subtract(g, dx, out=dx)
-        dx *= self._inv_std
-        return dx
+        d, gamma = self.normalized_shape, self.params["weight"]
+        centered, inv_std = self._centered, self._inv_std  # x − μ (rows, D), 1/σ (rows,)
+        grad2 = grad.reshape(-1, d)
+        np.dot(np.ones(len(grad2), grad.dtype), grad2, out=self.grads["bias"])  # Σ dL/dy
+        grad_centered = grad2 * centered
+        np.dot(inv_std, grad_centered, out=self.grads["weight"])  # Σ dL/dy·x̂ = Σ_rows (1/σ)·dL/dy·(x − μ)
+        # Per row, with g = γ·dL/dy:  Σg = dL/dy·γ,  Σ(g·x̂) = (1/σ)·(dL/dy·(x − μ))·γ, and
+        # dL/dx = (1/σ)·(g − Σg/D − x̂·Σ(g·x̂)/D) = (γ/σ)·dL/dy − (x − μ)·k − c
+        # with k = Σ(g·x̂)/(D·σ²) and c = Σg/(D·σ).
+        sum_g = np.dot(grad2, gamma)
+        sum_g_xhat = np.dot(grad_centered, gamma)
+        sum_g_xhat *= inv_std
+        k = sum_g_xhat * (inv_std * inv_std)
+        k *= 1.0 / d
+        c = sum_g * inv_std
+        c *= 1.0 / d
+        dx = np.multiply(grad2, self._scale, out=grad_centered)  # (reuses the buffer)
+        correction = centered * k[:, None]
+        correction += c[:, None]
+        dx -= correction
+        return dx.reshape(grad.shape)
 
     def get_config(self):
         return {"normalized_shape": self.normalized_shape, "eps": self.eps}
