@@ -272,6 +272,18 @@ def test_save_and_load_keep_the_running_statistics_bit_for_bit(tmp_path):
     assert "buffers" not in header["layers"][0]  # layers without buffers are written as before
 
 
+def test_a_wrapped_batchnorm_keeps_its_running_statistics(tmp_path):
+    rng = np.random.default_rng(8)
+    net = cr.Sequential(cr.TimeDistributed(cr.BatchNorm(3)), dtype=np.float64)
+    X = rng.normal(2.0, 1.5, size=(4, 5, 3))
+    net.layers[0].forward(X, training=True)  # per feature over the 4·5 rows
+    np.testing.assert_allclose(net.layers[0].buffers["running_mean"], 0.1 * X.reshape(-1, 3).mean(0), rtol=1e-13)
+    net.save(tmp_path / "m.npz")
+    loaded = cr.load(tmp_path / "m.npz")
+    assert np.array_equal(loaded.layers[0].buffers["running_var"], net.layers[0].buffers["running_var"])
+    assert np.array_equal(loaded.predict(X), net.predict(X))
+
+
 def tampered(tmp_path, edit):
     net, _ = trained_net()
     header, arrays = cr_io.model_parts(net)

@@ -205,8 +205,8 @@ class LayerNorm(Layer):
     # inner loop runs once per row of 128), and np.add.reduce over the last axis ~95 µs, six
     # times a BLAS matrix-vector product (~16 µs). So every sum is a product with a vector
     # (ones, γ or 1/σ), the cache holds x − μ and the full array γ/σ (one outer product) in
-    # place of x̂, and only three ops per pass broadcast. Forward + backward went from ~2.5 ms
-    # (sums by add.reduce, x̂ cached) to ~0.5 ms.
+    # place of x̂, and only two ops per pass broadcast. Forward + backward went from ~2.5 ms
+    # (sums by add.reduce, x̂ cached) to ~0.55 ms; torch's fused kernel takes ~0.30 ms.
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if x.ndim < 2 or x.shape[-1] != self.normalized_shape:
             self.check_input(x)
@@ -232,9 +232,9 @@ class LayerNorm(Layer):
         d, gamma = self.normalized_shape, self.params["weight"]
         centered, inv_std = self._centered, self._inv_std  # x − μ (rows, D), 1/σ (rows,)
         grad2 = grad.reshape(-1, d)
-        np.dot(np.ones(len(grad2), grad.dtype), grad2, out=self.grads["bias"])  # Σ dL/dy
+        self.grads["bias"][...] = np.dot(np.ones(len(grad2), grad.dtype), grad2)  # Σ dL/dy
         grad_centered = grad2 * centered
-        np.dot(inv_std, grad_centered, out=self.grads["weight"])  # Σ dL/dy·x̂ = Σ_rows (1/σ)·dL/dy·(x − μ)
+        self.grads["weight"][...] = np.dot(inv_std, grad_centered)  # Σ dL/dy·x̂ = Σ_rows (1/σ)·dL/dy·(x − μ)
         # Per row, with g = γ·dL/dy:  Σg = dL/dy·γ,  Σ(g·x̂) = (1/σ)·(dL/dy·(x − μ))·γ, and
         # dL/dx = (1/σ)·(g − Σg/D − x̂·Σ(g·x̂)/D) = (γ/σ)·dL/dy − (x − μ)·k − c
         # with k = Σ(g·x̂)/(D·σ²) and c = Σg/(D·σ).
