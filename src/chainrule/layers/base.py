@@ -11,7 +11,8 @@ A layer maps a batch forward and sends the gradient back:
 ``buffers`` (a dict of arrays, empty unless a layer has some) holds state that is not a
 parameter but belongs to the model: BatchNorm's running mean and variance. Saving and
 checkpoints store it beside the parameters, ``astype`` casts it; optimizers and gradcheck
-never see it. A layer updates its buffers in place.
+never see it. A layer updates its buffers in place; their names differ from its parameters'
+(a model file stores both as ``layers.<i>.<name>``).
 
 ``layer(x)`` is the checked public face of ``forward``: it accepts any array of numbers (ints
 and bools are converted, non-contiguous and read-only arrays are fine) and refuses empty,
