@@ -74,6 +74,8 @@ REQUIRED = {
     "RNN": dict(n_in=2, n_hidden=3),
     "LSTM": dict(n_in=2, n_hidden=3),
     "FixedPointRNN": dict(n_in=2, n_hidden=3),
+    "BatchNorm": dict(num_features=3),
+    "LayerNorm": dict(normalized_shape=3),
     "SyntheticGradient": dict(n_features=3),
     "StepLR": dict(step_size=2),
     "CosineLR": dict(t_max=5),
