@@ -79,6 +79,8 @@ REQUIRED = {
     "FixedPointRNN": dict(n_in=2, n_hidden=3),
     "MaxPool2D": dict(kernel_size=2),
     "AvgPool2D": dict(kernel_size=2),
+    "BatchNorm": dict(num_features=3),
+    "LayerNorm": dict(normalized_shape=3),
     "SyntheticGradient": dict(n_features=3),
     "StepLR": dict(step_size=2),
     "CosineLR": dict(t_max=5),

@@ -274,6 +274,8 @@ def restore_network(ckpt: Checkpoint, net) -> None:
         p[...] = saved.params[key]
     for layer, other in zip(net.layers, saved.layers, strict=True):
         layer.frozen = set(other.frozen)
+        for k, b in io._buffers(layer).items():  # BatchNorm's running statistics, in place
+            b[...] = other.buffers[k]
     net.scaler = saved.scaler
     net.metadata = saved.metadata
 

@@ -5,14 +5,16 @@ File layout (an ``.npz`` archive of uncompressed ``.npy`` members, as ``numpy.sa
     __chainrule__        uint8 bytes of a UTF-8 JSON document:
                          {"format": "chainrule", "version": 2, "dtype": "float32",
                           "layers": [{"class": "Dense", "config": {...}, "frozen": [...],
-                                      "params": [...]}, ...],
+                                      "params": [...], "buffers": [...] (only when
+                                      the layer has some)}, ...],
                           "scaler": {"class": "Standardizer", ...} or null,
                           "metadata": {..., "history": {...} (optional)},
                           "training": {...} (checkpoints only, see chainrule.checkpoint),
                           "checksum": {"algorithm": "sha256", "header": HEX,
                                        "arrays": {NAME: {"dtype": "<f4", "shape": [4, 6],
                                                          "sha256": HEX}, ...}}}
-    layers.<i>.<name>    parameter <name> of layer <i>
+    layers.<i>.<name>    parameter or buffer <name> of layer <i> (``Layer.buffers``: state that is
+                         saved but not trained, e.g. BatchNorm's running statistics)
     scaler.<name>        the scaler's fitted arrays
     (checkpoints add optimizer.*, rng.*, state.* arrays)
 
@@ -83,12 +85,18 @@ def write(path, header: dict, arrays: dict[str, np.ndarray]) -> None:
 
 def _check_finite_params(net) -> None:
     for i, layer in enumerate(net.layers):
-        for k, p in layer.params.items():
+        for k, p in (*layer.params.items(), *_buffers(layer).items()):
             if p.dtype.kind == "f" and not np.isfinite(p).all():
                 bad = tuple(int(j) for j in np.argwhere(~np.isfinite(p))[0])
-                raise DataError(f"refusing to save a broken model: parameter layers.{i}.{k} holds"
+                kind = "parameter" if k in layer.params else "buffer"
+                raise DataError(f"refusing to save a broken model: {kind} layers.{i}.{k} holds"
                                 f" {p[bad]} at index {list(bad)}; the file already at the target,"
                                 " if any, is left as it was")
+
+
+def _buffers(layer) -> dict[str, np.ndarray]:
+    """``layer.buffers`` (empty for a layer class that did not call ``Layer.__init__``)."""
+    return getattr(layer, "buffers", None) or {}
 
 
 def model_parts(net, metadata: dict | None = None, history=None) -> tuple[dict, dict]:
@@ -97,9 +105,12 @@ def model_parts(net, metadata: dict | None = None, history=None) -> tuple[dict, 
     arrays: dict[str, np.ndarray] = {}
     layers = []
     for i, layer in enumerate(net.layers):
-        layers.append({"class": type(layer).__name__, "config": layer.get_config(),
-                       "frozen": sorted(layer.frozen), "params": list(layer.params)})
-        for k, p in layer.params.items():
+        spec = {"class": type(layer).__name__, "config": layer.get_config(),
+                "frozen": sorted(layer.frozen), "params": list(layer.params)}
+        if _buffers(layer):  # listed only when there are some: files of layers without buffers are unchanged
+            spec["buffers"] = list(layer.buffers)
+        layers.append(spec)
+        for k, p in (*layer.params.items(), *_buffers(layer).items()):  # one "layers.<i>.<name>" namespace
             arrays[f"layers.{i}.{k}"] = p
     scaler = None
     if net.scaler is not None:
@@ -246,6 +257,18 @@ def _check_sizes(i: int, name, config, n_elements: int, depth: int = 0) -> None:
             _check_sizes(i, value["class"], value.get("config"), n_elements, depth + 1)
 
 
+def _stored_array(arrays: dict, key: str, shape: tuple, dtype) -> np.ndarray:
+    """A writable copy in ``dtype`` of the float array ``key``, checked for shape and finiteness."""
+    if key not in arrays:
+        raise FileFormatError(f"missing array {key}")
+    arr = arrays[key]
+    if arr.shape != shape or arr.dtype.kind != "f":
+        raise FileFormatError(f"array {key} should be a float array of shape {shape}, got {arr.dtype} {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise FileFormatError(f"array {key} holds NaN or inf values")
+    return arr.astype(dtype, copy=True)
+
+
 def _rebuild(header: dict, arrays: dict, Sequential):
     try:
         dtype = np.dtype(header["dtype"])
@@ -275,17 +298,17 @@ def _rebuild(header: dict, arrays: dict, Sequential):
             raise FileFormatError(f"layer {i} ({spec['class']}) should have parameters"
                                   f" {sorted(expected)}, the file lists {sorted(stored or [])}")
         for k in layer.params:
-            key = f"layers.{i}.{k}"
-            if key not in arrays:
-                raise FileFormatError(f"missing array {key}")
-            arr = arrays[key]
-            if arr.shape != layer.params[k].shape or arr.dtype.kind != "f":
-                raise FileFormatError(f"array {key} should be a float array of shape"
-                                      f" {layer.params[k].shape}, got {arr.dtype} {arr.shape}")
-            if not np.isfinite(arr).all():
-                raise FileFormatError(f"array {key} holds NaN or inf values")
-            layer.params[k] = arr.astype(dtype, copy=True)
+            layer.params[k] = _stored_array(arrays, f"layers.{i}.{k}", layer.params[k].shape, dtype)
             layer.grads[k] = np.zeros_like(layer.params[k])
+        # Buffers (Layer.buffers) get the same checks. A layer with buffers must find them all
+        # listed; the "buffers" entry may be missing only for layers without any (older files).
+        buffers = _buffers(layer)
+        stored_buffers = spec.get("buffers", [])
+        if not isinstance(stored_buffers, list) or set(stored_buffers) != set(buffers):
+            raise FileFormatError(f"layer {i} ({spec['class']}) should have buffers {sorted(buffers)},"
+                                  f" the file lists {str(stored_buffers)[:200]}")
+        for k in buffers:
+            buffers[k] = _stored_array(arrays, f"layers.{i}.{k}", buffers[k].shape, dtype)
         frozen = spec.get("frozen", [])
         if not isinstance(frozen, list) or not set(frozen) <= expected:
             raise FileFormatError(f"layer {i}: frozen names {frozen!r} are not among its parameters")

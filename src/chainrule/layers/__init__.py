@@ -8,6 +8,10 @@ from .embedding import Embedding
 from .fixedpoint import ConvergenceError, FixedPointRNN
 from .gru import GRU
 from .lstm import LSTM
+from .norm import (
+    BatchNorm,
+    LayerNorm,
+)
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .recurrent import RNN, Recurrent, TimeDistributed
 from .reshape import Flatten
@@ -20,4 +24,6 @@ __all__ = [
     "GRU",
     "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
     "Flatten",
+    "BatchNorm",
+    "LayerNorm",
 ]

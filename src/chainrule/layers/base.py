@@ -8,6 +8,11 @@ A layer maps a batch forward and sends the gradient back:
 ``params`` and ``grads`` are dicts of arrays with the same keys. Optimizers update
 ``params`` in place, so a layer must never rebind a parameter array after it is built.
 ``frozen`` names parameters that optimizers leave alone; their gradients are still computed.
+``buffers`` (a dict of arrays, empty unless a layer has some) holds state that is not a
+parameter but belongs to the model: BatchNorm's running mean and variance. Saving and
+checkpoints store it beside the parameters, ``astype`` casts it; optimizers and gradcheck
+never see it. A layer updates its buffers in place; their names differ from its parameters'
+(a model file stores both as ``layers.<i>.<name>``).
 
 ``layer(x)`` is the checked public face of ``forward``: it accepts any array of numbers (ints
 and bools are converted, non-contiguous and read-only arrays are fine) and refuses empty,
@@ -54,6 +59,7 @@ class Layer:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.frozen: set[str] = set()
+        self.buffers: dict[str, np.ndarray] = {}  # saved state that is not trained (see the module docstring)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -113,11 +119,15 @@ class Layer:
         return [(k, p, self.grads[k]) for k, p in self.params.items() if k not in self.frozen]
 
     def astype(self, dtype) -> Layer:
-        """Cast parameters and gradient buffers to ``dtype`` (a new array only when it differs)."""
+        """Cast parameters, their gradients and ``buffers`` to ``dtype`` (a new array only when it differs)."""
         for k in self.params:
             if self.params[k].dtype != dtype:
                 self.params[k] = self.params[k].astype(dtype)
                 self.grads[k] = np.zeros_like(self.params[k])
+        buffers = getattr(self, "buffers", {})  # (a subclass that skipped Layer.__init__ has none)
+        for k in buffers:
+            if buffers[k].dtype != dtype:
+                buffers[k] = buffers[k].astype(dtype)
         self.dtype = np.dtype(dtype)
         return self
 

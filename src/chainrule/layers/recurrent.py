@@ -293,7 +293,7 @@ class TimeDistributed(Layer):
     backward: the wrapped layer's backward on the n·T rows (its parameter gradients are summed
               over samples and steps), reshaped back to (n, T, ...)
 
-    The parameters are the wrapped layer's (the same arrays, the same dicts).
+    The parameters and buffers are the wrapped layer's (the same arrays, the same dicts).
 
     Parameters
     ----------
@@ -309,6 +309,7 @@ class TimeDistributed(Layer):
             raise ConfigError(f"TimeDistributed needs a Layer, got {layer!r}")
         self.layer = layer
         self.params, self.grads = layer.params, layer.grads
+        self.buffers = getattr(layer, "buffers", {})  # (BatchNorm's running statistics: saved with the model)
         self._lead: tuple | None = None
 
     def forward(self, x, training=False):
