@@ -262,7 +262,8 @@ def test_binary_probabilities_and_attributes(digits):
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(solver="lbfgs"), "lbfgs"), (dict(activation="swish"), "activation"), (dict(dropout=1.0), "dropout"),
+    (dict(solver="newton"), "solver"), (dict(solver="lbfgs", dropout=0.5), "lbfgs"),
+    (dict(max_fun=0), "max_fun"), (dict(activation="swish"), "activation"), (dict(dropout=1.0), "dropout"),
     (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"), (dict(batch_size=0), "batch_size"),
     (dict(callbacks=[print]), "callbacks"), (dict(dtype=np.int32), "dtype"),
 ])

@@ -60,7 +60,7 @@ from .layers import (
     Tanh,
     TimeDistributed,
 )
-from .losses import MSE, SSE, BinaryCrossEntropy, CrossEntropy, Loss
+from .losses import MSE, SSE, BinaryCrossEntropy, CrossEntropy, Loss, Poisson
 from .network import Sequential, load, mlp
 from .optim import (
     SGD,
@@ -94,7 +94,7 @@ __all__ = [
     "Softplus", "Tanh",
     "distributed", "DataParallel",
     "sequence", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
-    "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss",
+    "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss", "Poisson",
     "Sequential", "mlp", "L1", "L2", "Regularizer", "Step", "make_step",
     "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",
     "Schedule", "StepLR", "clip_grad_norm",
