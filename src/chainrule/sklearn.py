@@ -538,7 +538,7 @@ class _BaseMLP(BaseEstimator):
     def _step(self, step: Step, xb, tb, wb, epoch, batch) -> float:
         """One update on a batch (sample weights: ones when none were given; all zero: no update)."""
         try:
-            return step(xb, tb, np.ones(len(xb), self.net_.dtype) if wb is None else wb).loss
+            return step(xb, tb, np.ones(xb.shape[0], self.net_.dtype) if wb is None else wb).loss
         except NonFiniteLoss as exc:
             raise TrainingError(f"{type(self).__name__}: the loss became {exc.value} at epoch {epoch + 1},"
                                 f" batch {batch + 1}; scale the inputs or lower learning_rate_init") from None
@@ -614,6 +614,11 @@ class _BaseMLP(BaseEstimator):
             return self.net_._predict_prepared(np.asarray(X, self.net_.dtype))
         X = X.tocsr().astype(self.net_.dtype, copy=False)  # row slices of it in batches of 8192
         return np.concatenate([self.net_._predict_prepared(X[i:i + 8192], None) for i in range(0, X.shape[0], 8192)])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
     def __getstate__(self):
         """Pickle without the arrays the layers keep from their last forward pass."""
