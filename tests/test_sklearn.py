@@ -439,3 +439,16 @@ def test_assigned_coefs_and_intercepts_are_the_networks():
     with pytest.raises(cr.ConfigError, match=r"intercepts_ must be a list of 2 arrays"):
         model.intercepts_ = [b1]
     np.testing.assert_allclose(model.coefs_[0], W1)  # a refused assignment changes nothing
+
+
+def test_probabilities_keep_their_tails():
+    """σ(−40) = 1/(1 + e⁴⁰) ≈ 4.2e−18 is a probability, not 0: its log is −40, not −inf."""
+    X, y = np.array([[1.0], [0.0]]), np.array([0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPClassifier(hidden_layer_sizes=(1,), activation="identity", max_iter=1).fit(X, y)
+    model.coefs_ = [np.ones((1, 1)), np.ones((1, 1))]
+    model.intercepts_ = [np.zeros(1), np.array([-40.0])]  # logit −39 for x = 1, −40 for x = 0
+    proba = model.predict_proba(np.array([[0.0]]))
+    assert proba[0, 1] == pytest.approx(1 / (1 + np.exp(40.0)), rel=1e-12)
+    assert model.predict_log_proba(np.array([[0.0]]))[0, 1] == pytest.approx(-40.0 - np.log1p(np.exp(-40.0)))

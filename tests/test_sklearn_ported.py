@@ -33,6 +33,16 @@ NOT_APPLICABLE: dict[str, str] = {
     "test_adaptive_learning_rate": "reads MLP._optimizer.learning_rate (scikit-learn's SGDOptimizer)",
 }
 
+#: Tests that apply but that chainrule fails on purpose: it behaves differently, for a stated reason.
+KNOWN_DIFFERENCES: dict[str, str] = {
+    # chainrule stops at the first non-finite loss, before any update, so no weight is ever
+    # non-finite; it raises a TrainingError (also a ValueError) naming the epoch and batch
+    "test_nonfinite_params": "the error names the non-finite loss and where, not non-finite weights",
+    # scikit-learn stratifies on its label-binarized y, so its message names the class 'True';
+    # chainrule stratifies on y and names the class as the user wrote it (1)
+    "test_early_stopping_stratified": "the too-few-members message names the class 1, not 'True'",
+}
+
 _SWAP = {_SkMLPClassifier: MLPClassifier, _SkMLPRegressor: MLPRegressor}
 
 
@@ -72,6 +82,8 @@ for _name, _func in vars(_mlp).items():
         _test = _port(_func, _NAMESPACE)
         if _name in NOT_APPLICABLE:
             _test = pytest.mark.skip(reason=f"scikit-learn internals: {NOT_APPLICABLE[_name]}")(_test)
+        elif _name in KNOWN_DIFFERENCES:
+            _test = pytest.mark.xfail(reason=KNOWN_DIFFERENCES[_name], strict=True)(_test)
         globals()[_name] = _test
 
 

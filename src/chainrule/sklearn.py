@@ -84,6 +84,9 @@ def _stochastic_solver(est) -> bool:
 
 _MIXED: dict[type, type] = {}
 
+#: A diverging fit: a TrainingError, and a ValueError as scikit-learn's MLP raises for non-finite weights.
+_DivergedError = type("TrainingError", (TrainingError, ValueError), {"__module__": __name__})
+
 
 def _as_chainrule_error(exc: Exception) -> ChainruleError:
     """The same error, message and type (so scikit-learn's checks still see a ValueError, a
@@ -117,7 +120,8 @@ def _chainrule_errors(method):
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * np.tanh(0.5 * z) + 0.5
+    """σ(z) = e^−log(1 + e^−z), exact in the tails (σ(−40) ≈ 4e−18, not 0) and never overflowing."""
+    return np.exp(-np.logaddexp(0, -z))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -540,8 +544,10 @@ class _BaseMLP(BaseEstimator):
         try:
             return step(xb, tb, np.ones(xb.shape[0], self.net_.dtype) if wb is None else wb).loss
         except NonFiniteLoss as exc:
-            raise TrainingError(f"{type(self).__name__}: the loss became {exc.value} at epoch {epoch + 1},"
-                                f" batch {batch + 1}; scale the inputs or lower learning_rate_init") from None
+            raise _DivergedError(f"{type(self).__name__}: the loss became {exc.value} at epoch {epoch + 1},"
+                                 f" batch {batch + 1}, and training stopped before that batch's update; the"
+                                 " input data may contain large values and need to be preprocessed: scale"
+                                 " the inputs or lower learning_rate_init") from None
 
     def _diverged(self, message: str, epoch: int) -> None:
         """With early stopping, a non-finite training loss ends training as scikit-learn's diverging fit
@@ -735,14 +741,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 if classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
                     raise ValueError(f"`classes={classes!r}` is not the same as on the first call to"
                                      f" partial_fit ({self.classes_!r})")
-                new = np.setdiff1d(unique_labels(y), self.classes_)
-                if len(new):
-                    raise ValueError(f"`y` has classes not in `self.classes_`: {new!r};"
-                                     f" the model knows {self.classes_!r}")
                 if self.warm_start and not incremental and set(unique_labels(y)) != set(self.classes_):
                     raise ValueError("warm_start can only be used where `y` has the same classes as in"
                                      f" the previous call to fit. Previously got {self.classes_}, `y` has"
                                      f" {unique_labels(y)}")
+                new = np.setdiff1d(unique_labels(y), self.classes_)
+                if len(new):
+                    raise ValueError(f"`y` has classes not in `self.classes_`: {new!r};"
+                                     f" the model knows {self.classes_!r}")
         return self._encode_known(y)
 
     def _encode_known(self, y) -> np.ndarray:
@@ -776,8 +782,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self._out == "softmax":
             return _softmax(z)
         p = _sigmoid(z)
-        if not self._multilabel:  # two classes, one output
-            return np.hstack([1 - p, p])
+        if not self._multilabel:  # two classes, one output: 1 − σ(z) = σ(−z), exact for large z too
+            return np.hstack([_sigmoid(-z), p])
         return p
 
     @_chainrule_errors
