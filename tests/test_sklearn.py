@@ -452,3 +452,23 @@ def test_probabilities_keep_their_tails():
     proba = model.predict_proba(np.array([[0.0]]))
     assert proba[0, 1] == pytest.approx(1 / (1 + np.exp(40.0)), rel=1e-12)
     assert model.predict_log_proba(np.array([[0.0]]))[0, 1] == pytest.approx(-40.0 - np.log1p(np.exp(-40.0)))
+
+
+def test_weights_assigned_before_fit_start_a_warm_started_fit():
+    X, y = datasets.load_iris(return_X_y=True)
+    rng = np.random.default_rng(2)
+    W = [rng.normal(size=(4, 3)), rng.normal(size=(3, 3))]
+    b = [rng.normal(size=3), rng.normal(size=3)]
+    model = MLPClassifier(hidden_layer_sizes=(3,), solver="sgd", learning_rate_init=1e-12, momentum=0.0,
+                          max_iter=1, warm_start=True, alpha=0.0)
+    model.coefs_, model.intercepts_ = W, b
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    for got, want in zip(model.coefs_ + model.intercepts_, W + b, strict=True):  # moved by ~1e-12 only
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    wrong = MLPClassifier(hidden_layer_sizes=(3,), warm_start=True)
+    wrong.coefs_ = [W[0][:3], W[1]]
+    wrong.intercepts_ = b
+    with pytest.raises(cr.ConfigError, match=r"coefs_\[0\] \(the weight of Dense layer 1\) must have shape \(4, 3\)"):
+        wrong.fit(X, y)
