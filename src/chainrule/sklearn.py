@@ -278,9 +278,10 @@ class _BaseMLP(BaseEstimator):
         self.t_ = 0
         self.loss_curve_ = []
         self._no_improvement_count = 0
-        self.best_loss_ = None if self.early_stopping else np.inf
-        self.best_validation_score_ = -np.inf if self.early_stopping else None
-        self.validation_scores_ = [] if self.early_stopping else None
+        early = self.early_stopping and self.solver != "lbfgs"  # lbfgs has no early stopping
+        self.best_loss_ = None if early else np.inf
+        self.best_validation_score_ = -np.inf if early else None
+        self.validation_scores_ = [] if early else None
         self._callbacks_started = False
 
     def _dense(self) -> list[Dense]:
