@@ -1,8 +1,9 @@
 """scikit-learn estimators on chainrule networks: :class:`MLPClassifier` and :class:`MLPRegressor`.
 
-They take the parameters of scikit-learn's own MLPs (same names, defaults and meaning, the
-sgd and adam solvers) and train the same objective in the same way, so they can replace them
-in a pipeline. On top they offer what scikit-learn's MLP does not: ``dropout``, any chainrule
+They take the parameters of scikit-learn's own MLPs (same names, defaults and meaning: the
+lbfgs, sgd and adam solvers, dense or sparse CSR/CSC X, the regressor's squared-error and
+Poisson losses) and train the same objective in the same way, so they can replace them in a
+pipeline. On top they offer what scikit-learn's MLP does not: ``dropout``, any chainrule
 activation, a validation set of your own (``fit(X, y, X_val=..., y_val=...)``), chainrule
 callbacks (EarlyStopping, ModelCheckpoint, CSVLogger, ReduceLROnPlateau, ...) and float32.
 
@@ -18,6 +19,10 @@ scikit-learn (Glorot uniform, biases too), drawn from ``random_state``, and the 
 ``tol``/``n_iter_no_change`` stopping, ``early_stopping`` with a held-out
 ``validation_fraction`` and the "invscaling"/"adaptive" learning rates follow scikit-learn's
 MLP step by step.
+
+``solver="lbfgs"`` hands the full-batch objective (the same L over all samples) and its gradient,
+both from the network's forward and backward passes, to scipy's L-BFGS-B. A sparse X goes to the
+first Dense layer as it is (sparse @ dense forward, Xᵀ·δ gradient), never densified.
 
 The fitted network is ``net_`` (a :class:`chainrule.Sequential` of Dense and activation
 layers, without the output non-linearity): ``est.net_.save("model.npz")`` stores it in
@@ -644,7 +649,7 @@ class _BaseMLP(BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multi-layer perceptron classifier on a chainrule network (log-loss, sgd or adam).
+    """Multi-layer perceptron classifier on a chainrule network (log-loss; lbfgs, sgd or adam).
 
     Two classes give one sigmoid output, more give a softmax over one output per class, and
     a label-indicator matrix y (n_samples, n_labels) gives one sigmoid per label (multilabel).
@@ -655,7 +660,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     activation : str or chainrule Layer class, default "relu"
         "identity", "logistic" (= "sigmoid"), "tanh", "relu", "leaky_relu", "elu", "softplus",
         or a Layer class (instantiated without arguments after each hidden Dense).
-    solver : {"adam", "sgd"}
+    solver : {"adam", "sgd", "lbfgs"}
+        lbfgs: scipy's L-BFGS-B on the full-batch loss (``max_iter`` iterations at most,
+        ``max_fun`` loss evaluations, ``tol`` its gradient tolerance); no dropout, no callbacks.
     alpha : float
         L2 penalty on the weights (not the biases), as in scikit-learn.
     batch_size : int or "auto"
@@ -664,7 +671,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         The sgd solver's schedule.
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start,
     momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-    n_iter_no_change
+    n_iter_no_change, max_fun
         As in :class:`sklearn.neural_network.MLPClassifier`.
     dropout : float
         Dropout probability after each hidden activation (0 = none).
@@ -680,6 +687,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     net_ : chainrule.Sequential
         The trained network (outputs logits).
     coefs_, intercepts_ : list of ndarray
+        The network's own arrays; assignable (shapes checked), before or after a fit.
     loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, n_iter_, t_,
     n_layers_, n_outputs_, out_activation_, n_features_in_, feature_names_in_
         As in scikit-learn. ``validation_scores_`` is filled whenever there is a validation
@@ -812,11 +820,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor on a chainrule network (squared error, sgd or adam).
+    """Multi-layer perceptron regressor on a chainrule network (squared error or Poisson).
 
-    The output layer is linear, one unit per target column. Parameters and attributes are
-    those of :class:`MLPClassifier` (without ``classes_``); the callbacks' validation score is
-    "val_r2". Scale the target (e.g. a ``TransformedTargetRegressor``) when its values are large.
+    One output unit per target column, linear (``loss="squared_error"``) or exp
+    (``loss="poisson"``: half the Poisson deviance of the rate e^z, for targets >= 0). The other
+    parameters and attributes are those of :class:`MLPClassifier` (without ``classes_``); the
+    callbacks' validation score is "val_r2". Scale the target (e.g. a
+    ``TransformedTargetRegressor``) when its values are large.
     """
 
     _score_name = "r2"
