@@ -362,6 +362,33 @@ def test_dataframe_validation_set_warns_of_no_feature_names(own_val):
     assert len(model.validation_scores_) == model.n_iter_ and list(model.feature_names_in_) == list("abcd")
 
 
+class _NamedColumns(np.ndarray):
+    """An array that scikit-learn's validation takes for a data frame with columns a, b, c, d."""
+
+
+@pytest.mark.parametrize("own_val", [False, True])
+def test_named_columns_validation_set_warns_of_no_feature_names(monkeypatch, own_val):
+    """The DataFrame case without pandas: scikit-learn's feature-name reader (private, so patched
+    here) gives _NamedColumns arrays column names, as it would a DataFrame's."""
+    from sklearn.utils import validation
+
+    read = getattr(validation, "_get_feature_names", None)
+    if read is None:
+        pytest.skip("this scikit-learn reads feature names elsewhere")
+    monkeypatch.setattr(validation, "_get_feature_names", lambda X: np.array(list("abcd"), dtype=object)
+                        if isinstance(X, _NamedColumns) else read(X))
+    X, y = datasets.load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X).view(_NamedColumns)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # any other warning fails (filterwarnings=error)
+        if own_val:
+            model = MLPClassifier(**kw).fit(X[::2], y[::2], X_val=X[1::2], y_val=y[1::2])
+        else:
+            model = MLPClassifier(early_stopping=True, **kw).fit(X, y)
+    assert len(model.validation_scores_) == model.n_iter_ and list(model.feature_names_in_) == list("abcd")
+
+
 # --- MLPRegressor(loss="poisson") ------------------------------------------------------------------
 def test_poisson_loss_value_and_gradient():
     rng = np.random.default_rng(0)
