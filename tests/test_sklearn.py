@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
 import warnings
 
@@ -262,7 +263,8 @@ def test_binary_probabilities_and_attributes(digits):
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(solver="lbfgs"), "lbfgs"), (dict(activation="swish"), "activation"), (dict(dropout=1.0), "dropout"),
+    (dict(solver="newton"), "solver"), (dict(solver="lbfgs", dropout=0.5), "lbfgs"),
+    (dict(max_fun=0), "max_fun"), (dict(activation="swish"), "activation"), (dict(dropout=1.0), "dropout"),
     (dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"), (dict(batch_size=0), "batch_size"),
     (dict(callbacks=[print]), "callbacks"), (dict(dtype=np.int32), "dtype"),
 ])
@@ -270,3 +272,230 @@ def test_parameters_are_checked_at_fit(params, message):
     X, y = datasets.load_iris(return_X_y=True)
     with pytest.raises(ValueError, match=message):
         MLPClassifier(**params).fit(X, y)
+
+
+# --- solver="lbfgs" --------------------------------------------------------------------------------
+@pytest.mark.parametrize("Ours, Ref, target", [
+    (MLPClassifier, SkMLPClassifier, "multiclass"), (MLPClassifier, SkMLPClassifier, "binary"),
+    (MLPRegressor, SkMLPRegressor, "regression"),
+])
+def test_lbfgs_follows_scikit_learns_objective(digits, Ours, Ref, target):
+    """Same initial weights and the same full-batch objective (loss + α/2n·Σ‖W‖², sample weights
+    included): scipy's L-BFGS-B takes the same iterations as in scikit-learn's lbfgs solver."""
+    X_train, _, y_train, _ = digits
+    X, y = X_train[:300], y_train[:300]
+    y = {"multiclass": y, "binary": y % 2, "regression": y / 9.0}[target]
+    sw = np.linspace(0.5, 1.5, len(X))
+    kw = dict(solver="lbfgs", hidden_layer_sizes=(12,), alpha=1e-3, max_iter=6, random_state=3)
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        ours = Ours(**kw).fit(X, y, sample_weight=sw)
+    with pytest.warns(ConvergenceWarning):
+        ref = Ref(**kw).fit(X, y, sample_weight=sw)
+    assert ours.n_iter_ == ref.n_iter_ == 6
+    np.testing.assert_allclose(ours.loss_, ref.loss_, rtol=1e-6)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_lbfgs_converges_within_max_iter_without_warning():
+    X, y = datasets.load_iris(return_X_y=True)
+    model = MLPClassifier(solver="lbfgs", hidden_layer_sizes=(5,), max_iter=5000, tol=1e-3, random_state=0)
+    model.fit(StandardScaler().fit_transform(X), y)  # filterwarnings=error: no ConvergenceWarning
+    assert model.n_iter_ < 5000 and len(model.loss_curve_) == model.n_iter_
+    assert model.loss_ == pytest.approx(model.loss_curve_[-1]) and not hasattr(model, "partial_fit")
+
+
+# --- sparse input ----------------------------------------------------------------------------------
+def test_dense_layer_takes_sparse_input_as_the_dense_array():
+    sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 5)) * (rng.random((7, 5)) < 0.3)
+    delta = rng.normal(size=(7, 3))
+    for to_sparse in (sparse.csr_matrix, sparse.csc_array):
+        dense, sp = (cr.Dense(5, 3, seed=1, dtype=np.float64) for _ in range(2))
+        z = sp.forward(to_sparse(x))
+        assert type(z) is np.ndarray
+        np.testing.assert_allclose(z, x @ dense.params["weight"] + dense.params["bias"], rtol=1e-12)
+        sp.backward_params(delta)
+        np.testing.assert_allclose(sp.grads["weight"], x.T @ delta, rtol=1e-12)  # Xᵀ·δ by hand
+        np.testing.assert_allclose(sp.grads["bias"], delta.sum(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("Model, solver", [(MLPClassifier, "adam"), (MLPRegressor, "sgd"), (MLPClassifier, "lbfgs")])
+def test_sparse_X_trains_and_predicts_as_the_dense_X(digits, fmt, Model, solver):
+    sparse = pytest.importorskip("scipy.sparse")
+    X_train, X_test, y_train, _ = digits
+    X, y = np.where(np.abs(X_train[:200]) > 0.8, X_train[:200], 0.0), y_train[:200]
+    kw = dict(solver=solver, hidden_layer_sizes=(10,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = Model(**kw).fit(X, y)
+        sp = Model(**kw).fit(sparse.csr_matrix(X).asformat(fmt), y)
+    assert sparse.issparse(sp.net_.layers[0]._input)  # the first Dense saw the sparse matrix itself
+    for a, b in zip(sp.coefs_ + sp.intercepts_, dense.coefs_ + dense.intercepts_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12)
+    X_sparse = sparse.csr_matrix(X_test).asformat(fmt)
+    np.testing.assert_allclose(sp._output(X_sparse), dense._output(X_test), rtol=1e-6, atol=1e-12)
+    if Model is MLPClassifier:
+        assert np.array_equal(sp.predict(X_sparse), dense.predict(X_test))
+        np.testing.assert_allclose(sp.predict_proba(X_sparse), dense.predict_proba(X_test), rtol=1e-6)
+    else:
+        np.testing.assert_allclose(sp.predict(X_sparse), dense.predict(X_test), rtol=1e-6)
+
+
+# --- DataFrames ------------------------------------------------------------------------------------
+@pytest.mark.skipif(importlib.util.find_spec("pandas") is None, reason="pandas is not installed")
+@pytest.mark.parametrize("own_val", [False, True])
+def test_dataframe_validation_set_warns_of_no_feature_names(own_val):
+    import pandas as pd
+
+    X, y = datasets.load_iris(return_X_y=True)
+    X = pd.DataFrame(StandardScaler().fit_transform(X), columns=["a", "b", "c", "d"])
+    kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # any other warning fails (filterwarnings=error)
+        if own_val:
+            model = MLPClassifier(**kw).fit(X[::2], y[::2], X_val=X[1::2], y_val=y[1::2])
+        else:
+            model = MLPClassifier(early_stopping=True, **kw).fit(X, y)
+    assert len(model.validation_scores_) == model.n_iter_ and list(model.feature_names_in_) == list("abcd")
+
+
+class _NamedColumns(np.ndarray):
+    """An array that scikit-learn's validation takes for a data frame with columns a, b, c, d."""
+
+
+@pytest.mark.parametrize("own_val", [False, True])
+def test_named_columns_validation_set_warns_of_no_feature_names(monkeypatch, own_val):
+    """The DataFrame case without pandas: scikit-learn's feature-name reader (private, so patched
+    here) gives _NamedColumns arrays column names, as it would a DataFrame's."""
+    from sklearn.utils import validation
+
+    read = getattr(validation, "_get_feature_names", None)
+    if read is None:
+        pytest.skip("this scikit-learn reads feature names elsewhere")
+    monkeypatch.setattr(validation, "_get_feature_names", lambda X: np.array(list("abcd"), dtype=object)
+                        if isinstance(X, _NamedColumns) else read(X))
+    X, y = datasets.load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X).view(_NamedColumns)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # any other warning fails (filterwarnings=error)
+        if own_val:
+            model = MLPClassifier(**kw).fit(X[::2], y[::2], X_val=X[1::2], y_val=y[1::2])
+        else:
+            model = MLPClassifier(early_stopping=True, **kw).fit(X, y)
+    assert len(model.validation_scores_) == model.n_iter_ and list(model.feature_names_in_) == list("abcd")
+
+
+# --- MLPRegressor(loss="poisson") ------------------------------------------------------------------
+def test_poisson_loss_value_and_gradient():
+    rng = np.random.default_rng(0)
+    z, t = rng.normal(size=(6, 2)), rng.poisson(2.0, size=(6, 2)).astype(np.float64)
+    mu = np.exp(z)
+    t_log_t = np.where(t > 0, t * np.log(np.where(t > 0, t, 1)), 0.0)
+    by_hand = (t_log_t - t * np.log(mu) - t + mu).mean()  # half the Poisson deviance, per element
+    loss = cr.Poisson()
+    value, grad = loss.value_and_grad(z, t)
+    assert value == pytest.approx(by_hand, rel=1e-12)
+    h, numeric = 1e-6, np.zeros_like(z)
+    for idx in np.ndindex(*z.shape):
+        zp, zm = z.copy(), z.copy()
+        zp[idx] += h
+        zm[idx] -= h
+        numeric[idx] = (loss.value(zp, t) - loss.value(zm, t)) / (2 * h)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_poisson_regressor_follows_scikit_learn(digits):
+    X_train, X_test, y_train, _ = digits
+    X, y = X_train[:300], (y_train[:300] % 4).astype(np.float64)  # counts
+    kw = dict(loss="poisson", solver="sgd", hidden_layer_sizes=(10,), learning_rate_init=0.01, max_iter=3,
+              random_state=2, momentum=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, ref = MLPRegressor(**kw).fit(X, y), SkMLPRegressor(**kw).fit(X, y)
+    assert ours.out_activation_ == ref.out_activation_ == "exp"
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
+    np.testing.assert_allclose(ours.predict(X_test), ref.predict(X_test), rtol=1e-7)
+    assert (ours.predict(X_test) > 0).all()
+    with pytest.raises(ValueError, match="poisson.*>= 0"):
+        MLPRegressor(loss="poisson").fit(X, -y)
+
+
+# --- dtypes, divergence, assigned weights -----------------------------------------------------------
+def test_float32_model_predicts_float32(digits):
+    X_train, X_test, y_train, _ = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = MLPRegressor(hidden_layer_sizes=(5,), max_iter=2).fit(X_train.astype(np.float32), y_train)
+        clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=2).fit(X_train.astype(np.float32), y_train)
+    assert reg.predict(X_test.astype(np.float32)).dtype == np.float32
+    assert reg.predict(X_test).dtype == np.float32  # the model's dtype, as scikit-learn's
+    assert clf.predict_proba(X_test).dtype == np.float32
+
+
+def test_diverging_fit_with_early_stopping_records_nan_and_keeps_the_best_weights():
+    X, y = datasets.load_iris(return_X_y=True)
+    model = MLPRegressor(hidden_layer_sizes=100, activation="identity", solver="sgd", learning_rate_init=1,
+                         max_iter=20, early_stopping=True, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="the loss became .* best validation score"):
+        model.fit(X, y)
+    assert np.isnan(model.validation_scores_[-1]) and isinstance(model.validation_scores_[-1], float)
+    assert len(model.validation_scores_) == model.n_iter_ < 20
+    assert all(np.isfinite(w).all() for w in model.coefs_ + model.intercepts_)
+    assert np.isfinite(model.predict(X)).all()
+
+
+def test_assigned_coefs_and_intercepts_are_the_networks():
+    X, y = datasets.load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPRegressor(hidden_layer_sizes=(3,), max_iter=1, random_state=0).fit(X, y)
+    rng = np.random.default_rng(1)
+    W1, b1, W2, b2 = rng.normal(size=(4, 3)), rng.normal(size=3), rng.normal(size=(3, 1)), rng.normal(size=1)
+    model.coefs_ = [W1, np.zeros((3, 1))]
+    model.coefs_[1] = W2  # item assignment writes through too
+    model.intercepts_ = [b1, b2]
+    by_hand = (np.maximum(X @ W1 + b1, 0) @ W2 + b2)[:, 0]
+    np.testing.assert_allclose(model.predict(X), by_hand, rtol=1e-12)
+    with pytest.raises(cr.ConfigError, match=r"coefs_\[1\] \(the weight of Dense layer 2\) must have shape"
+                                             r" \(3, 1\), got shape \(3, 2\)"):
+        model.coefs_ = [W1, np.zeros((3, 2))]
+    with pytest.raises(cr.ConfigError, match=r"intercepts_ must be a list of 2 arrays"):
+        model.intercepts_ = [b1]
+    np.testing.assert_allclose(model.coefs_[0], W1)  # a refused assignment changes nothing
+
+
+def test_probabilities_keep_their_tails():
+    """σ(−40) = 1/(1 + e⁴⁰) ≈ 4.2e−18 is a probability, not 0: its log is −40, not −inf."""
+    X, y = np.array([[1.0], [0.0]]), np.array([0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPClassifier(hidden_layer_sizes=(1,), activation="identity", max_iter=1).fit(X, y)
+    model.coefs_ = [np.ones((1, 1)), np.ones((1, 1))]
+    model.intercepts_ = [np.zeros(1), np.array([-40.0])]  # logit −39 for x = 1, −40 for x = 0
+    proba = model.predict_proba(np.array([[0.0]]))
+    assert proba[0, 1] == pytest.approx(1 / (1 + np.exp(40.0)), rel=1e-12)
+    assert model.predict_log_proba(np.array([[0.0]]))[0, 1] == pytest.approx(-40.0 - np.log1p(np.exp(-40.0)))
+
+
+def test_weights_assigned_before_fit_start_a_warm_started_fit():
+    X, y = datasets.load_iris(return_X_y=True)
+    rng = np.random.default_rng(2)
+    W = [rng.normal(size=(4, 3)), rng.normal(size=(3, 3))]
+    b = [rng.normal(size=3), rng.normal(size=3)]
+    model = MLPClassifier(hidden_layer_sizes=(3,), solver="sgd", learning_rate_init=1e-12, momentum=0.0,
+                          max_iter=1, warm_start=True, alpha=0.0)
+    model.coefs_, model.intercepts_ = W, b
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    for got, want in zip(model.coefs_ + model.intercepts_, W + b, strict=True):  # moved by ~1e-12 only
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    wrong = MLPClassifier(hidden_layer_sizes=(3,), warm_start=True)
+    wrong.coefs_ = [W[0][:3], W[1]]
+    wrong.intercepts_ = b
+    with pytest.raises(cr.ConfigError, match=r"coefs_\[0\] \(the weight of Dense layer 1\) must have shape \(4, 3\)"):
+        wrong.fit(X, y)

@@ -68,7 +68,7 @@ from .layers import (
     Tanh,
     TimeDistributed,
 )
-from .losses import MSE, SSE, BinaryCrossEntropy, CrossEntropy, Loss
+from .losses import MSE, SSE, BinaryCrossEntropy, CrossEntropy, Loss, Poisson
 from .network import Sequential, load, mlp
 from .optim import (
     SGD,
@@ -108,7 +108,7 @@ __all__ = [
     "GRU",
     "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D",
     "Flatten",
-    "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss",
+    "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss", "Poisson",
     "Sequential", "mlp", "L1", "L2", "Regularizer", "Step", "make_step",
     "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",
     "Schedule", "StepLR", "clip_grad_norm",

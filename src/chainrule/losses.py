@@ -329,10 +329,34 @@ class CrossEntropy(Loss):
         return log_sum * target.sum(axis=1) - np.einsum("ij,ij->i", target, shifted), p
 
 
+class Poisson(Loss):
+    """Half the Poisson deviance of a log-rate output z (rate μ = e^z), for counts t ≥ 0.
+
+    ℓ = e^z − t·z + t·log t − t  per element (t·log t = 0 at t = 0; the constant makes ℓ = 0 at
+    μ = t, as scikit-learn's ``loss="poisson"``);  dℓ/dz = e^z − t.
+    L = (1/N) Σ ℓ over all N elements ("sum": no 1/N).
+    """
+
+    def _elements(self, output, target):
+        rate = np.exp(output)
+        t_log_t = target * np.log(np.where(target > 0, target, 1))
+        return rate - target * output + t_log_t - target, rate - target
+
+    def _value_and_grad(self, output, target):
+        values, grad = self._elements(output, target)
+        scale = self._scale(values.size)
+        if scale != 1.0:
+            grad *= scale
+        return float(values.sum()) * scale, grad
+
+    def _per_sample(self, output, target):
+        return self._per_element(*self._elements(output, target))
+
+
 _NAMES = {
     "mse": MSE, "sse": SSE, "bce": BinaryCrossEntropy, "binary_crossentropy": BinaryCrossEntropy,
     "crossentropy": CrossEntropy, "cross_entropy": CrossEntropy,
-    "categorical_crossentropy": CrossEntropy,
+    "categorical_crossentropy": CrossEntropy, "poisson": Poisson,
 }
 
 

@@ -1,8 +1,9 @@
 """scikit-learn estimators on chainrule networks: :class:`MLPClassifier` and :class:`MLPRegressor`.
 
-They take the parameters of scikit-learn's own MLPs (same names, defaults and meaning, the
-sgd and adam solvers) and train the same objective in the same way, so they can replace them
-in a pipeline. On top they offer what scikit-learn's MLP does not: ``dropout``, any chainrule
+They take the parameters of scikit-learn's own MLPs (same names, defaults and meaning: the
+lbfgs, sgd and adam solvers, dense or sparse CSR/CSC X, the regressor's squared-error and
+Poisson losses) and train the same objective in the same way, so they can replace them in a
+pipeline. On top they offer what scikit-learn's MLP does not: ``dropout``, any chainrule
 activation, a validation set of your own (``fit(X, y, X_val=..., y_val=...)``), chainrule
 callbacks (EarlyStopping, ModelCheckpoint, CSVLogger, ReduceLROnPlateau, ...) and float32.
 
@@ -19,6 +20,10 @@ scikit-learn (Glorot uniform, biases too), drawn from ``random_state``, and the 
 ``validation_fraction`` and the "invscaling"/"adaptive" learning rates follow scikit-learn's
 MLP step by step.
 
+``solver="lbfgs"`` hands the full-batch objective (the same L over all samples) and its gradient,
+both from the network's forward and backward passes, to scipy's L-BFGS-B. A sparse X goes to the
+first Dense layer as it is (sparse @ dense forward, Xᵀ·δ gradient), never densified.
+
 The fitted network is ``net_`` (a :class:`chainrule.Sequential` of Dense and activation
 layers, without the output non-linearity): ``est.net_.save("model.npz")`` stores it in
 chainrule's pickle-free format. The estimator itself pickles (joblib, process pools).
@@ -33,13 +38,16 @@ import warnings
 import numpy as np
 
 try:
+    from scipy.sparse import issparse as _issparse
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state, column_or_1d
     from sklearn.utils import shuffle as sk_shuffle
+    from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import type_of_target, unique_labels
+    from sklearn.utils.optimize import _check_optimize_result
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("chainrule.sklearn needs scikit-learn >= 1.6: pip install 'chainrule[sklearn]'"
@@ -50,7 +58,7 @@ from ._checks import check_number, check_positive_int, quiet_float_errors
 from .callbacks import Callback
 from .errors import ChainruleError, ConfigError, DataError, InputTypeError, TrainingError
 from .layers import Dense, Dropout, Layer
-from .losses import SSE, BinaryCrossEntropy, CrossEntropy
+from .losses import SSE, BinaryCrossEntropy, CrossEntropy, Poisson
 from .network import Sequential
 from .optim import SGD, Adam
 from .regularizers import L2
@@ -58,9 +66,31 @@ from .step import NonFiniteLoss, Step
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
+#: The sparse formats the estimators take as they are (the first Dense multiplies them sparse @ dense).
+_SPARSE = ["csr", "csc"]
+
+
+def _lbfgs_verbosity(verbose) -> dict:
+    """scipy's L-BFGS-B option for printing progress (scipy >= 1.15 has none and prints nothing)."""
+    try:
+        from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+    except ImportError:  # pragma: no cover - older scikit-learn
+        return {"iprint": 1 if verbose else -1}
+    return _get_additional_lbfgs_options_dict("iprint", 1 if verbose else -1)
+
+
+def _stochastic_solver(est) -> bool:
+    """partial_fit exists for the sgd and adam solvers only (scikit-learn's rule and message)."""
+    if est.solver not in ("sgd", "adam"):
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers. {est.solver} is not"
+                             " stochastic.")
+    return True
 
 
 _MIXED: dict[type, type] = {}
+
+#: A diverging fit: a TrainingError, and a ValueError as scikit-learn's MLP raises for non-finite weights.
+_DivergedError = type("TrainingError", (TrainingError, ValueError), {"__module__": __name__})
 
 
 def _as_chainrule_error(exc: Exception) -> ChainruleError:
@@ -95,7 +125,8 @@ def _chainrule_errors(method):
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * np.tanh(0.5 * z) + 0.5
+    """σ(z) = e^−log(1 + e^−z), exact in the tails (σ(−40) ≈ 4e−18, not 0) and never overflowing."""
+    return np.exp(-np.logaddexp(0, -z))
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -105,8 +136,9 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 #: scikit-learn's output losses as chainrule's, each per sample, averaged over the (weighted) samples:
 #: softmax: ℓ = logsumexp(z) − z_t;  logistic: ℓ = Σ_k [max(z,0) − z·t + log(1 + e^−|z|)];  identity: ℓ = ½ Σ_k (z − t)²
+#: exp (MLPRegressor(loss="poisson")): ℓ = Σ_k [e^z − t·z + t·log t − t], half the Poisson deviance of μ = e^z
 _LOSSES = {"softmax": CrossEntropy, "logistic": lambda: BinaryCrossEntropy(from_logits=True, reduction="sum"),
-           "identity": SSE}
+           "identity": SSE, "exp": lambda: Poisson(reduction="sum")}
 
 
 #: The estimators' numeric settings and the values each accepts (see ``check_number``); as in
@@ -123,6 +155,7 @@ _NUMBERS = {
     "beta_2": dict(low=0, high=1, high_open=True),
     "epsilon": dict(low=0, low_open=True),
     "n_iter_no_change": dict(low=1, integer=True, no_limit=True),
+    "max_fun": dict(low=1, integer=True),
     "dropout": dict(low=0, high=1, high_open=True),
 }
 
@@ -139,10 +172,14 @@ def _check_settings(est) -> None:
     if not (est.activation in names or (isinstance(est.activation, type) and issubclass(est.activation, Layer))):
         raise ConfigError(f"{who} activation must be one of {names} or a chainrule Layer class,"
                           f" got {est.activation!r}")
-    if est.solver not in ("sgd", "adam"):
-        hint = " (lbfgs is scikit-learn's own MLP's; chainrule trains by mini-batches)" \
-            if est.solver == "lbfgs" else ""
-        raise ConfigError(f"{who} solver must be 'sgd' or 'adam', got {est.solver!r}{hint}")
+    if est.solver not in ("sgd", "adam", "lbfgs"):
+        raise ConfigError(f"{who} solver must be 'lbfgs', 'sgd' or 'adam', got {est.solver!r}")
+    if est.solver == "lbfgs" and (est.dropout or est.callbacks):
+        raise ConfigError(f"{who} solver='lbfgs' minimizes the full-batch loss: it takes no dropout"
+                          f" and no callbacks (use 'sgd' or 'adam'), got dropout={est.dropout!r},"
+                          f" callbacks={est.callbacks!r}")
+    if getattr(est, "loss", "squared_error") not in ("squared_error", "poisson"):
+        raise ConfigError(f"{who} loss must be 'squared_error' or 'poisson', got {est.loss!r}")
     if est.learning_rate not in ("constant", "invscaling", "adaptive"):
         raise ConfigError(f"{who} learning_rate must be 'constant', 'invscaling' or"
                           f" 'adaptive', got {est.learning_rate!r}")
@@ -150,6 +187,23 @@ def _check_settings(est) -> None:
         raise ConfigError(f"{who} callbacks must be a list of chainrule Callbacks, got {est.callbacks!r}")
     if est.dtype is not None and np.dtype(est.dtype) not in (np.float32, np.float64):
         raise ConfigError(f"{who} dtype must be None, float32 or float64, got {est.dtype!r}")
+
+
+class _LayerArrays(list):
+    """``coefs_`` or ``intercepts_``: a list of the network's arrays whose items can be assigned
+    (``est.coefs_[0] = W`` copies W into the first Dense layer, its shape checked)."""
+
+    def __init__(self, est, key: str, attr: str, arrays: list[np.ndarray]) -> None:
+        super().__init__(arrays)
+        self._est, self._key, self._attr = est, key, attr
+
+    def __setitem__(self, index, value) -> None:
+        new = list(self)
+        new[index] = value
+        self._est._copy_arrays(self._key, self._attr, list(self), new)
+
+    def __reduce__(self):  # pickles (and copies) as a plain list
+        return list, (list(self),)
 
 
 class _BaseMLP(BaseEstimator):
@@ -162,7 +216,7 @@ class _BaseMLP(BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 dropout=0.0, callbacks=None, dtype=None):
+                 max_fun=15000, dropout=0.0, callbacks=None, dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -185,6 +239,7 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dropout = dropout
         self.callbacks = callbacks
         self.dtype = dtype
@@ -198,17 +253,22 @@ class _BaseMLP(BaseEstimator):
         return [int(s) for s in sizes]
 
     # --- the network -------------------------------------------------------------------------
-    def _build(self, n_features: int, n_outputs: int, dtype, rs) -> None:
-        """Glorot-uniform weights and biases in scikit-learn's order, from ``rs``."""
+    def _build(self, n_features: int, n_outputs: int, dtype, rs, use_initial: bool = False) -> None:
+        """Glorot-uniform weights and biases in scikit-learn's order, from ``rs`` (with ``use_initial``,
+        those assigned to ``coefs_`` and ``intercepts_`` before the first fit in their place)."""
         sizes = [n_features, *self._hidden_sizes(), n_outputs]
         factor = 2.0 if self.activation in ("logistic", "sigmoid") else 6.0
         act = self.activation if isinstance(self.activation, type) else registry.activation(self.activation)
-        dense = []
+        weights, biases = [], []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
             bound = np.sqrt(factor / (fan_in + fan_out))
-            weight = rs.uniform(-bound, bound, (fan_in, fan_out))
-            bias = rs.uniform(-bound, bound, fan_out)
-            dense.append(Dense(fan_in, fan_out, weight=weight, bias=bias))
+            weights.append(rs.uniform(-bound, bound, (fan_in, fan_out)))
+            biases.append(rs.uniform(-bound, bound, fan_out))
+        for key, attr, arrays in (("weight", "coefs_", weights), ("bias", "intercepts_", biases)):
+            initial = self.__dict__.pop(f"_initial_{key}", None)  # assigned before the first fit
+            if initial is not None and use_initial:
+                self._copy_arrays(key, attr, arrays, initial)
+        dense = [Dense(w.shape[0], w.shape[1], weight=w, bias=b) for w, b in zip(weights, biases, strict=True)]
         layers: list[Layer] = []
         for i, layer in enumerate(dense):
             layers.append(layer)
@@ -223,9 +283,10 @@ class _BaseMLP(BaseEstimator):
         self.t_ = 0
         self.loss_curve_ = []
         self._no_improvement_count = 0
-        self.best_loss_ = None if self.early_stopping else np.inf
-        self.best_validation_score_ = -np.inf if self.early_stopping else None
-        self.validation_scores_ = [] if self.early_stopping else None
+        early = self.early_stopping and self.solver != "lbfgs"  # lbfgs has no early stopping
+        self.best_loss_ = None if early else np.inf
+        self.best_validation_score_ = -np.inf if early else None
+        self.validation_scores_ = [] if early else None
         self._callbacks_started = False
 
     def _dense(self) -> list[Dense]:
@@ -233,15 +294,62 @@ class _BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self) -> list[np.ndarray]:
-        """The weight matrices, (n_in, n_out) each; the network's own arrays (not copies)."""
-        check_is_fitted(self)
-        return [layer.params["weight"] for layer in self._dense()]
+        """The weight matrices, (n_in, n_out) each; the network's own arrays (not copies).
+
+        Assigning ``est.coefs_ = [W1, W2, ...]`` (or ``est.coefs_[i] = W``) copies into the network,
+        each shape checked. Before the first fit, what is assigned is kept and becomes the starting
+        weights of the next ``partial_fit`` or warm-started ``fit`` (as in scikit-learn).
+        """
+        return self._get_arrays("weight", "coefs_")
+
+    @coefs_.setter
+    def coefs_(self, value) -> None:
+        self._set_arrays("weight", "coefs_", value)
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
-        """The bias vectors; the network's own arrays (not copies)."""
+        """The bias vectors; the network's own arrays (not copies). Assignable as ``coefs_``."""
+        return self._get_arrays("bias", "intercepts_")
+
+    @intercepts_.setter
+    def intercepts_(self, value) -> None:
+        self._set_arrays("bias", "intercepts_", value)
+
+    def _get_arrays(self, key: str, attr: str) -> list[np.ndarray]:
+        if not self.__sklearn_is_fitted__() and f"_initial_{key}" in self.__dict__:
+            return self.__dict__[f"_initial_{key}"]
         check_is_fitted(self)
-        return [layer.params["bias"] for layer in self._dense()]
+        return _LayerArrays(self, key, attr, [layer.params[key] for layer in self._dense()])
+
+    def _set_arrays(self, key: str, attr: str, value) -> None:
+        if not self.__sklearn_is_fitted__():  # kept as it is (users fill the list in place) until the build
+            self.__dict__[f"_initial_{key}"] = value
+            return
+        self._copy_arrays(key, attr, [layer.params[key] for layer in self._dense()], value)
+
+    def _copy_arrays(self, key: str, attr: str, targets: list[np.ndarray], value) -> None:
+        """Copy ``value`` (one array per Dense layer) into ``targets``, every shape checked first."""
+        who = type(self).__name__
+        if not isinstance(value, (list, tuple)) or len(value) != len(targets):
+            got = f"{len(value)} arrays" if isinstance(value, (list, tuple)) else repr(type(value).__name__)
+            raise ConfigError(f"{who} {attr} must be a list of {len(targets)} arrays (one {key} per Dense"
+                              f" layer), got {got}")
+        arrays = []
+        for i, (target, v) in enumerate(zip(targets, value, strict=True)):
+            try:
+                arr = np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                arr = None
+            if arr is None or arr.shape != target.shape:
+                got = f"shape {arr.shape}" if arr is not None else repr(v)
+                raise ConfigError(f"{who} {attr}[{i}] (the {key} of Dense layer {i + 1}) must have shape"
+                                  f" {target.shape}, got {got}")
+            if not np.isfinite(arr).all():
+                raise ConfigError(f"{who} {attr}[{i}] (the {key} of Dense layer {i + 1}) must be finite,"
+                                  " got NaN or inf")
+            arrays.append(arr)
+        for target, arr in zip(targets, arrays, strict=True):
+            target[...] = arr
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "net_")
@@ -257,7 +365,7 @@ class _BaseMLP(BaseEstimator):
         _check_settings(self)
         first = not self.__sklearn_is_fitted__() or (not self.warm_start and not incremental)
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=first,
-                             y_numeric=not isinstance(self, ClassifierMixin))
+                             accept_sparse=_SPARSE, y_numeric=not isinstance(self, ClassifierMixin))
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
             if not sample_weight.any():
@@ -266,8 +374,8 @@ class _BaseMLP(BaseEstimator):
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ValueError("pass both X_val and y_val, or neither")
-            X_val = validate_data(self, X_val, reset=False, dtype=(np.float64, np.float32))
-            y_val = self._check_val_target(y_val, len(X_val))
+            X_val = validate_data(self, X_val, reset=False, dtype=(np.float64, np.float32), accept_sparse=_SPARSE)
+            y_val = self._check_val_target(y_val, X_val.shape[0])
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
 
@@ -275,30 +383,83 @@ class _BaseMLP(BaseEstimator):
         if first:
             dtype = self.dtype if self.dtype is not None else (
                 np.float32 if X.dtype == np.float32 else np.float64)
-            self._build(X.shape[1], T.shape[1] if T.ndim == 2 else len(self.classes_), dtype, rs)
+            self._build(X.shape[1], T.shape[1] if T.ndim == 2 else len(self.classes_), dtype, rs,
+                        use_initial=incremental or self.warm_start)
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._new_optimizer()
         self.net_.optimizer = self._optimizer
 
         sw_val = None
-        if self.early_stopping and X_val is None:
+        if self.early_stopping and X_val is None and self.solver != "lbfgs":  # lbfgs: no early stopping
             stratify = y if isinstance(self, ClassifierMixin) and y.ndim == 1 else None
             parts = train_test_split(X, y, T, *([sample_weight] if sample_weight is not None else []),
                                      random_state=rs, test_size=self.validation_fraction, stratify=stratify)
             X, X_val, _, y_val, T, _ = parts[:6]
             if sample_weight is not None:
                 sample_weight, sw_val = parts[6], parts[7]
-            if len(X_val) < 2:
+            if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' or the"
                                  " size of your dataset.")
         if X_val is not None and self.validation_scores_ is None:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
-        X = self.net_._check_input(X, "X")
+        X = self._net_input(X)
         T = T.astype(self.net_.dtype) if T.dtype.kind == "f" else T
         sw = None if sample_weight is None else sample_weight.astype(self.net_.dtype)
-        self._stochastic(X, T, sw, X_val, y_val, sw_val, rs, incremental)
+        if self.solver == "lbfgs":
+            self._lbfgs(X, T, sw)
+            if X_val is not None:
+                self.validation_scores_.append(self._score(X_val, y_val, sw_val))
+                self.best_validation_score_ = max(self.best_validation_score_, self.validation_scores_[-1])
+        else:
+            self._stochastic(X, T, sw, X_val, y_val, sw_val, rs, incremental)
         return self
+
+    def _net_input(self, X):
+        """X, validated by ``validate_data``, in the network's dtype: a CSR matrix for sparse X (rows are
+        sliced into batches and the first Dense multiplies it as it is), else the network's checks."""
+        if _issparse(X):
+            return X.tocsr().astype(self.net_.dtype, copy=False)
+        return self.net_._check_input(X, "X")
+
+    def _lbfgs(self, X, T, sw) -> None:
+        """scipy's L-BFGS-B on the full-batch objective of scikit-learn's lbfgs solver,
+
+            f(θ) = Σ_i w_i ℓ(z_i, t_i) / Σ_i w_i  +  α/2 · Σ_layers ‖W‖² / Σ_i w_i,
+
+        its value and gradient from the network's forward and backward passes (the training step's
+        loss and regularizer), θ = every weight then every bias, flattened in the layers' order."""
+        import scipy.optimize
+
+        net, step = self.net_, self._train_step()
+        params = [layer.params["weight"] for layer in self._dense()] + [layer.params["bias"] for layer in self._dense()]
+        grads = [layer.grads["weight"] for layer in self._dense()] + [layer.grads["bias"] for layer in self._dense()]
+        bounds = np.cumsum([0] + [p.size for p in params])
+        w = np.ones(X.shape[0], net.dtype) if sw is None else sw
+
+        def unpack(theta):
+            for p, start, stop in zip(params, bounds[:-1], bounds[1:], strict=True):
+                p[...] = theta[start:stop].reshape(p.shape)
+
+        def objective(theta):
+            unpack(theta)
+            value, delta = step.loss._weighted_value_and_grad(net._forward_train(X), T, w)
+            if not np.isfinite(value):  # L-BFGS-B backs off from an infinite value in its line search
+                return np.inf, np.zeros_like(theta)
+            step.backward(T, delta)
+            value += step.regularize(float(w.sum()))
+            return value, np.concatenate([g.ravel() for g in grads]).astype(np.float64)
+
+        self.loss_curve_ = []
+        result = scipy.optimize.minimize(
+            objective, np.concatenate([p.ravel() for p in params]).astype(np.float64), method="L-BFGS-B",
+            jac=True, options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
+                               **_lbfgs_verbosity(self.verbose)},
+            callback=lambda intermediate_result: self.loss_curve_.append(float(intermediate_result.fun)))
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = float(result.fun)
+        self.best_loss_ = min(self.loss_curve_, default=self.loss_)
+        unpack(result.x)
 
     def _batch_size(self, n: int) -> int:
         if self.batch_size == "auto":
@@ -311,7 +472,7 @@ class _BaseMLP(BaseEstimator):
     def _stochastic(self, X, T, sw, X_val, y_val, sw_val, rs, incremental) -> None:
         net, opt = self.net_, self._optimizer
         callbacks = list(self.callbacks or [])
-        n = len(X)
+        n = X.shape[0]
         bs = self._batch_size(n)
         index = np.arange(n)
         step = self._train_step()
@@ -332,12 +493,18 @@ class _BaseMLP(BaseEstimator):
                 if self.shuffle:
                     index = sk_shuffle(index, random_state=rs)
                 total = 0.0
-                for b, start in enumerate(range(0, n, bs)):
-                    rows = index[start:start + bs]
-                    value = self._step(step, X[rows], T[rows], None if sw is None else sw[rows], epoch, b)
-                    total += value * len(rows)
-                    for cb in callbacks:
-                        cb.on_batch_end(b, {"loss": value})
+                try:
+                    for b, start in enumerate(range(0, n, bs)):
+                        rows = index[start:start + bs]
+                        value = self._step(step, X[rows], T[rows], None if sw is None else sw[rows], epoch, b)
+                        total += value * len(rows)
+                        for cb in callbacks:
+                            cb.on_batch_end(b, {"loss": value})
+                except TrainingError as exc:
+                    if not early:
+                        raise
+                    self._diverged(str(exc), epoch)
+                    break
                 self.n_iter_ += 1
                 self.loss_ = total / n
                 self.t_ += n
@@ -381,10 +548,22 @@ class _BaseMLP(BaseEstimator):
     def _step(self, step: Step, xb, tb, wb, epoch, batch) -> float:
         """One update on a batch (sample weights: ones when none were given; all zero: no update)."""
         try:
-            return step(xb, tb, np.ones(len(xb), self.net_.dtype) if wb is None else wb).loss
+            return step(xb, tb, np.ones(xb.shape[0], self.net_.dtype) if wb is None else wb).loss
         except NonFiniteLoss as exc:
-            raise TrainingError(f"{type(self).__name__}: the loss became {exc.value} at epoch {epoch + 1},"
-                                f" batch {batch + 1}; scale the inputs or lower learning_rate_init") from None
+            raise _DivergedError(f"{type(self).__name__}: the loss became {exc.value} at epoch {epoch + 1},"
+                                 f" batch {batch + 1}, and training stopped before that batch's update; the"
+                                 " input data may contain large values and need to be preprocessed: scale"
+                                 " the inputs or lower learning_rate_init") from None
+
+    def _diverged(self, message: str, epoch: int) -> None:
+        """With early stopping, a non-finite training loss ends training as scikit-learn's diverging fit
+        ends: the epoch is recorded (loss_ NaN, validation score NaN), the best weights are restored."""
+        self.n_iter_ += 1
+        self.loss_ = np.nan
+        self.loss_curve_.append(np.nan)
+        self.validation_scores_.append(np.nan)
+        warnings.warn(f"{message}. Training stopped; the weights of the best validation score"
+                      f" ({self.best_validation_score_:g}) are restored.", ConvergenceWarning, stacklevel=5)
 
     def _update_no_improvement(self, early: bool) -> tuple[bool, bool]:
         """scikit-learn's rule: (stop?, is the validation score the best so far?)."""
@@ -424,7 +603,7 @@ class _BaseMLP(BaseEstimator):
         return True
 
     def _val_loss(self, X_val, y_val, sw_val) -> float:
-        z = self.net_.predict(X_val)
+        z = self._raw_output(X_val)
         t = self._encode_known(y_val)
         t = t.astype(z.dtype) if t.dtype.kind == "f" else t
         w = np.ones(len(z), z.dtype) if sw_val is None else np.asarray(sw_val, z.dtype)
@@ -432,9 +611,26 @@ class _BaseMLP(BaseEstimator):
 
     # --- using --------------------------------------------------------------------------------
     def _output(self, X) -> np.ndarray:
+        """The network's output (logits, or the regressor's value before its output activation) for
+        X, in the network's dtype (float32 for a model trained in float32, as scikit-learn's)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return np.asarray(self.net_.predict(X), dtype=np.float64)
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32), accept_sparse=_SPARSE)
+        if _issparse(X):
+            return self._raw_output(X)
+        return self.net_.predict(X)
+
+    def _raw_output(self, X) -> np.ndarray:
+        """The output for X already validated (by fit or ``_output``), without the network's checks:
+        a diverged network's inf or NaN comes back as it is, for the validation score to record."""
+        if not _issparse(X):
+            return self.net_._predict_prepared(np.asarray(X, self.net_.dtype))
+        X = X.tocsr().astype(self.net_.dtype, copy=False)  # row slices of it in batches of 8192
+        return np.concatenate([self.net_._predict_prepared(X[i:i + 8192], None) for i in range(0, X.shape[0], 8192)])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
     def __getstate__(self):
         """Pickle without the arrays the layers keep from their last forward pass."""
@@ -453,7 +649,7 @@ class _BaseMLP(BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multi-layer perceptron classifier on a chainrule network (log-loss, sgd or adam).
+    """Multi-layer perceptron classifier on a chainrule network (log-loss; lbfgs, sgd or adam).
 
     Two classes give one sigmoid output, more give a softmax over one output per class, and
     a label-indicator matrix y (n_samples, n_labels) gives one sigmoid per label (multilabel).
@@ -464,7 +660,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     activation : str or chainrule Layer class, default "relu"
         "identity", "logistic" (= "sigmoid"), "tanh", "relu", "leaky_relu", "elu", "softplus",
         or a Layer class (instantiated without arguments after each hidden Dense).
-    solver : {"adam", "sgd"}
+    solver : {"adam", "sgd", "lbfgs"}
+        lbfgs: scipy's L-BFGS-B on the full-batch loss (``max_iter`` iterations at most,
+        ``max_fun`` loss evaluations, ``tol`` its gradient tolerance); no dropout, no callbacks.
     alpha : float
         L2 penalty on the weights (not the biases), as in scikit-learn.
     batch_size : int or "auto"
@@ -473,7 +671,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         The sgd solver's schedule.
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start,
     momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-    n_iter_no_change
+    n_iter_no_change, max_fun
         As in :class:`sklearn.neural_network.MLPClassifier`.
     dropout : float
         Dropout probability after each hidden activation (0 = none).
@@ -489,6 +687,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     net_ : chainrule.Sequential
         The trained network (outputs logits).
     coefs_, intercepts_ : list of ndarray
+        The network's own arrays; assignable (shapes checked), before or after a fit.
     loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_, n_iter_, t_,
     n_layers_, n_outputs_, out_activation_, n_features_in_, feature_names_in_
         As in scikit-learn. ``validation_scores_`` is filled whenever there is a validation
@@ -516,6 +715,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         return self._fit(X, y, sample_weight, X_val, y_val)
 
+    @available_if(_stochastic_solver)
     @_chainrule_errors
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y); ``classes`` (every label) is required on the first call."""
@@ -550,14 +750,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 if classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
                     raise ValueError(f"`classes={classes!r}` is not the same as on the first call to"
                                      f" partial_fit ({self.classes_!r})")
-                new = np.setdiff1d(unique_labels(y), self.classes_)
-                if len(new):
-                    raise ValueError(f"`y` has classes not in `self.classes_`: {new!r};"
-                                     f" the model knows {self.classes_!r}")
                 if self.warm_start and not incremental and set(unique_labels(y)) != set(self.classes_):
                     raise ValueError("warm_start can only be used where `y` has the same classes as in"
                                      f" the previous call to fit. Previously got {self.classes_}, `y` has"
                                      f" {unique_labels(y)}")
+                new = np.setdiff1d(unique_labels(y), self.classes_)
+                if len(new):
+                    raise ValueError(f"`y` has classes not in `self.classes_`: {new!r};"
+                                     f" the model knows {self.classes_!r}")
         return self._encode_known(y)
 
     def _encode_known(self, y) -> np.ndarray:
@@ -581,7 +781,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return y_val
 
     def _score(self, X, y, sample_weight=None) -> float:
-        return accuracy_score(y, self.predict(X), sample_weight=sample_weight)
+        """Accuracy on X already validated (fit's validation set: no feature-name checks per epoch)."""
+        return accuracy_score(y, self._labels(self._raw_output(X)), sample_weight=sample_weight)
 
     @_chainrule_errors
     def predict_proba(self, X) -> np.ndarray:
@@ -590,8 +791,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self._out == "softmax":
             return _softmax(z)
         p = _sigmoid(z)
-        if not self._multilabel:  # two classes, one output
-            return np.hstack([1 - p, p])
+        if not self._multilabel:  # two classes, one output: 1 − σ(z) = σ(−z), exact for large z too
+            return np.hstack([_sigmoid(-z), p])
         return p
 
     @_chainrule_errors
@@ -603,7 +804,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @_chainrule_errors
     def predict(self, X) -> np.ndarray:
         """The most probable class of each sample (a 0/1 matrix for multilabel)."""
-        z = self._output(X)
+        return self._labels(self._output(X))
+
+    def _labels(self, z: np.ndarray) -> np.ndarray:
         if self._out == "softmax":
             return self.classes_[z.argmax(axis=1)]
         if not self._multilabel:
@@ -617,22 +820,41 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor on a chainrule network (squared error, sgd or adam).
+    """Multi-layer perceptron regressor on a chainrule network (squared error or Poisson).
 
-    The output layer is linear, one unit per target column. Parameters and attributes are
-    those of :class:`MLPClassifier` (without ``classes_``); the callbacks' validation score is
-    "val_r2". Scale the target (e.g. a ``TransformedTargetRegressor``) when its values are large.
+    One output unit per target column, linear (``loss="squared_error"``) or exp
+    (``loss="poisson"``: half the Poisson deviance of the rate e^z, for targets >= 0). The other
+    parameters and attributes are those of :class:`MLPClassifier` (without ``classes_``); the
+    callbacks' validation score is "val_r2". Scale the target (e.g. a
+    ``TransformedTargetRegressor``) when its values are large.
     """
 
     _score_name = "r2"
     _out = "identity"
     _multilabel = False
 
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant", learning_rate_init=0.001,
+                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 max_fun=15000, dropout=0.0, callbacks=None, dtype=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1,
+            beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            dropout=dropout, callbacks=callbacks, dtype=dtype)
+        self.loss = loss
+
     @_chainrule_errors
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
         """Train on (X, y) for up to ``max_iter`` epochs; see :meth:`MLPClassifier.fit`."""
         return self._fit(X, y, sample_weight, X_val, y_val)
 
+    @available_if(_stochastic_solver)
     @_chainrule_errors
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y)."""
@@ -643,8 +865,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             y = column_or_1d(y, warn=True)
         T = np.asarray(y, dtype=np.float64)
         T = T.reshape(len(T), -1)
+        if self.loss == "poisson" and (T < 0).any():
+            raise ValueError(f"{type(self).__name__} loss='poisson' needs targets >= 0 (counts or rates),"
+                             f" got a minimum of {T.min()!r}")
         if first:
-            self.out_activation_ = "identity"
+            self._out = self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
         elif T.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {T.shape[1]} columns, but the model was fitted on {self.n_outputs_}")
         return T
@@ -660,12 +885,21 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return y_val
 
     def _score(self, X, y, sample_weight=None) -> float:
-        return r2_score(y, self.predict(X), sample_weight=sample_weight)
+        """R² on X already validated; NaN (as scikit-learn) when the network's output is not finite."""
+        pred = self._values(self._raw_output(X))
+        if not np.isfinite(pred).all():
+            return np.nan
+        return r2_score(y, pred, sample_weight=sample_weight)
 
     @_chainrule_errors
     def predict(self, X) -> np.ndarray:
-        """Predicted values, (n_samples,) for one target, (n_samples, n_targets) for several."""
-        z = self._output(X)
+        """Predicted values, (n_samples,) for one target, (n_samples, n_targets) for several; in
+        float32 for a model trained in float32."""
+        return self._values(self._output(X))
+
+    def _values(self, z: np.ndarray) -> np.ndarray:
+        if self._out == "exp":
+            z = np.exp(z)
         return z[:, 0] if z.shape[1] == 1 else z
 
     def __sklearn_tags__(self):
