@@ -2,6 +2,7 @@
 
 from .activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from .base import Layer, layer_from_config
+from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .fixedpoint import ConvergenceError, FixedPointRNN
@@ -12,4 +13,6 @@ __all__ = [
     "Layer", "layer_from_config", "Dense", "Dropout",
     "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "Softplus", "Softmax",
     "Recurrent", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
+    "Conv2D",
+    "Conv1D",
 ]
