@@ -155,28 +155,30 @@ class _Conv(Layer):
             xp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=x.dtype)
             xp[:, :, pt:pt + h, pl:pl + w] = x
         else:
-            xp = np.ascontiguousarray(x)
+            xp = x
         self._padded_shape = xp.shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         bn, bc, bh, bw = xp.strides
-        # windows[n, i, j, c, u, v] = x_pad[n, c, i·s + u·d, j·s + v·d]  (a view, nothing copied)
-        windows = as_strided(xp, (n, ho, wo, c, kh, kw), (bn, bh * sh, bw * sw, bc, bh * dh, bw * dw),
+        # windows[c, u, v, n, i, j] = x_pad[n, c, i·s + u·d, j·s + v·d]  (a view, nothing copied)
+        windows = as_strided(xp, (c, kh, kw, n, ho, wo), (bc, bh * dh, bw * dw, bn, bh * sh, bw * sw),
                              writeable=False)
-        cols = windows.reshape(n * ho * wo, c * kh * kw)  # the one copy: (n·H'·W', C·kh·kw)
+        # The one copy: cols (C·kh·kw, n·H'·W'). This layout copies whole runs of W' pixels; the
+        # transposed one, rows (n·H'·W', C·kh·kw), copies kh·kw-long runs and took 7x longer for
+        # the 1x28x28 LeNet layer (1.65 ms against 0.24 ms, float32, batch 64).
+        cols = windows.reshape(c * kh * kw, n * ho * wo)
         self._cols = cols
-        z = cols @ self.params["weight"].reshape(self.out_channels, -1).T  # (n·H'·W', C_out)
+        z = self.params["weight"].reshape(self.out_channels, -1) @ cols  # (C_out, n·H'·W')
         if self.use_bias:
-            z += self.params["bias"]
-        z = z.reshape(n, ho, wo, self.out_channels).transpose(0, 3, 1, 2)
-        out = np.ascontiguousarray(z)
+            z += self.params["bias"][:, None]
+        out = np.ascontiguousarray(z.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3))
         return out[:, :, 0, :] if self._ndim == 1 else out
 
     # --- backward ---------------------------------------------------------------------
     def _delta_matrix(self, delta: np.ndarray) -> np.ndarray:
         if self._ndim == 1:
             delta = delta[:, :, None, :]
-        # (n, C_out, H', W') -> (n·H'·W', C_out), rows in the order of cols' rows
-        return delta.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)
+        # (n, C_out, H', W') -> δ_mat (C_out, n·H'·W'), columns in the order of cols' columns
+        return delta.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)
 
     def backward_params(self, delta: np.ndarray) -> None:
         """Fill ``grads`` only; the first layer of a network needs no dL/dx."""
@@ -184,9 +186,9 @@ class _Conv(Layer):
 
     def _params_from(self, d2: np.ndarray) -> None:
         grad_w = self.grads["weight"].reshape(self.out_channels, -1)  # a view: written in place
-        np.matmul(d2.T, self._cols, out=grad_w)  # dL/dW = δ_colsᵀ · cols
+        np.matmul(d2, self._cols.T, out=grad_w)  # dL/dW = δ_mat · colsᵀ, one product
         if self.use_bias:
-            np.add.reduce(d2, axis=0, out=self.grads["bias"])
+            np.add.reduce(d2, axis=1, out=self.grads["bias"])
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
         d2 = self._delta_matrix(delta)
@@ -194,16 +196,19 @@ class _Conv(Layer):
         n, c, hp, wp = self._padded_shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         ho, wo = (delta.shape[2], delta.shape[3]) if self._ndim == 2 else (1, delta.shape[2])
-        # dL/dcols = δ_cols · W : (n·H'·W', C·kh·kw); col2im adds each column back where it was read
-        dcols = (d2 @ self.params["weight"].reshape(self.out_channels, -1)).reshape(n, ho, wo, c, kh, kw)
-        dcols = dcols.transpose(0, 3, 4, 5, 1, 2)  # (n, C, kh, kw, H', W')
-        grad_xp = np.zeros((n, c, hp, wp), dtype=dcols.dtype)
-        for u in range(kh):  # kh·kw whole-array adds, not one per pixel
+        # dL/dcols = W_matᵀ · δ_mat (C·kh·kw, n·H'·W'); col2im adds each entry back where it was read.
+        # kh·kw whole-array adds, not one per pixel. The other route, dL/dx as the full convolution
+        # of delta with the flipped kernel (an im2col of the padded delta), took 3 to 6 times longer
+        # for the LeNet layers (float32, batch 64): its cols hold kh·kw·C_out rows of the padded
+        # image, where col2im's adds touch C·kh·kw·n·H'·W' numbers once each.
+        dcols = (self.params["weight"].reshape(self.out_channels, -1).T @ d2).reshape(c, kh, kw, n, ho, wo)
+        grad_xp = np.zeros((c, n, hp, wp), dtype=dcols.dtype)  # (C, n, ...): the layout of dcols
+        for u in range(kh):
             rows = slice(u * dh, u * dh + sh * (ho - 1) + 1, sh)
             for v in range(kw):
-                grad_xp[:, :, rows, v * dw:v * dw + sw * (wo - 1) + 1:sw] += dcols[:, :, u, v]
+                grad_xp[:, :, rows, v * dw:v * dw + sw * (wo - 1) + 1:sw] += dcols[:, u, v]
         (pt, pb), (pl, pr) = self.pad
-        grad_x = grad_xp[:, :, pt:hp - pb, pl:wp - pr]
+        grad_x = np.ascontiguousarray(grad_xp[:, :, pt:hp - pb, pl:wp - pr].transpose(1, 0, 2, 3))
         return grad_x[:, :, 0, :] if self._ndim == 1 else grad_x
 
     def astype(self, dtype):
