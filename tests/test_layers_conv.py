@@ -218,15 +218,33 @@ def test_he_uniform_uses_the_fan_in_of_the_kernel():
     np.testing.assert_array_equal(again.params["weight"], w)
 
 
+def test_explicit_initial_weights_are_taken_in_pytorchs_layout():
+    weight = np.arange(18.0).reshape(2, 1, 3, 3)
+    layer = cr.Conv2D(1, 2, 3, init=weight, dtype=np.float64)
+    np.testing.assert_array_equal(layer.params["weight"], weight)
+    x = np.zeros((1, 1, 3, 3))
+    x[0, 0, 0, 1] = 1.0  # picks W[o, 0, 0, 1]
+    np.testing.assert_array_equal(layer.forward(x)[0, :, 0, 0], [1.0, 10.0])
+    with pytest.raises(cr.ShapeError, match=r"\(2, 1, 3, 3\)"):
+        cr.Conv2D(1, 2, 3, init=np.ones((3, 3)))
+    assert cr.Conv1D(1, 2, 3, init=np.ones((2, 1, 3))).params["weight"].shape == (2, 1, 3)
+
+
+def test_repr_names_the_settings_that_differ_from_the_defaults():
+    assert repr(cr.Conv2D(1, 6, 5)) == "Conv2D(1, 6, kernel_size=5)"
+    assert repr(cr.Conv2D(1, 6, (3, 5), stride=(1, 2), padding=1)) == \
+        "Conv2D(1, 6, kernel_size=[3, 5], stride=[1, 2], padding=1)"
+    assert repr(cr.Conv1D(2, 3, 4, padding="same", use_bias=False)) == \
+        "Conv1D(2, 3, kernel_size=4, padding='same', use_bias=False)"
+
+
 def test_float32_stays_float32():
     net = cr.Sequential(cr.Conv2D(2, 3, 3, padding=1, seed=0), cr.ReLU(), cr.Conv2D(3, 1, 3, seed=1))
     x = np.random.default_rng(0).normal(size=(2, 2, 6, 6)).astype(np.float32)
     z = net.forward(x, training=True)
-    grad_x = net.backward(np.ones_like(z)) if hasattr(net, "backward") else None
-    assert z.dtype == np.float32
+    grad_x = net.backward(np.ones_like(z))
+    assert z.dtype == np.float32 and grad_x.dtype == np.float32
     assert all(g.dtype == np.float32 for layer in net.layers for g in layer.grads.values())
-    if grad_x is not None:
-        assert grad_x.dtype == np.float32
 
 
 def test_a_float64_network_keeps_the_exact_float64_draw():

@@ -114,8 +114,12 @@ class _Conv(Layer):
         return (h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
 
     def __repr__(self) -> str:
+        """Channels, kernel, and the settings that differ from their defaults."""
         c = self.get_config()
-        return f"{type(self).__name__}({c['in_channels']}, {c['out_channels']}, kernel_size={c['kernel_size']!r})"
+        default = {"stride": 1, "padding": 0, "dilation": 1, "use_bias": True}
+        extra = "".join(f", {k}={c[k]!r}" for k, v in default.items() if c[k] != v)
+        channels = f"{c['in_channels']}, {c['out_channels']}"
+        return f"{type(self).__name__}({channels}, kernel_size={c['kernel_size']!r}{extra})"
 
     def _describe_input(self) -> str:
         return "(n, C, L)" if self._ndim == 1 else "(n, C, H, W)"
