@@ -74,6 +74,8 @@ REQUIRED = {
     "RNN": dict(n_in=2, n_hidden=3),
     "LSTM": dict(n_in=2, n_hidden=3),
     "FixedPointRNN": dict(n_in=2, n_hidden=3),
+    "Conv2D": dict(in_channels=2, out_channels=3, kernel_size=3),
+    "Conv1D": dict(in_channels=2, out_channels=3, kernel_size=3),
     "SyntheticGradient": dict(n_features=3),
     "StepLR": dict(step_size=2),
     "CosineLR": dict(t_max=5),

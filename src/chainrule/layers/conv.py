@@ -299,9 +299,10 @@ class Conv2D(_Conv):
     # kernel_size counts twice (kh·kw); the load-time size guard reads a [kh, kw] pair as its two sizes
     size_args = ("in_channels", "out_channels", "kernel_size", "kernel_size")
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, use_bias: bool = True, init="he_uniform", seed=None,
-                 dtype=np.float32) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
+                 dilation: int | tuple[int, int] = 1, use_bias: bool = True, init="he_uniform",
+                 seed=None, dtype=np.float32) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          use_bias, init, seed, dtype)
 
@@ -332,7 +333,7 @@ class Conv1D(_Conv):
     size_args = ("in_channels", "out_channels", "kernel_size")
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding=0, dilation: int = 1, use_bias: bool = True, init="he_uniform", seed=None,
+                 padding: int | str = 0, dilation: int = 1, use_bias: bool = True, init="he_uniform", seed=None,
                  dtype=np.float32) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          use_bias, init, seed, dtype)
