@@ -5,15 +5,16 @@ one matrix product over an im2col view of the padded input (a strided view copie
 (C·kh·kw, n·H'·W') matrix), so there is no Python loop over pixels.
 
 Speed, forward + backward (dL/dW, dL/db and dL/dx), float32, batch 64, against PyTorch 2.13 eager
-on CPU (torch.nn.Conv2d, autograd), both on 1 thread (OPENBLAS_NUM_THREADS=1,
-torch.set_num_threads(1)), best of 15 interleaved rounds of 5 calls:
+on CPU (torch.nn.Conv2d and autograd), both on the same thread count (OPENBLAS_NUM_THREADS and
+torch.set_num_threads), best of 15 interleaved rounds of 5 calls, on an otherwise idle 2-core machine:
 
-    layer                       chainrule   PyTorch   ratio    without dL/dx (backward_params)
-    1x28x28 -> 6 ch, 5x5        2.9 ms      6.0 ms    0.49     1.4 ms / 1.2 ms = 1.2
-    6x14x14 -> 16 ch, 5x5       3.2 ms      2.2 ms    1.5      1.7 ms / 1.2 ms = 1.4
+    layer                    threads  chainrule  PyTorch  ratio   without dL/dx (backward_params)
+    1x28x28 -> 6 ch, 5x5     1        2.9 ms     5.7 ms   0.51    1.4 ms / 1.1 ms = 1.3
+    6x14x14 -> 16 ch, 5x5    1        3.3 ms     2.1 ms   1.55    1.7 ms / 1.2 ms = 1.4
+    1x28x28 -> 6 ch, 5x5     2        2.3 ms     5.6 ms   0.41    2.1 ms / 0.9 ms = 2.3 to 2.7
+    6x14x14 -> 16 ch, 5x5    2        2.7 ms     2.2 ms   1.25    2.2 ms / 0.9 ms = 2.3 to 2.5
 
-(on 2 threads the machine these were measured on, 2 cores shared with other work, gave timings
-dominated by contention, from 0.3 to 2.4 in both directions, so they are not quoted.)
+Most of the backward is col2im's kh·kw adds (0.7 ms and 1.2 ms of it for these two layers).
 """
 
 from __future__ import annotations
@@ -173,8 +174,9 @@ class _Conv(Layer):
         windows = as_strided(xp, (c, kh, kw, n, ho, wo), (bc, bh * dh, bw * dw, bn, bh * sh, bw * sw),
                              writeable=False)
         # The one copy: cols (C·kh·kw, n·H'·W'). This layout copies runs of W' pixels; the
-        # transposed one, rows (n·H'·W', C·kh·kw), copies runs of kw and took 2 to 7 times longer
-        # (1x28x28 LeNet layer, float32, batch 64: 1.6 to 2.0 ms against 0.24 to 0.46 ms).
+        # transposed one, rows (n·H'·W', C·kh·kw), copies runs of kw and took 2 to 5 times longer
+        # (LeNet layers, float32, batch 64: 1.1 ms against 0.23 ms for 1x28x28, 1.0 against 0.49
+        # for 6x14x14).
         cols = windows.reshape(c * kh * kw, n * ho * wo)
         self._cols = cols
         z = self.params["weight"].reshape(self.out_channels, -1) @ cols  # (C_out, n·H'·W')
@@ -197,7 +199,7 @@ class _Conv(Layer):
     def _params_from(self, d2: np.ndarray) -> None:
         grad_w = self.grads["weight"].reshape(self.out_channels, -1)  # a view: written in place
         # dL/dW = δ_mat · colsᵀ, one product, computed as its transpose cols · δ_matᵀ: OpenBLAS
-        # took 1.6 ms for δ_mat · colsᵀ and 0.4 ms for cols · δ_matᵀ (1x28x28 LeNet layer, 1 thread)
+        # took 0.75 ms for δ_mat · colsᵀ and 0.39 ms for cols · δ_matᵀ (either LeNet layer, 1 thread)
         grad_w[...] = (self._cols @ d2.T).T
         if self.use_bias:
             np.add.reduce(d2, axis=1, out=self.grads["bias"])
