@@ -81,6 +81,8 @@ REQUIRED = {
     "AvgPool2D": dict(kernel_size=2),
     "BatchNorm": dict(num_features=3),
     "LayerNorm": dict(normalized_shape=3),
+    "Conv2D": dict(in_channels=2, out_channels=3, kernel_size=3),
+    "Conv1D": dict(in_channels=2, out_channels=3, kernel_size=3),
     "SyntheticGradient": dict(n_features=3),
     "StepLR": dict(step_size=2),
     "CosineLR": dict(t_max=5),

@@ -243,11 +243,18 @@ def _check_sizes(i: int, name, config, n_elements: int, depth: int = 0) -> None:
         value = config.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise FileFormatError(f"layer {i} ({name}) size {key} must be a whole number >= 0,"
-                                  f" got {repr(value)[:80]}")
+        if isinstance(value, list):  # a pair such as a kernel's [kh, kw] is its own sizes, counted once
+            if key in sizes:
+                continue
+            values = value
+        else:
+            values = [value]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise FileFormatError(f"layer {i} ({name}) size {key} must be a whole number >= 0,"
+                                      f" got {repr(value)[:80]}")
         sizes[key] = value
-        factors.append(value)  # (a size listed twice counts twice)
+        factors.extend(values)  # (a size listed twice counts twice)
     largest = sorted(factors, reverse=True)[:2]
     if math.prod(largest) > max(16 * n_elements, _MIN_ALLOCATION):
         raise FileFormatError(f"layer {i} ({name}) declares sizes {sizes} that the file's"

@@ -2,6 +2,7 @@
 
 from .activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from .base import Layer, layer_from_config
+from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
@@ -26,4 +27,6 @@ __all__ = [
     "Flatten",
     "BatchNorm",
     "LayerNorm",
+    "Conv2D",
+    "Conv1D",
 ]
