@@ -21,11 +21,11 @@ def _net():
 def test_a_step_is_forward_loss_backward_update_by_hand():
     X, y = _data()
     net, ref = _net(), _net()
-    outcome = cr.make_step(net, cr.MSE(), cr.SGD(lr=0.1))(X, y)
+    _, loss, _ = cr.make_step(net, cr.MSE(), cr.SGD(lr=0.1))(X, y)
     out = ref(X)
     ref.backward(cr.MSE().grad(out, y))
     cr.SGD(lr=0.1).step(ref)
-    assert outcome.loss == pytest.approx(cr.MSE().value(out, y), rel=1e-15)
+    assert loss == pytest.approx(cr.MSE().value(out, y), rel=1e-15)
     for a, b in zip(net.get_weights(), ref.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -47,7 +47,7 @@ import zlib
 import numpy as np
 
 from .errors import ChainruleError, ConfigError, ShapeError
-from .step import NonFiniteLoss, Outcome
+from .step import NonFiniteLoss
 
 #: Gradients above this size go out in several Allreduce calls (whole parameters, last layer first).
 DEFAULT_BUCKET_CAP_MB = 25.0
@@ -491,7 +491,7 @@ class _ParallelStep:
     def __init__(self, inner, dp: DataParallel) -> None:
         self.inner, self.dp = inner, dp
 
-    def __call__(self, xb: np.ndarray, yb: np.ndarray) -> Outcome:
+    def __call__(self, xb: np.ndarray, yb: np.ndarray):
         rows = len(xb)
         xb, yb = self.dp.shard(xb, yb)
         output, value, delta = self.inner.forward(xb, yb)
@@ -499,7 +499,7 @@ class _ParallelStep:
         value = self.dp.reduce(value)  # (a non-finite loss on any rank stops every rank here)
         value += self.inner.regularize(rows)
         self.inner.update()
-        return Outcome(output, value, yb)
+        return output, value, yb
 
     def epoch_logs(self) -> dict[str, float]:
         return self.inner.epoch_logs()

@@ -548,7 +548,7 @@ class _BaseMLP(BaseEstimator):
     def _step(self, step: Step, xb, tb, wb, epoch, batch) -> float:
         """One update on a batch (sample weights: ones when none were given; all zero: no update)."""
         try:
-            return step(xb, tb, np.ones(xb.shape[0], self.net_.dtype) if wb is None else wb).loss
+            return step(xb, tb, np.ones(xb.shape[0], self.net_.dtype) if wb is None else wb)[1]
         except NonFiniteLoss as exc:
             raise _DivergedError(f"{type(self).__name__}: the loss became {exc.value} at epoch {epoch + 1},"
                                  f" batch {batch + 1}, and training stopped before that batch's update; the"

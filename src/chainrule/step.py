@@ -5,8 +5,8 @@ MPI training, the credit-assignment rules, truncated BPTT, checkpoint and resume
 updates through a step built here::
 
     step = make_step(net, loss, optimizer)          # backpropagation, the default
-    outcome = step(xb, yb)                          # one update on the batch (xb, yb)
-    outcome.output, outcome.loss                    # what the loop needs for metrics and logs
+    output, loss, target = step(xb, yb)             # one update on the batch (xb, yb): what the
+                                                    # loop needs for metrics and logs
 
 A step is four moves, each a method a variant may replace::
 
@@ -27,7 +27,6 @@ A step is four moves, each a method a variant may replace::
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 
@@ -40,15 +39,6 @@ class NonFiniteLoss(Exception):
     def __init__(self, value: float, where: str = "") -> None:
         super().__init__(f"the loss became {value}{where}")
         self.value, self.where = value, where
-
-
-class Outcome(NamedTuple):
-    """What one step gives the loop: the output, the batch loss, and the targets it was scored on
-    (a data-parallel step scores this rank's rows only)."""
-
-    output: np.ndarray
-    loss: float
-    target: np.ndarray
 
 
 class Step:
@@ -72,22 +62,24 @@ class Step:
         self.net, self.loss, self.optimizer, self.regularizer = net, loss, optimizer, regularizer
         self.penalty = 0.0  # the regularizer's share of the last loss value
 
-    def __call__(self, xb: np.ndarray, yb: np.ndarray, weight: np.ndarray | None = None) -> Outcome:
-        """One update on (xb, yb); with ``weight`` (n,), the loss is the weighted mean over samples
-        and the regularizer's batch size is Σ weight (a batch whose weights are all 0 changes nothing)."""
+    def __call__(self, xb: np.ndarray, yb: np.ndarray, weight: np.ndarray | None = None):
+        """One update on (xb, yb): (output, loss, the targets it was scored on). With ``weight`` (n,)
+        the loss is the weighted mean over samples and the regularizer's batch size is Σ weight (a
+        batch whose weights are all 0 changes nothing). (A plain tuple: the loop runs it per batch.)"""
         if weight is None:
             output, value, delta = self.forward(xb, yb)
         else:
             output = self.net._forward_train(xb)
             value, delta = self.loss._weighted_value_and_grad(output, yb, weight)
             if delta is None:
-                return Outcome(output, value, yb)
+                return output, value, yb
         if not math.isfinite(value):
             raise NonFiniteLoss(value)
         self.backward(yb, delta)
-        value += self.regularize(len(xb) if weight is None else float(weight.sum()))
+        if self.regularizer is not None:
+            value += self.regularize(len(xb) if weight is None else float(weight.sum()))
         self.update()
-        return Outcome(output, value, yb)
+        return output, value, yb
 
     def regularize(self, n: int) -> float:
         """Add the regularizer's gradient for a batch of ``n`` samples; return its penalty (0 without)."""

@@ -71,24 +71,26 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                rule=rule, bptt_steps=bptt_steps, distributed=distributed, checkpoint=checkpoint,
                checkpoint_every=checkpoint_every, resume=resume, graceful_stop=graceful_stop,
                regularizer=regularizer)
-    history, pos, step, stop, out = run.history, run.position, run.step, run.stop, run.output
+    history, pos, step, stop, out, bs = run.history, run.position, run.step, run.stop, run.output, run.bs
     try:
         with stop, quiet_float_errors():  # an overflow shows as a non-finite loss, reported below
             for epoch in range(pos.epoch, epochs):
-                first = run.begin_epoch(epoch)
-                bar = out.epoch_bar(run.n_batches, epoch, first)
-                for b, xb, yb in run.batches(first):
+                first, Xs, ys = run.begin_epoch(epoch)  # (Xs None: large data, gathered batch by batch)
+                bar = out.epoch_bar(run.n_batches, epoch, first) if out.bars else None
+                for b in range(first, run.n_batches):
+                    xb, yb = (Xs[b * bs:(b + 1) * bs], ys[b * bs:(b + 1) * bs]) if Xs is not None else run.gather(b)
                     try:
-                        result = step(xb, yb)
+                        output, value, target = step(xb, yb)
                     except NonFiniteLoss as exc:
                         raise run.diverged(exc, epoch, b, len(xb)) from None
-                    pos.last_loss = result.loss
-                    pos.total += result.loss * len(xb) if run.mean_reduction else result.loss
+                    pos.last_loss = value
+                    pos.total += value * len(xb) if run.mean_reduction else value
                     for m in run.metrics:
-                        m.update(result.target, result.output)
+                        m.update(target, output)
                     for cb in run.user_callbacks:
-                        cb.on_batch_end(b, {"loss": result.loss})
-                    out.batch_done(bar)
+                        cb.on_batch_end(b, {"loss": value})
+                    if bar is not None:
+                        bar.update(1)
                     pos.batch, pos.step = b + 1, pos.step + 1
                     for hook in run.hooks:
                         hook.batch_end(pos, stop.requested)
@@ -102,7 +104,7 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs: int = 1, batch_size: int
                 out.epoch_done(bar, epoch, logs)
                 for cb in run.callbacks:
                     cb.on_epoch_end(epoch, logs)
-                _check_parameters(net, epoch)
+                run.check_parameters(epoch)
                 pos.epoch, pos.batch = epoch + 1, 0
                 for hook in run.hooks:  # the ranks agree on stopping; the checkpoint is written
                     hook.epoch_end(pos)
@@ -200,6 +202,8 @@ class _Run:
             self.hooks.append(dp)
         step = make_step(net, loss, optimizer, rule=rule, bptt_steps=bptt_steps, regularizer=regularizer)
         self.step = dp.wrap(step) if dp is not None else step
+        self.step_logs = rule is not None
+        self.check_parameters = _ParameterCheck(net)
         self.callbacks: list[Callback] = [history, *callbacks]
         for cb in self.callbacks:
             cb.set_model(net)
@@ -229,8 +233,9 @@ class _Run:
         self.mean_reduction = loss.reduction == "mean"
         self.dp, self.saver = dp, next((h.saver for h in self.hooks if isinstance(h, _CheckpointHook)), None)
 
-    def begin_epoch(self, epoch: int) -> int:
-        """Draw the epoch's order; reset or restore the metrics; the first batch to run."""
+    def begin_epoch(self, epoch: int):
+        """Draw the epoch's order, reset or restore the metrics; (first batch to run, X and y in the
+        epoch's order, or None, None when large data are gathered batch by batch: ``gather``)."""
         pos = self.position
         mid_epoch = epoch == pos.epoch and pos.batch > 0
         if mid_epoch:  # resuming inside an epoch: draw its order again from the same state
@@ -240,39 +245,38 @@ class _Run:
             for cb in self.callbacks:
                 cb.on_epoch_begin(epoch)
         pos.epoch_rng = self.rng.bit_generator.state if self.saver is not None else None
-        n = len(self.X)
+        X, y = self.X, self.y
         # (one sample: nothing to shuffle, and permutation(1) draws no random number)
-        self.order = self.rng.permutation(n) if self.shuffle and n > 1 else None
+        order = self.order = self.rng.permutation(len(X)) if self.shuffle and len(X) > 1 else None
         for m in self.metrics:
             m.reset()
-        if not mid_epoch:
+        if mid_epoch:
+            for m, state in zip(self.metrics, pos.metrics, strict=True):
+                vars(m).update(state)
+            first = pos.batch
+        else:
             pos.epoch, pos.batch, pos.total = epoch, 0, 0.0
-            return 0
-        for m, state in zip(self.metrics, pos.metrics, strict=True):
-            vars(m).update(state)
-        return pos.batch
-
-    def batches(self, first: int):
-        """(b, xb, yb) for the epoch's batches from ``first`` on, in the epoch's order."""
-        X, y, order, bs = self.X, self.y, self.order, self.bs
-        # Large data are gathered batch by batch: no epoch-sized copy (memory, page faults),
-        # and each batch is fresh in cache. Small data: one gather, then slices per step.
-        each = order is not None and X.nbytes > _GATHER_EACH_BATCH_BYTES
-        if order is not None and not each:  # (np.take: the rows X[order] gives, ~12 % sooner than fancy indexing)
+            first = 0
+        # Large data are gathered batch by batch: no epoch-sized copy (memory, page faults), and
+        # each batch is fresh in cache. Small data: one gather, then slices per step.
+        if order is not None and X.nbytes > _GATHER_EACH_BATCH_BYTES:
+            return first, None, None
+        if order is not None:  # (np.take: the rows X[order] gives, ~12 % sooner than fancy indexing)
             X, y = np.take(X, order, axis=0), np.take(y, order, axis=0)
-        for b in range(first, self.n_batches):
-            if each:
-                rows = order[b * bs:(b + 1) * bs]
-                yield b, np.take(X, rows, axis=0), np.take(y, rows, axis=0)
-            else:
-                yield b, X[b * bs:(b + 1) * bs], y[b * bs:(b + 1) * bs]
+        return first, X, y
+
+    def gather(self, b: int):
+        """Batch ``b`` of the epoch's order, gathered from the whole data (large data)."""
+        rows = self.order[b * self.bs:(b + 1) * self.bs]
+        return np.take(self.X, rows, axis=0), np.take(self.y, rows, axis=0)
 
     def epoch_logs(self, epoch: int) -> dict:
         n, pos = len(self.X), self.position
         logs = {"loss": pos.total / n if self.mean_reduction else pos.total}
         for m in self.metrics:
             logs[m.name] = m.result()
-        logs.update(self.step.epoch_logs())
+        if self.step_logs:  # (a credit rule's angles)
+            logs.update(self.step.epoch_logs())
         if self.validation is not None:
             Xv, yv, metrics = self.validation
             val = self.net._evaluate_prepared(Xv, yv, self.loss, metrics)
@@ -341,17 +345,10 @@ class _Output:
         self.print_every, self.epochs = print_every, epochs
 
     def epoch_bar(self, n_batches: int, epoch: int, first: int):
-        if not self.bars:
-            return None
         bar = _progress_bar(n_batches, epoch, self.epochs)
         if first:
             bar.update(first)
         return bar
-
-    @staticmethod
-    def batch_done(bar) -> None:
-        if bar is not None:
-            bar.update(1)
 
     def epoch_done(self, bar, epoch: int, logs: dict) -> None:
         if bar is not None:
@@ -425,14 +422,25 @@ def _check_metrics(net, metric_objs, X, y) -> None:
             m.reset()
 
 
-def _check_parameters(net, epoch: int) -> None:
-    for i, layer in enumerate(net.layers):
-        for name, p in layer.params.items():
-            # p·p is one BLAS call and finite whenever p is; only when it is not (NaN, inf, or an
-            # overflow of huge but finite entries) does the exact test decide
-            if not math.isfinite(np.vdot(p, p)) and not np.isfinite(p).all():
+class _ParameterCheck:
+    """After each epoch: are the parameters still finite? (an update can overflow while every loss
+    the loop saw was finite). p·p is one BLAS call and finite whenever p is; only when it is not
+    (NaN, inf, or an overflow of huge but finite entries) does the exact test decide. The flat
+    views are made once per fit (parameters are never rebound): f.dot(f) on them costs ~0.55 µs a
+    parameter against ~0.8 µs for np.vdot(p, p), which counts when an epoch is one small step."""
+
+    def __init__(self, net) -> None:
+        self.entries = []
+        for i, layer in enumerate(net.layers):
+            for name, p in layer.params.items():
+                flat = p.reshape(-1)
+                self.entries.append((f"{i}.{name}", p, flat if np.shares_memory(flat, p) else None))
+
+    def __call__(self, epoch: int) -> None:
+        for key, p, flat in self.entries:
+            if not math.isfinite(flat.dot(flat) if flat is not None else np.vdot(p, p)) and not np.isfinite(p).all():
                 raise TrainingError(
-                    f"parameter {i}.{name} became NaN or inf during epoch {epoch + 1} (an update"
+                    f"parameter {key} became NaN or inf during epoch {epoch + 1} (an update"
                     " overflowed); try a smaller learning rate, gradient clipping or scaled data")
 
 
