@@ -44,6 +44,7 @@ from .gradcheck import GradcheckReport, gradcheck
 from .io import save
 from .layers import (
     ELU,
+    GELU,
     LSTM,
     RNN,
     ConvergenceError,
@@ -53,7 +54,9 @@ from .layers import (
     Identity,
     Layer,
     LeakyReLU,
+    MultiHeadAttention,
     ReLU,
+    Residual,
     Sigmoid,
     Softmax,
     Softplus,
@@ -94,6 +97,9 @@ __all__ = [
     "Softplus", "Tanh",
     "distributed", "DataParallel",
     "sequence", "RNN", "LSTM", "TimeDistributed", "FixedPointRNN", "ConvergenceError",
+    "MultiHeadAttention",
+    "Residual",
+    "GELU",
     "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss",
     "Sequential", "mlp", "L1", "L2", "Regularizer", "Step", "make_step",
     "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_number
+from ..errors import ConfigError
 from .base import Layer
 
 # 0-d constants: NumPy combines an array with a 0-d array ~0.25 µs faster than with a Python
@@ -167,3 +168,65 @@ class Softmax(Layer):
     def backward(self, grad):
         a = self._output
         return a * (grad - (grad * a).sum(axis=-1, keepdims=True))
+
+
+_SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
+_GELU_CUBIC = 0.044715
+
+
+class GELU(Layer):
+    """Gaussian error linear unit, in its tanh form (Hendrycks & Gimpel, 2016):
+
+        a = ½·z·(1 + t),   t = tanh(u),   u = √(2/π)·(z + 0.044715·z³)
+        dL/dz = dL/da ∘ (½·(1 + t) + ½·z·(1 − t²)·√(2/π)·(1 + 3·0.044715·z²))
+
+    torch.nn.GELU(approximate="tanh"). The exact form z·Φ(z) (``approximate="none"``) needs
+    erf over an array, which NumPy lacks (math.erf element by element is far too slow for a
+    hot path), so it is refused with a ConfigError rather than computed slowly.
+
+    Parameters
+    ----------
+    approximate : {"tanh"}
+        The form of the curve; only "tanh".
+    """
+
+    names = ("gelu",)
+    default_init = "he_uniform"
+
+    def __init__(self, approximate: str = "tanh") -> None:
+        super().__init__()
+        if approximate != "tanh":
+            raise ConfigError(
+                f"GELU approximate must be 'tanh', got {approximate!r}"
+                + (" (the exact erf form needs a vectorized erf, which NumPy does not have)"
+                   if approximate == "none" else ""))
+        self.approximate = approximate
+
+    def forward(self, x, training=False):
+        u = x * x
+        u *= _GELU_CUBIC
+        u += _ONE
+        u *= x
+        u *= _SQRT_2_OVER_PI
+        t = np.tanh(u, out=u)
+        self._input, self._tanh = x, t
+        out = t + _ONE
+        out *= x
+        out *= _HALF
+        return out
+
+    def backward(self, grad):
+        x, t = self._input, self._tanh
+        # ½(1 + t) + ½·z(1 − t²)·√(2/π)(1 + 3c·z²)
+        slope = x * x
+        slope *= 3 * _GELU_CUBIC * _SQRT_2_OVER_PI
+        slope += _SQRT_2_OVER_PI
+        slope *= x
+        slope *= _ONE - t * t
+        slope += t
+        slope += _ONE
+        slope *= _HALF
+        return grad * slope
+
+    def get_config(self):
+        return {"approximate": self.approximate}
