@@ -449,3 +449,36 @@ def test_transformer_block_trains_in_float32_and_round_trips(tmp_path):
     assert all(p.dtype == np.float32 for p in net.params.values())
     net.save(tmp_path / "block.npz")
     np.testing.assert_array_equal(cr.load(tmp_path / "block.npz").predict(X), net.predict(X))
+
+
+class CrashAt(cr.Callback):
+    def __init__(self, at: int) -> None:
+        self.at, self.seen = at, 0
+
+    def on_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_block_with_dropout_inside_residuals_resumes_bit_for_bit(tmp_path):
+    """The Adam state of the inner parameters and the inner Dropout's generator are checkpointed."""
+    def build():
+        return cr.Sequential(
+            cr.Residual(cr.MultiHeadAttention(6, 2, causal=True, seed=0), cr.Dropout(0.3, seed=1)),
+            cr.Residual(cr.Dense(6, 12, seed=2), cr.GELU(), cr.Residual(cr.Dropout(0.2, seed=3)),
+                        cr.Dense(12, 6, seed=4)))
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 5, 6)).astype(np.float32)
+    y = np.cumsum(X, axis=1).astype(np.float32)
+    fit = dict(epochs=3, batch_size=4, optimizer="adam", seed=0, verbose=0)
+    ref = build()
+    ref.fit(X, y, **fit)
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(RuntimeError, match="simulated"):
+        build().fit(X, y, callbacks=[CrashAt(8)], checkpoint=path, checkpoint_every=3, **fit)
+    net = build()
+    net.fit(X, y, resume=path, checkpoint=path, checkpoint_every=3, **fit)
+    for (key, p), q in zip(net.params.items(), ref.params.values(), strict=True):
+        assert np.array_equal(p, q), key
