@@ -482,3 +482,13 @@ def test_a_block_with_dropout_inside_residuals_resumes_bit_for_bit(tmp_path):
     net.fit(X, y, resume=path, checkpoint=path, checkpoint_every=3, **fit)
     for (key, p), q in zip(net.params.items(), ref.params.values(), strict=True):
         assert np.array_equal(p, q), key
+
+
+def test_gradcheck_in_training_mode_replays_the_dropout_inside_a_residual():
+    rng = np.random.default_rng(0)
+    net = cr.Sequential(cr.Dense(3, 4, seed=0),
+                        cr.Residual(cr.Dense(4, 4, seed=1), cr.Tanh(), cr.Dropout(0.5, seed=2)),
+                        dtype=np.float64)
+    report = cr.gradcheck(net, "mse", rng.normal(size=(5, 3)), rng.normal(size=(5, 4)),
+                          check_input=True, training=True)
+    assert report.ok, f"\n{report}"
