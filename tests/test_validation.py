@@ -74,6 +74,7 @@ REQUIRED = {
     "RNN": dict(n_in=2, n_hidden=3),
     "LSTM": dict(n_in=2, n_hidden=3),
     "FixedPointRNN": dict(n_in=2, n_hidden=3),
+    "MultiHeadAttention": dict(dim=4, num_heads=2),
     "SyntheticGradient": dict(n_features=3),
     "StepLR": dict(step_size=2),
     "CosineLR": dict(t_max=5),

@@ -56,7 +56,7 @@ class Residual(Layer):
         The same as a keyword (what :meth:`get_config` returns); not together with positional layers.
     """
 
-    def __init__(self, *inner, layers=None) -> None:
+    def __init__(self, *inner: Layer | dict, layers: list | None = None) -> None:
         super().__init__()
         if layers is not None:
             if inner:
