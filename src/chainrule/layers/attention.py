@@ -62,6 +62,18 @@ class MultiHeadAttention(Layer):
     # the weights are dim x dim: the load-time size guard counts dim twice
     size_args = ("dim", "dim")
 
+    # Speed. One training step (forward, MSE, backward, Adam) of the pre-norm block
+    # Residual(LayerNorm, MultiHeadAttention), Residual(LayerNorm, Dense, GELU, Dense) at T = 64,
+    # dim = 128, 4 heads, batch 32, float32, one thread each (OPENBLAS_NUM_THREADS=1,
+    # torch.set_num_threads(1)), against the same block in torch 2.13 eager on the CPU
+    # (nn.LayerNorm, nn.MultiheadAttention, nn.Linear, nn.GELU("tanh"), torch.optim.Adam), the
+    # two alternating step by step for 40 steps after 3 warm-up steps: chainrule takes 0.86-0.91
+    # of torch's time (median of the per-step ratios, four runs; about 50 ms against 58 ms on
+    # a shared 2-core machine). The attention layer alone: 0.79-0.88. The LayerNorm in that
+    # block was a plain NumPy one. Computing Q, K and V as one product with the three weights
+    # side by side (and dQ, dK, dV likewise) measured no faster than three products, so the
+    # parameters stay three separate arrays.
+
     def __init__(self, dim: int, num_heads: int, causal: bool = False, init="xavier", seed=None,
                  dtype=np.float32) -> None:
         super().__init__()
