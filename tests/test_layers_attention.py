@@ -300,6 +300,18 @@ def test_nested_residual_save_load_round_trip_is_bit_identical(tmp_path):
     assert not np.array_equal(back.predict(X), net.predict(X))
 
 
+def test_a_gradient_buffer_set_on_the_residual_is_the_one_its_inner_layer_fills():
+    """(As data-parallel training moves gradients into one flat buffer.)"""
+    res = cr.Residual(cr.Dense(3, 2, seed=0).astype(np.float64), cr.Dense(2, 3, seed=1).astype(np.float64))
+    flat = np.zeros(6)
+    res.grads["0.weight"] = flat.reshape(3, 2)
+    x = np.arange(6.0).reshape(2, 3)
+    res.forward(x)
+    res.backward(np.ones((2, 3)))
+    w1 = res.layers[1].params["weight"]
+    np.testing.assert_allclose(flat.reshape(3, 2), x.T @ (np.ones((2, 3)) @ w1.T), rtol=1e-14)
+
+
 def test_residual_views_survive_copy_and_astype():
     net = cr.Sequential(cr.Residual(cr.Dense(3, 3, seed=0)))
     for other in (net.copy(), net.astype(np.float64)):
