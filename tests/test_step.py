@@ -155,3 +155,19 @@ def test_a_run_early_stopping_ended_stays_ended_on_resume(tmp_path):
     assert h2.history["loss"] == h1.history["loss"]  # nothing trained after the stop
     for a, b in zip(again.get_weights(), first.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_penalty_reaches_every_weight_but_no_bias_or_normalization_scale():
+    net = cr.Sequential(cr.Dense(4, 4, seed=0), cr.Residual(cr.LayerNorm(4), cr.Dense(4, 4, seed=1)),
+                        dtype=np.float64)
+    names = [k for layer in net.layers for k in layer.penalized()]
+    assert names == ["weight", "1.weight"]  # the Residual's inner Dense, not its LayerNorm scale
+    _zeroed(net)
+    cr.L2(1.0).add_gradient(net, 1)
+    inner = net.layers[1].layers
+    np.testing.assert_array_equal(inner[1].grads["weight"], inner[1].params["weight"])
+    assert not inner[0].grads["weight"].any() and not inner[1].grads["bias"].any()
+    gru = cr.GRU(4, 3, seed=2)
+    assert gru.penalized() == ["weight_ih", "weight_hh"]
+    attention = cr.MultiHeadAttention(4, 2, seed=0)
+    assert sorted(attention.penalized()) == ["weight_k", "weight_o", "weight_q", "weight_v"]

@@ -83,6 +83,7 @@ REQUIRED = {
     "LayerNorm": dict(normalized_shape=3),
     "Conv2D": dict(in_channels=2, out_channels=3, kernel_size=3),
     "Conv1D": dict(in_channels=2, out_channels=3, kernel_size=3),
+    "MultiHeadAttention": dict(dim=4, num_heads=2),
     "SyntheticGradient": dict(n_features=3),
     "StepLR": dict(step_size=2),
     "CosineLR": dict(t_max=5),

@@ -44,6 +44,7 @@ from .gradcheck import GradcheckReport, gradcheck
 from .io import save
 from .layers import (
     ELU,
+    GELU,
     GRU,
     LSTM,
     RNN,
@@ -63,7 +64,9 @@ from .layers import (
     LayerNorm,
     LeakyReLU,
     MaxPool2D,
+    MultiHeadAttention,
     ReLU,
+    Residual,
     Sigmoid,
     Softmax,
     Softplus,
@@ -113,6 +116,9 @@ __all__ = [
     "MSE", "SSE", "BinaryCrossEntropy", "CrossEntropy", "Loss", "Poisson",
     "Conv2D",
     "Conv1D",
+    "MultiHeadAttention",
+    "Residual",
+    "GELU",
     "Sequential", "mlp", "L1", "L2", "Regularizer", "Step", "make_step",
     "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",
     "Schedule", "StepLR", "clip_grad_norm",

@@ -116,7 +116,7 @@ def _hashable_tuple(key: tuple) -> bool:
 
 # --- the parts of the state ---------------------------------------------------------------------
 def _generators(layer, prefix: str, depth: int = 0) -> dict[str, np.random.Generator]:
-    """Every numpy Generator a layer holds (Dropout's ``rng``), wrapped layers included."""
+    """Every numpy Generator a layer holds (Dropout's ``rng``), wrapped layers (one, or a list) included."""
     from .layers.base import Layer
 
     found = {}
@@ -125,6 +125,10 @@ def _generators(layer, prefix: str, depth: int = 0) -> dict[str, np.random.Gener
             found[f"{prefix}.{attr}"] = value
         elif isinstance(value, Layer) and depth < 8:
             found.update(_generators(value, f"{prefix}.{attr}", depth + 1))
+        elif isinstance(value, list) and depth < 8:  # Residual's layers
+            for j, inner in enumerate(value):
+                if isinstance(inner, Layer):
+                    found.update(_generators(inner, f"{prefix}.{attr}.{j}", depth + 1))
     return found
 
 

@@ -127,8 +127,9 @@ def gradcheck(net, loss, X, y, step: float = 1e-3, tolerance: float = 1e-7,
     X = net._check_input(X, "gradcheck X")
     probe = net.forward(X[:1])
     y = loss.prepare_target(y, (len(X), *probe.shape[1:]), dtype)
-    rngs = [(layer.rng, layer.rng.bit_generator.state) for layer in net.layers
-            if isinstance(getattr(layer, "rng", None), np.random.Generator)]
+    from .checkpoint import network_generators  # every Dropout's generator, nested ones included
+
+    rngs = [(rng, rng.bit_generator.state) for rng in network_generators(net).values()]
 
     def run_forward(x):
         for rng, state in rngs:

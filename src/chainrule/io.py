@@ -231,7 +231,8 @@ def _check_sizes(i: int, name, config, n_elements: int, depth: int = 0) -> None:
     """Refuse a layer config that would allocate far more than the file holds (before building it).
 
     The sizes are the layer class's ``size_args`` (whatever they are called), in this layer and
-    in any layer nested in its config (TimeDistributed's ``{"class": ..., "config": ...}``).
+    in any layer nested in its config (TimeDistributed's ``{"class": ..., "config": ...}``, or a
+    list of them: Residual's ``"layers"``).
     """
     if depth > 16:
         raise FileFormatError(f"layer {i}: layer configs nested too deeply")
@@ -259,9 +260,10 @@ def _check_sizes(i: int, name, config, n_elements: int, depth: int = 0) -> None:
     if math.prod(largest) > max(16 * n_elements, _MIN_ALLOCATION):
         raise FileFormatError(f"layer {i} ({name}) declares sizes {sizes} that the file's"
                               f" {n_elements:,} stored numbers cannot hold")
-    for value in config.values():  # layers inside this layer's config
-        if isinstance(value, dict) and isinstance(value.get("class"), str):
-            _check_sizes(i, value["class"], value.get("config"), n_elements, depth + 1)
+    for value in config.values():  # layers inside this layer's config, alone or in a list
+        for inner in value if isinstance(value, list) else [value]:
+            if isinstance(inner, dict) and isinstance(inner.get("class"), str):
+                _check_sizes(i, inner["class"], inner.get("config"), n_elements, depth + 1)
 
 
 def _stored_array(arrays: dict, key: str, shape: tuple, dtype) -> np.ndarray:

@@ -3,8 +3,10 @@
     L2(rate):  penalty = ½·rate·Σ_W ‖W‖²,   dpenalty/dW = rate·W
     L1(rate):  penalty = rate·Σ_W Σ|w|,      dpenalty/dW = rate·sign(W)
 
-Σ_W runs over every parameter named "weight" (biases are not penalized), frozen ones included
-in the value but not moved by the optimizer. With ``per_sample=True`` the rate is divided by the
+Σ_W runs over every parameter a layer lists in ``Layer.penalized()``: the weights of Dense,
+Conv, recurrent and attention layers, inside Residual blocks too (no biases, no normalization
+scales); frozen ones are included in the value but not moved by the optimizer. With
+``per_sample=True`` the rate is divided by the
 batch's sample count first (scikit-learn's ``alpha``: penalty = α/(2n)·Σ‖W‖² for a batch of n).
 
 ``net.fit(..., regularizer=cr.L2(1e-4))``; the step adds the penalty to the loss it reports and
@@ -27,8 +29,10 @@ class Regularizer:
         self.rate, self.per_sample = float(rate), bool(per_sample)
 
     def weights(self, net) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(weight, its gradient buffer) for every parameter named "weight"."""
-        return [(layer.params["weight"], layer.grads["weight"]) for layer in net.layers if "weight" in layer.params]
+        """(weight, its gradient buffer) for every parameter a layer lists in ``penalized()``:
+        Dense, Conv, recurrent and attention weights (inside Residual blocks too), no biases
+        and no normalization scales."""
+        return [(layer.params[k], layer.grads[k]) for layer in net.layers for k in layer.penalized()]
 
     def add_gradient(self, net, n: float) -> float:
         rate = self.rate / n if self.per_sample else self.rate

@@ -1,6 +1,7 @@
 """Layers: each one a forward pass and its backward pass, written out from the chain rule."""
 
-from .activations import ELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from .activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
+from .attention import MultiHeadAttention
 from .base import Layer, layer_from_config
 from .conv import Conv1D, Conv2D
 from .dense import Dense
@@ -16,6 +17,7 @@ from .norm import (
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .recurrent import RNN, Recurrent, TimeDistributed
 from .reshape import Flatten
+from .residual import Residual
 
 __all__ = [
     "Layer", "layer_from_config", "Dense", "Dropout",
@@ -29,4 +31,7 @@ __all__ = [
     "LayerNorm",
     "Conv2D",
     "Conv1D",
+    "MultiHeadAttention",
+    "Residual",
+    "GELU",
 ]

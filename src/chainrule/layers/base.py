@@ -98,6 +98,12 @@ class Layer:
         return out
 
     # --- parameters -------------------------------------------------------------------
+    def penalized(self) -> list[str]:
+        """The parameters a weight penalty (chainrule.regularizers) applies to: those whose
+        name starts with "weight" (weight, weight_ih, weight_q...), biases not. Normalization
+        layers, whose "weight" is a scale, say none."""
+        return [k for k in self.params if k.startswith("weight")]
+
     def freeze(self, *names: str) -> Layer:
         """Keep the named parameters (all, when none is named) fixed during training."""
         names = names or tuple(self.params)

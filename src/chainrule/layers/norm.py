@@ -45,6 +45,9 @@ class BatchNorm(Layer):
         ε > 0 added to the variance.
     """
 
+    def penalized(self) -> list[str]:
+        return []  # (the weight is a scale: a weight penalty does not apply)
+
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
         check_positive_int(num_features, "BatchNorm num_features")
@@ -179,6 +182,9 @@ class LayerNorm(Layer):
     eps : float
         ε > 0 added to the variance.
     """
+
+    def penalized(self) -> list[str]:
+        return []  # (the weight is a scale: a weight penalty does not apply)
 
     def __init__(self, normalized_shape: int, eps: float = 1e-5) -> None:
         super().__init__()
