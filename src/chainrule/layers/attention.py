@@ -178,18 +178,6 @@ class MultiHeadAttention(Layer):
         return grad_in.reshape(n, T, D)
 
     # --- the rest of the protocol -------------------------------------------------------
-    def astype(self, dtype) -> MultiHeadAttention:
-        initial, self._initial = getattr(self, "_initial", None), None
-        dtype = np.dtype(dtype)
-        if initial is not None and dtype != self.params["weight_q"].dtype and all(
-            np.array_equal(self.params[k], v.astype(self.params[k].dtype)) for k, v in initial.items()
-        ):  # untouched since construction: cast from the exact float64 draw
-            for k, v in initial.items():
-                self.params[k] = v.astype(dtype)
-                self.grads[k] = np.zeros_like(self.params[k])
-            self.dtype = dtype
-            return self
-        return super().astype(dtype)
 
     def output_shape(self, input_shape: tuple) -> tuple:
         return tuple(input_shape)

@@ -125,7 +125,20 @@ class Layer:
         return [(k, p, self.grads[k]) for k, p in self.params.items() if k not in self.frozen]
 
     def astype(self, dtype) -> Layer:
-        """Cast parameters, their gradients and ``buffers`` to ``dtype`` (a new array only when it differs)."""
+        """Cast parameters, their gradients and ``buffers`` to ``dtype`` (a new array only when it differs).
+
+        A layer that keeps its float64 initial draw in ``self._initial`` (a dict by parameter
+        name) is cast from that draw while its parameters are untouched since construction, so a
+        float64 network gets the exact initial values, not float32-rounded ones; the draw is
+        then dropped (it is needed only once, when the layer joins a network).
+        """
+        dtype = np.dtype(dtype)
+        initial, self._initial = getattr(self, "_initial", None), None
+        if initial and any(self.params[k].dtype != dtype for k in initial) and all(
+                np.array_equal(self.params[k], v.astype(self.params[k].dtype)) for k, v in initial.items()):
+            for k, v in initial.items():
+                self.params[k] = v.astype(dtype)
+                self.grads[k] = np.zeros_like(self.params[k])
         for k in self.params:
             if self.params[k].dtype != dtype:
                 self.params[k] = self.params[k].astype(dtype)

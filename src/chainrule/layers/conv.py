@@ -226,18 +226,6 @@ class _Conv(Layer):
         grad_x = np.ascontiguousarray(grad_xp[:, :, pt:hp - pb, pl:wp - pr].transpose(1, 0, 2, 3))
         return grad_x[:, :, 0, :] if self._ndim == 1 else grad_x
 
-    def astype(self, dtype):
-        initial, self._initial = getattr(self, "_initial", None), None
-        dtype = np.dtype(dtype)
-        if initial is not None and dtype != self.params["weight"].dtype and all(
-            np.array_equal(self.params[k], v.astype(self.params[k].dtype)) for k, v in initial.items()
-        ):  # parameters untouched since construction: cast from the exact initial values
-            for k, v in initial.items():
-                self.params[k] = v.astype(dtype)
-                self.grads[k] = np.zeros_like(self.params[k])
-            self.dtype = dtype
-            return self
-        return super().astype(dtype)
 
     def get_config(self) -> dict:
         one = self._ndim == 1

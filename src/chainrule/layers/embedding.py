@@ -61,8 +61,8 @@ class Embedding(Layer):
             init = Normal(std=1.0)  # torch's default; the name "normal" means std 0.01 in chainrule
         w_init = get_initializer(init if weight is None else weight)
         # drawn in float64, kept until the layer joins a network (see Dense.astype)
-        self._initial = w_init((self.num_embeddings, self.dim), np.float64, rng=as_rng(seed))
-        self.params["weight"] = self._initial.astype(self.dtype)
+        self._initial = {"weight": w_init((self.num_embeddings, self.dim), np.float64, rng=as_rng(seed))}
+        self.params["weight"] = self._initial["weight"].astype(self.dtype)
         self.grads["weight"] = np.zeros_like(self.params["weight"])
         self._ids: np.ndarray | None = None
         self._flat_ids: np.ndarray | None = None
@@ -133,17 +133,6 @@ class Embedding(Layer):
         self.backward_params(delta)
         return None
 
-    def astype(self, dtype) -> Embedding:
-        initial, self._initial = getattr(self, "_initial", None), None
-        dtype = np.dtype(dtype)
-        weight = self.params["weight"]
-        if (initial is not None and dtype != weight.dtype
-                and np.array_equal(weight, initial.astype(weight.dtype))):
-            self.params["weight"] = initial.astype(dtype)  # untouched: cast the exact draw
-            self.grads["weight"] = np.zeros_like(self.params["weight"])
-            self.dtype = dtype
-            return self
-        return super().astype(dtype)
 
     # --- shapes and saving ------------------------------------------------------------------
     def check_input(self, x: np.ndarray) -> None:
