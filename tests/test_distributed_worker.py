@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 import chainrule as cr
+from crashing import Crash
 
 EPOCHS, BATCH = 5, 32
 OPTIMIZERS = {
@@ -206,21 +207,6 @@ def signal_on_one_rank(out: Path, rank: int, comm) -> None:
          steps=int(net.optimizer.iterations))
 
 
-class Crash(Exception):
-    """Stands for the process dying: raised by a callback in the middle of an epoch."""
-
-
-def crash_at(batch: int):
-    seen = [0]
-
-    def on_batch_end(b, logs):
-        seen[0] += 1
-        if seen[0] == batch:
-            raise Crash
-
-    return cr.LambdaCallback(on_batch_end=on_batch_end)
-
-
 RULES = {"plain": lambda: None, "dfa": lambda: cr.DirectFeedbackAlignment(seed=4)}
 
 
@@ -240,7 +226,7 @@ def dies_mid_epoch(out: Path, rank: int, comm) -> None:
     """Checkpointed runs (rank 0 writes) that die in the middle of epoch 3: the job is aborted."""
     name = (out / "rule.txt").read_text()
     train(classifier(12), cr.Adam(lr=0.005), distributed=True, rule=RULES[name](), checkpoint=out / f"{name}.ckpt",
-          callbacks=[crash_at(20)])  # (8 batches an epoch)
+          callbacks=[Crash(20)])  # (8 batches an epoch)
 
 
 def resumes(out: Path, rank: int, comm) -> None:

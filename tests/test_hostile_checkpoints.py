@@ -14,18 +14,11 @@ import pytest
 
 import chainrule as cr
 from chainrule import io as cr_io
+from crashing import Crash
 
 ARRAY, TUPLE, ITEMS = "__array__", "__tuple__", "__items__"
 
 
-class Crash(cr.Callback):
-    def __init__(self, at: int) -> None:
-        self.at, self.seen = at, 0
-
-    def on_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at:
-            raise RuntimeError("simulated crash")
 
 
 class Steps(cr.Callback):

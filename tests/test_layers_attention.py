@@ -12,6 +12,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import io as cr_io
+from crashing import Crash
 
 TOL = 1e-7
 
@@ -463,14 +464,6 @@ def test_transformer_block_trains_in_float32_and_round_trips(tmp_path):
     np.testing.assert_array_equal(cr.load(tmp_path / "block.npz").predict(X), net.predict(X))
 
 
-class CrashAt(cr.Callback):
-    def __init__(self, at: int) -> None:
-        self.at, self.seen = at, 0
-
-    def on_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at:
-            raise RuntimeError("simulated crash")
 
 
 def test_a_block_with_dropout_inside_residuals_resumes_bit_for_bit(tmp_path):
@@ -489,7 +482,7 @@ def test_a_block_with_dropout_inside_residuals_resumes_bit_for_bit(tmp_path):
     ref.fit(X, y, **fit)
     path = tmp_path / "run.ckpt"
     with pytest.raises(RuntimeError, match="simulated"):
-        build().fit(X, y, callbacks=[CrashAt(8)], checkpoint=path, checkpoint_every=3, **fit)
+        build().fit(X, y, callbacks=[Crash(8)], checkpoint=path, checkpoint_every=3, **fit)
     net = build()
     net.fit(X, y, resume=path, checkpoint=path, checkpoint_every=3, **fit)
     for (key, p), q in zip(net.params.items(), ref.params.values(), strict=True):

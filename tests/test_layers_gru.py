@@ -5,6 +5,7 @@ import pytest
 
 import chainrule as cr
 from chainrule.sequence import truncated_bptt_step
+from crashing import Crash
 
 
 def normwise_error(a, b) -> float:
@@ -250,15 +251,6 @@ def test_a_stateful_gru_with_truncated_bptt_resumes_from_a_checkpoint_exactly(tm
     def build():
         return cr.Sequential(cr.GRU(3, 5, seed=0, return_sequences=True, stateful=True),
                              cr.TimeDistributed(cr.Dense(5, 2, seed=1)), dtype=np.float64)
-
-    class Crash(cr.Callback):
-        def __init__(self, at):
-            self.at, self.seen = at, 0
-
-        def on_batch_end(self, batch, logs=None):
-            self.seen += 1
-            if self.seen == self.at:
-                raise RuntimeError("simulated crash")
 
     fit = dict(loss=cr.CrossEntropy(), epochs=3, batch_size=4, seed=0, verbose=0, bptt_steps=2)
     ref = build()

@@ -8,6 +8,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import io as cr_io
+from crashing import Crash
 
 TOL = 1e-10
 
@@ -315,14 +316,6 @@ def test_a_model_with_a_diverged_running_variance_is_not_saved(tmp_path):
         net.save(tmp_path / "m.npz")
 
 
-class Crash(cr.Callback):
-    def __init__(self, at: int) -> None:
-        self.at, self.seen = at, 0
-
-    def on_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at:
-            raise RuntimeError("simulated crash")
 
 
 FIT = dict(loss=cr.CrossEntropy(), epochs=3, batch_size=8, seed=0, verbose=0)

@@ -12,6 +12,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import checkpoint as ckpt_io
+from crashing import Crash
 
 
 def data(n=67, seed=0):
@@ -34,16 +35,6 @@ def callbacks():
 FIT = dict(loss=cr.CrossEntropy(), epochs=5, batch_size=8, seed=0, metrics=["accuracy"], verbose=0)
 
 
-class Crash(cr.Callback):
-    """Raise (like a crash) at the n-th batch of the run."""
-
-    def __init__(self, at: int) -> None:
-        self.at, self.seen = at, 0
-
-    def on_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at:
-            raise RuntimeError("simulated crash")
 
 
 class SendSignal(cr.Callback):
