@@ -12,14 +12,7 @@ import pytest
 import chainrule as cr
 from chainrule import cli
 from chainrule.cli import main
-
-
-def write_rows(path, header, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+from test_cli import write_rows
 
 
 def pets(tmp_path):

@@ -351,7 +351,11 @@ def test_dataframe_validation_set_warns_of_no_feature_names(own_val):
     import pandas as pd
 
     X, y = datasets.load_iris(return_X_y=True)
-    X = pd.DataFrame(StandardScaler().fit_transform(X), columns=["a", "b", "c", "d"])
+    _fit_named_columns(pd.DataFrame(StandardScaler().fit_transform(X), columns=["a", "b", "c", "d"]), y, own_val)
+
+
+def _fit_named_columns(X, y, own_val):
+    """Fit on columns named a-d, with a validation set of one's own or split off: no warning may come."""
     kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # any other warning fails (filterwarnings=error)
@@ -378,15 +382,7 @@ def test_named_columns_validation_set_warns_of_no_feature_names(monkeypatch, own
     monkeypatch.setattr(validation, "_get_feature_names", lambda X: np.array(list("abcd"), dtype=object)
                         if isinstance(X, _NamedColumns) else read(X))
     X, y = datasets.load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X).view(_NamedColumns)
-    kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # any other warning fails (filterwarnings=error)
-        if own_val:
-            model = MLPClassifier(**kw).fit(X[::2], y[::2], X_val=X[1::2], y_val=y[1::2])
-        else:
-            model = MLPClassifier(early_stopping=True, **kw).fit(X, y)
-    assert len(model.validation_scores_) == model.n_iter_ and list(model.feature_names_in_) == list("abcd")
+    _fit_named_columns(StandardScaler().fit_transform(X).view(_NamedColumns), y, own_val)
 
 
 # --- MLPRegressor(loss="poisson") ------------------------------------------------------------------
