@@ -60,7 +60,6 @@ class Step:
 
     def __init__(self, net, loss, optimizer, regularizer=None) -> None:
         self.net, self.loss, self.optimizer, self.regularizer = net, loss, optimizer, regularizer
-        self.penalty = 0.0  # the regularizer's share of the last loss value
 
     def __call__(self, xb: np.ndarray, yb: np.ndarray, weight: np.ndarray | None = None):
         """One update on (xb, yb): (output, loss, the targets it was scored on). With ``weight`` (n,)
@@ -85,8 +84,7 @@ class Step:
         """Add the regularizer's gradient for a batch of ``n`` samples; return its penalty (0 without)."""
         if self.regularizer is None:
             return 0.0
-        self.penalty = self.regularizer.add_gradient(self.net, n)
-        return self.penalty
+        return self.regularizer.add_gradient(self.net, n)
 
     def forward(self, xb, yb):
         output = self.net._forward_train(xb)
