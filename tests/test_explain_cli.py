@@ -104,10 +104,12 @@ def test_explain_checks_its_arguments():
         cr.explain(net, "sse", [0.1, 0.2], [0.5], digits=0)
     with pytest.raises(cr.DataError, match="finite"):
         cr.explain(net, "sse", [0.1, np.nan], [0.5])
-    with pytest.raises(cr.ConfigError, match="Dense layer first"):
-        cr.explain(cr.Sequential(cr.Sigmoid(), cr.Dense(2, 1)), "sse", [0.1, 0.2], [0.5])
+    with pytest.raises(cr.ConfigError, match="Dense layer first.*notation='matrix'"):
+        cr.explain(cr.Sequential(cr.Sigmoid(), cr.Dense(2, 1)), "sse", [0.1, 0.2], [0.5], notation="scalar")
+    # in matrix notation, layer by layer, any order of layers is written out
+    assert cr.explain(cr.Sequential(cr.Sigmoid(), cr.Dense(2, 1)), "sse", [0.1, 0.2], [0.5]).notation == "matrix"
     with pytest.raises(cr.ConfigError, match="at most one activation"):
-        cr.explain(cr.Sequential(cr.Dense(2, 1), cr.Sigmoid(), cr.Tanh()), "sse", [0.1, 0.2], [0.5])
+        cr.explain(cr.Sequential(cr.Dense(2, 1), cr.Sigmoid(), cr.Tanh()), "sse", [0.1, 0.2], [0.5], notation="scalar")
 
 
 def test_dropout_is_skipped_and_said():

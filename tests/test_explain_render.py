@@ -61,7 +61,20 @@ def parse(page: str) -> StrictParser:
     return p
 
 
-@pytest.mark.parametrize("name", list(EXAMPLES))
+DENSE_EXAMPLES = [name for name in EXAMPLES if name not in ("conv", "attention")]
+
+
+@pytest.mark.parametrize("name", ["conv", "attention"])
+def test_layer_by_layer_html_is_one_valid_self_contained_page(name):
+    page = example(name).explain().to_html()
+    p = parse(page)
+    assert p.errors == [] and p.stack == []
+    assert p.tags["html"] == p.tags["style"] == p.tags["script"] == 1 and p.tags["svg"] == 0
+    assert "http://" not in page and "https://" not in page and p.external == []
+    assert page.count('class="cr-step"') > 10
+
+
+@pytest.mark.parametrize("name", DENSE_EXAMPLES)
 def test_html_is_one_valid_self_contained_page_with_an_edge_per_weight(name):
     ex = example(name)
     trace = ex.explain()

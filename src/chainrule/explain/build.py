@@ -16,12 +16,13 @@ from .._checks import (
 from ..errors import ConfigError, ShapeError
 from ..losses import get_loss
 from ..optim import SGD
+from . import layered
 from .formulas import LossForm
 from .matrix import matrix_steps
 from .names import Names
 from .scalar import scalar_steps
 from .summary import summary_steps
-from .symbols import Expr, Lit, Num, deriv, format_number, layer_sym, total_error
+from .symbols import Expr, Lit, Num, Sym, deriv, format_number, layer_sym, total_error
 from .tape import Pass, check_entries, forward_only, levels_of, run_pass
 from .trace import Step, Trace
 
@@ -31,7 +32,7 @@ MAX_UNITS = 16
 MAX_SAMPLES = 8
 
 
-def explain(net, loss, x, y, lr: float | None = None, notation: str = "scalar", *, n_steps: int = 1,
+def explain(net, loss, x, y, lr: float | None = None, notation: str | None = None, *, n_steps: int = 1,
             digits: int = 9, max_weights: int = MAX_WEIGHTS, max_units: int = MAX_UNITS,
             max_samples: int = MAX_SAMPLES, title: str | None = None) -> Trace:
     """Write out the chain rule of ``net`` on ``(x, y)``, number by number.
@@ -47,21 +48,28 @@ def explain(net, loss, x, y, lr: float | None = None, notation: str = "scalar", 
     net : Sequential
         Dense layers, each followed by at most one activation (Sigmoid, Tanh, ReLU, LeakyReLU,
         ELU, Softplus, Softmax; Identity and Dropout are skipped, Dropout being the identity
-        outside training).
+        outside training), written unit by unit or in matrix form. In matrix form also Conv2D,
+        MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten, LayerNorm, MultiHeadAttention, GELU and
+        activations in any order: layer l maps Aˡ⁻¹ to Aˡ, its inner matrices (a convolution's
+        patch matrix, attention's scores and weights) are written out, and every factor of the
+        backward pass is numbered and checked against its central difference.
     loss : Loss or name
         SSE, MSE, BinaryCrossEntropy, CrossEntropy (softmax fused: the network gives logits) or
         any other Loss (its value and gradient are then shown without a breakdown).
     x : array (n_samples, n_features) or (n_features,)
         One sample as a 1-D vector, or a small batch (gradients are then sums over its samples).
+        For a network of convolutions or attention, the batch with its sample axis first:
+        (n, C, H, W) images, (n, T, dim) sequences.
         The bare network's input: a scaler attached to ``net`` is not applied.
     y : array
         Targets as the loss expects them (for one 1-D sample: the target row, or a class label).
     lr : float, optional
         Learning rate η of the plain gradient-descent update w⁺ = w - η·dE/dw (frozen
         parameters are not updated). Without it no update is shown.
-    notation : {"scalar", "matrix"}
+    notation : {"scalar", "matrix"}, optional
         "scalar": every unit and weight (i1, h1, o1, w1…wN, numbered as in Mazur's example);
         "matrix": one line per layer (z², a², W¹, δ), with the names mapped onto matrix entries.
+        By default "scalar" for Dense layers with their activations, "matrix" for any other network.
     n_steps : int
         Number of gradient-descent steps to write out (needs ``lr`` when above 1).
     digits : int
@@ -89,7 +97,7 @@ def explain(net, loss, x, y, lr: float | None = None, notation: str = "scalar", 
     >>> [line for line in str(trace).splitlines() if line.startswith("w1⁺")]
     ['w1⁺ = w1 - η·dE/dw1 = 0.15 - 0.5·0.007037173 = 0.146481413']
     """
-    if notation not in ("scalar", "matrix"):
+    if notation not in (None, "scalar", "matrix"):
         raise ConfigError(f"explain notation must be 'scalar' or 'matrix', got {notation!r}")
     if lr is not None:
         check_number(lr, "explain lr", low=0)
@@ -104,7 +112,15 @@ def explain(net, loss, x, y, lr: float | None = None, notation: str = "scalar", 
         raise ConfigError(f"explain expects a chainrule Sequential, got {type(net).__name__}")
     loss = get_loss(loss)
     work = net.astype(np.float64)
-    levels = levels_of(work)
+    try:
+        levels = levels_of(work)
+    except ConfigError as exc:
+        layered.check_supported(work)
+        if notation == "scalar":
+            raise ConfigError(f"{exc}; notation='matrix' writes this network out layer by layer") from None
+        return _explain_layered(net, work, loss, x, y, lr, n_steps, digits, max_weights, max_units, max_samples,
+                                title)
+    notation = notation or "scalar"
     X, T = _prepare(work, levels, loss, x, y)
     n = X.shape[0]
     names = Names(levels)
@@ -168,6 +184,118 @@ def explain(net, loss, x, y, lr: float | None = None, notation: str = "scalar", 
     return Trace(steps, title=title or f"explain: {_shape(levels)} network", description=description,
                  notation=notation, digits=int(digits), lr=lr, n_steps=n_steps, errors=errors, network=work,
                  oversized=oversized, message=message, graph=graph, n_samples=n)
+
+
+def _explain_layered(net, work, loss, x, y, lr, n_steps, digits, max_weights, max_units, max_samples,
+                     title) -> Trace:
+    """explain in matrix form, one layer at a time (see layered.py)."""
+    X = as_float_array(x, "explain x", np.float64)
+    one = X.ndim == 1
+    if X.ndim == 0:
+        raise ShapeError(f"explain x: expected a batch of samples, sample axis first, got {x!r}")
+    X = X.reshape(1, -1) if one else X
+    check_not_empty(X, "explain x")
+    check_finite(X, "explain x")
+    try:
+        n_params, widest = layered.sizes(work, X)
+    except ShapeError as exc:
+        if not one:
+            raise
+        raise ShapeError(f"{exc} (explain read the 1-D x as one sample; give the batch with its sample axis"
+                         " first, x[None] for one sample)") from None
+    out = layered_forward(work, X)
+    Y = as_array(y, "explain y")
+    T = loss.prepare_target(Y, out.shape, np.float64)
+    if T.dtype.kind == "f":
+        check_finite(T, "explain y")
+    n = X.shape[0]
+    too_big = []
+    if n_params > max_weights:
+        too_big.append(f"{n_params} parameters (bound {max_weights})")
+    if widest > max_units:
+        too_big.append(f"{widest} values per sample in a layer (bound {max_units})")
+    if n > max_samples:
+        too_big.append(f"{n} samples (bound {max_samples})")
+    message = None
+    steps: list[Step] = []
+    if too_big:
+        message = (f"This network is too big to write out entry by entry: {', '.join(too_big)}. Here is the"
+                   " per-layer summary instead: shapes, norms of the output gradient δ and of dE/dW, and the"
+                   " update ratio η·‖dE/dW‖/‖W‖. (Raise max_weights, max_units or max_samples to see it all.)")
+        steps.append(Step("note", None, [Lit(message)], None))
+    errors: list[float] = []
+    differences = []
+    for it in range(1, n_steps + 1):
+        if too_big:
+            error = float(loss._value(layered_forward(work, X), T))
+            steps.append(Step("error", total_error(), [Num(error)], error, it))
+            steps += layered.summary(work, loss, X, T, lr, it)
+        else:
+            p = layered.run(work, loss, X, T, it)
+            error = p.error
+            differences.append(p.own_difference)
+            steps += p.forward + p.backward + p.checks
+        errors.append(error)
+        if lr is None:
+            continue
+        before = [{k: v.copy() for k, v in layer.params.items()} for layer in work.layers]
+        SGD(lr=lr).step(work)
+        if not too_big:
+            steps += _update_layers(work, before, lr, it)
+        after = float(loss._value(layered_forward(work, X), T))
+        steps.append(Step("after", total_error(updated=True), [Num(after)], after, it))
+        steps.append(Step("after", Lit("ΔE", r"\Delta E", "ΔE"),
+                          [Expr(total_error(updated=True), " - ", total_error()),
+                           Expr(Num(after), " - ", Num(error, True)), Num(after - error)], after - error, it))
+        if it == n_steps:
+            errors.append(after)
+    lf = LossForm(loss, n, int(np.prod(out.shape[1:])))
+    arrows = " → ".join(repr(layer) for layer in work.layers)
+    description = [f"network: {arrows} ({n_params} parameters)", f"loss: {lf.description()}",
+                   f"input: x of shape {X.shape}"
+                   + (f"; learning rate η = {lr:g}" if lr is not None else "; no update (give lr to see one)")
+                   + (f"; {n_steps} steps" if n_steps > 1 else ""),
+                   "matrix notation, one layer at a time: layer l maps Aˡ⁻¹ to Aˡ (A⁰ = x); rows are samples"
+                   " (tokens, for sequences; output positions, for a convolution's patch matrix X̂); a leading"
+                   " axis of length 1 (one sample, one channel, one head) is not shown",
+                   "parameters: " + "; ".join(f"{layered.param_symbol(i, k, layer)} = layers[{i}].params[{k!r}]"
+                                              f" {tuple(v.shape)}" for i, layer in enumerate(work.layers)
+                                              for k, v in layer.params.items())]
+    if differences:
+        description.append(f"computed in float64; every numbered factor is checked entry by entry against the"
+                           f" central difference of E through the same equations, and the layers' own forward"
+                           f" and backward give the same outputs and parameter gradients (largest difference"
+                           f" {max(differences):.1e}); numbers rounded to {digits} significant digits")
+    if np.dtype(getattr(net, "dtype", np.float64)) != np.float64:
+        description.append(f"the network's parameters are {np.dtype(net.dtype).name}; the trace runs on a float64"
+                           " copy of them")
+    return Trace(steps, title=title or f"explain: {type(work.layers[0]).__name__} network, layer by layer",
+                 description=description, notation="matrix", digits=int(digits), lr=lr, n_steps=n_steps,
+                 errors=errors, network=work, oversized=bool(too_big), message=message, graph=None, n_samples=n)
+
+
+def layered_forward(net, X: np.ndarray) -> np.ndarray:
+    a = X
+    for layer in net.layers:
+        a = layer.forward(a, training=False)
+    return a
+
+
+def _update_layers(work, before, lr: float, iteration: int) -> list[Step]:
+    steps = []
+    for i, layer in enumerate(work.layers):
+        for k, new in layer.params.items():
+            sym = layered.param_symbol(i, k, layer)
+            upd = Sym(f"{sym.text}⁺", f"{sym.tex}^{{+}}", f"{sym.html}<sup>+</sup>")
+            if k in layer.frozen:
+                steps.append(Step("update", upd, [sym, layered.show(before[i][k])], new.copy(), iteration,
+                                  note="frozen: not updated"))
+                continue
+            steps.append(Step("update", upd, [Expr(sym, " - ", "η", "·", deriv("E", sym)),
+                                              Expr(layered.show(before[i][k]), " - ", Num(lr), "·",
+                                                   layered.show(layer.grads[k])), layered.show(new)],
+                              new.copy(), iteration))
+    return steps
 
 
 # --- pieces ----------------------------------------------------------------------------------------

@@ -46,8 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, metavar="ETA",
                    help="learning rate of the update to show (an example has its own default)")
     p.add_argument("--steps", type=int, default=1, metavar="N", help="number of gradient-descent steps (default 1)")
-    p.add_argument("--notation", choices=["scalar", "matrix"], default="scalar",
-                   help="scalar: every unit and weight (default); matrix: one line per layer")
+    p.add_argument("--notation", choices=["scalar", "matrix"],
+                   help="scalar: every unit and weight (the default for Dense layers); matrix: one line per layer"
+                        " (the default, and the only notation, for convolutions and attention)")
     p.add_argument("--format", choices=FORMATS, help="output format (default: from --out's extension, else text)")
     p.add_argument("--digits", type=int, default=9, help="digits shown per number (default 9)")
     p.add_argument("--width", type=int, default=100, help="text width in columns (default 100)")

@@ -9,6 +9,10 @@ test-score     S. Shamdasani's Enlight tutorial: 2-3-1 sigmoid network without b
                maxima, scores divided by 100, full-batch updates (SSE summed over the samples).
                The tutorial draws its weights at random; here they are fixed values.
 single-neuron  One sigmoid unit with two inputs and a bias (Mazur's h1 with a target).
+conv           One 1×4×4 image through a 2×2 convolution, ReLU, 2×2 max pooling (stride 1) and a
+               Dense output: the convolution as one matrix product over the image's patches.
+attention      Self-attention with one head over 2 tokens of dimension 2: queries, keys, values,
+               the scores and their softmax, each backward factor written out.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from ..layers import Dense, Sigmoid
-from ..losses import SSE
+from ..layers import Conv2D, Dense, Flatten, MaxPool2D, MultiHeadAttention, ReLU, Sigmoid
+from ..losses import MSE, SSE
 from ..network import Sequential
 
 
@@ -91,7 +95,34 @@ def single_neuron() -> Example:
                    np.array([[0.05, 0.10]]), np.array([[0.01]]), 0.5)
 
 
-EXAMPLES = {"mazur": mazur, "xor": xor, "test-score": test_score, "single-neuron": single_neuron}
+def conv() -> Example:
+    net = Sequential(Conv2D(1, 1, 2), ReLU(), MaxPool2D(2, stride=1), Flatten(),
+                     Dense(4, 1, weight=[[0.3], [-0.2], [0.5], [0.1]], bias=[0.0]), dtype=np.float64)
+    net.layers[0].params["weight"][...] = [[[[0.5, -0.4], [0.3, 0.2]]]]
+    net.layers[0].params["bias"][...] = [0.1]
+    image = np.array([[[[0.1, 0.5, -0.3, 0.8], [0.7, -0.2, 0.4, 0.0], [-0.6, 0.3, 0.9, -0.1],
+                        [0.2, -0.8, 0.05, 0.6]]]])
+    return Example("conv", "A 2×2 convolution on one 4×4 image, layer by layer",
+                   "Conv2D(1, 1, 2) → ReLU → MaxPool2D(2, stride=1) → Flatten → Dense(4, 1), fixed weights,"
+                   " MSE to a target of 0.5", net, MSE(), image, np.array([[0.5]]), 0.1)
+
+
+def attention() -> Example:
+    net = Sequential(MultiHeadAttention(2, 1), dtype=np.float64)
+    p = net.layers[0].params
+    p["weight_q"][...] = [[0.5, -0.2], [0.1, 0.4]]
+    p["weight_k"][...] = [[0.3, 0.6], [-0.5, 0.2]]
+    p["weight_v"][...] = [[0.7, -0.1], [0.2, 0.9]]
+    p["weight_o"][...] = [[1.0, 0.3], [-0.4, 0.8]]
+    p["bias_q"][...] = [0.1, 0.0]
+    tokens = np.array([[[1.0, 0.5], [-0.5, 2.0]]])
+    return Example("attention", "Self-attention over two tokens, one head",
+                   "MultiHeadAttention(2, 1): 2 tokens of dimension 2, fixed weights, MSE to a target sequence",
+                   net, MSE(), tokens, np.array([[[0.5, -0.5], [1.0, 0.0]]]), 0.5)
+
+
+EXAMPLES = {"mazur": mazur, "xor": xor, "test-score": test_score, "single-neuron": single_neuron, "conv": conv,
+            "attention": attention}
 
 
 def example(name: str) -> Example:

@@ -147,7 +147,7 @@ def svg_network(graph: dict, digits: int) -> str:
 
 def _step_html(step: Step, digits: int) -> str:
     forms = [text for _, text in step.rendered("html", digits)]
-    body = " = ".join([step.lhs.html, *forms]) if step.lhs is not None else " ".join(forms)
+    body = " = ".join([step.head("html"), *forms]) if step.lhs is not None else " ".join(forms)
     note = f'<span class="cr-note">[{_esc(step.note)}]</span>' if step.note else ""
     attr = f' data-param="{_esc(step.param)}"' if step.param else ""
     return f'<div class="cr-step"{attr}>{body}{note}</div>'

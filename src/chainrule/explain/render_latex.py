@@ -57,7 +57,7 @@ def step_tex(step: Step, digits: int) -> list[str]:
         return [tex_text(render(step.rhs, "text", digits)), ""]
     lines = [r"\begin{align*}"]
     for k, f in enumerate(forms):
-        head = step.lhs.tex if k == 0 else ""
+        head = step.head("tex") if k == 0 else ""
         end = r" \\" if k < len(forms) - 1 else ""
         note = rf" \qquad \text{{[{tex_text(step.note)}]}}" if step.note and k == len(forms) - 1 else ""
         lines.append(f"  {head} &= {f}{note}{end}")

@@ -35,7 +35,7 @@ def forms_text(step: Step, digits: int) -> list[str]:
 
 def step_one_line(step: Step, digits: int) -> str:
     """``lhs = form = form = value`` on one line (the note, if any, in brackets after it)."""
-    line = " = ".join([step.name, *forms_text(step, digits)]) if step.lhs is not None else \
+    line = " = ".join([step.head("text"), *forms_text(step, digits)]) if step.lhs is not None else \
         " ".join(forms_text(step, digits))
     return line + (f"   [{step.note}]" if step.note else "")
 
@@ -71,10 +71,10 @@ def step_lines(step: Step, digits: int, width: int, indent: str = "") -> list[st
     one = indent + step_one_line(step, digits)
     if len(one) <= width or step.lhs is None:
         return [one]
-    pad = indent + " " * len(step.name)
+    pad = indent + " " * len(step.head("text"))
     lines = []
     for k, (part, text) in enumerate(step.rendered("text", digits)):
-        head = (indent + step.name) if k == 0 else pad
+        head = (indent + step.head("text")) if k == 0 else pad
         avail = width - len(head) - 3
         for m, piece in enumerate(_wrap_form(part, text, avail, digits)):
             lines.append(f"{head} = {piece}" if m == 0 else f"{pad}   {piece}")
@@ -94,7 +94,7 @@ def table(head: tuple, rows: list[tuple], right: set[int] = frozenset()) -> list
 
 
 def check_rows(steps: list[Step], digits: int) -> list[tuple]:
-    return [(s.name, format_number(s.value, digits), format_number(s.numeric, digits), f"{s.rel_error:.1e}",
+    return [(s.head("text"), format_number(s.value, digits), format_number(s.numeric, digits), f"{s.rel_error:.1e}",
              s.where or "") for s in steps]
 
 

@@ -42,6 +42,8 @@ class Step:
         A remark shown beside the step ("δ_o1", "frozen: not updated").
     info : dict or None
         Summary steps: the columns of the layer summary.
+    label : str
+        The number of a factor of the chain ("(3)"), shown before the step and on its checks.
     """
 
     section: str
@@ -57,10 +59,18 @@ class Step:
     key: tuple | None = None
     note: str = ""
     info: dict | None = None
+    label: str = ""
 
     @property
     def name(self) -> str:
         return self.lhs.text if self.lhs is not None else ""
+
+    def head(self, fmt: str) -> str:
+        """The left-hand side as written: its label, if any, then the quantity."""
+        lhs = "" if self.lhs is None else self.lhs.render(fmt, 0)
+        if not self.label:
+            return lhs
+        return (rf"\text{{{self.label}}}\; " if fmt == "tex" else f"{self.label} ") + lhs
 
     def rendered(self, fmt: str, digits: int) -> list[tuple[Part, str]]:
         """(part, its rendering in ``fmt``) for each right-hand side, repeats left out
