@@ -171,7 +171,8 @@ def test_docs_page_shows_what_the_command_prints():
         pytest.skip("docs/explain.md not in this checkout")
     outputs = []
     for argv in (["--example", "mazur", "--lr", "0.5"], ["--example", "mazur", "--lr", "0.5", "--notation", "matrix"],
-                 ["--example", "test-score"], ["--example", "mazur", "--steps", "3"]):
+                 ["--example", "test-score"], ["--example", "mazur", "--steps", "3"], ["--example", "conv"],
+                 ["--example", "attention"]):
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             assert main(["explain", *argv]) == 0
