@@ -282,6 +282,41 @@ def _joined(value) -> str:
     return "".join(value) if isinstance(value, list) else str(value)
 
 
+# ---------------------------------------------------------------- docstrings
+
+_EQUATIONS = re.compile(r"^(forward|backward)\b[^:\n]{0,24}:\s")
+_SECTION = re.compile(r"^\S.*\n-{3,}\s*$", re.M)
+
+
+def fence_equations(docstring: str) -> str:
+    """Show a docstring's equation paragraphs (``forward: …`` / ``backward: …``, aligned by
+    spaces) as they are written: as preformatted text, not as a paragraph of joined lines
+    (a ``literal`` in them loses its backquotes).
+    Only the description before the first numpydoc section is touched."""
+    end = _SECTION.search(docstring)
+    head, tail = (docstring[:end.start()], docstring[end.start():]) if end else (docstring, "")
+    paragraphs = head.split("\n\n")
+    for i, para in enumerate(paragraphs):
+        if _EQUATIONS.match(para.lstrip("\n")):
+            literal = re.sub(r"``([^`]+)``", r"\1", para.strip("\n"))     # no inline markup in a block
+            paragraphs[i] = f"```text\n{literal}\n```"
+    return "\n\n".join(paragraphs) + tail
+
+
+try:
+    from griffe import Extension as _GriffeExtension
+except ImportError:                             # the tests import this file without the docs extra
+    _GriffeExtension = object
+
+
+class EquationBlocks(_GriffeExtension):
+    """griffe extension (mkdocs.yml: ``extensions: [docs/_hooks.py:EquationBlocks]``): see fence_equations."""
+
+    def on_object(self, *, obj, **kwargs) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = fence_equations(obj.docstring.value)
+
+
 # ---------------------------------------------------------------- explain
 
 def mazur_trace():

@@ -213,6 +213,18 @@ def test_notebook_outputs_become_html():
     assert error == '<pre class="cr-nb-error">ValueError: no</pre>'
 
 
+def test_docstring_equations_are_shown_as_written():
+    doc = ("Fully connected layer.\n\nforward:  x (n, n_in) -> z\nbackward: dL/dW = xᵀ · delta   (n_in, n_out)\n"
+           "          dL/dx = delta · Wᵀ\n\nMore prose.\n\nParameters\n----------\nforward: int\n    Not touched.")
+    assert hooks.fence_equations(doc) == (
+        "Fully connected layer.\n\n```text\nforward:  x (n, n_in) -> z\nbackward: dL/dW = xᵀ · delta   (n_in, n_out)\n"
+        "          dL/dx = delta · Wᵀ\n```\n\nMore prose.\n\nParameters\n----------\nforward: int\n    Not touched.")
+    literal = "forward: g = f(x)  (fills ``grads``)"
+    assert hooks.fence_equations(literal) == "```text\nforward: g = f(x)  (fills grads)\n```"
+    prose = "One line.\n\nforwarding: not an equation"
+    assert hooks.fence_equations(prose) == prose
+
+
 def test_api_pages_name_real_objects():
     names = [line[4:].strip() for page in sorted((ROOT / "docs" / "api").glob("*.md"))
              for line in page.read_text(encoding="utf-8").splitlines() if line.startswith("::: ")]
@@ -301,7 +313,7 @@ def test_api_reference_shows_docstrings(quick_site):
     assert "Dense" in text and "Conv2D" in text and "Parameters" in text
     network = (quick_site / "api" / "network" / "index.html").read_text(encoding="utf-8")
     assert 'id="chainrule.Sequential.fit"' in network
-
+    assert "<code>forward:  a⁰ = x," in network  # the equations as the docstring aligns them
 
 def test_explain_trace_is_embedded(quick_site):
     page = parse_site_file(quick_site / "explain-mazur" / "index.html")
