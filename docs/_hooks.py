@@ -171,6 +171,10 @@ def rewrite_links(markdown: str, src_uri: str, exists=None) -> str:
 
 def on_page_markdown(markdown, page, config, files):
     src_uri = page.file.src_uri
+    if src_uri == EXPLAIN_PAGE:                 # raw HTML: MkDocs does not rewrite its URLs
+        from mkdocs.utils import get_relative_url
+
+        markdown = markdown.replace("{explain_src}", get_relative_url(EXPLAIN_HTML, page.url))
     if src_uri == "index.md" and INCLUDE_README in markdown:
         readme = (_state["root"] / "README.md").read_text(encoding="utf-8")
         markdown = markdown.replace(INCLUDE_README, readme)
@@ -360,5 +364,5 @@ cr.explain(net, cr.SSE(), [0.05, 0.10], [0.01, 0.99], lr=0.5).save("mazur.html")
 Hover a line of the drawing for its weight, contribution and gradient; the buttons above the
 steps switch what the line thickness shows. [Open the page on its own](explain/mazur.html).
 
-<iframe class="cr-explain-frame" src="../{EXPLAIN_HTML}" title="explain trace of Mazur's example"></iframe>
+<iframe class="cr-explain-frame" src="{{explain_src}}" title="explain trace of Mazur's example"></iframe>
 """

@@ -32,10 +32,10 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 def main(site: Path) -> int:
-    tutorials = sorted(p.parent.name for p in (site / "tutorials").glob("*/index.html"))
-    shots = {"explain.png": ("explain-mazur/", None), "api.png": ("api/network/", None)}
+    tutorials = sorted(p.name for p in (site / "tutorials").glob("*.html"))
+    shots = {"explain.png": ("explain-mazur.html", None), "api.png": ("api/network.html", None)}
     if tutorials:
-        shots["tutorial.png"] = (f"tutorials/{tutorials[0]}/", ".cr-nb-output")
+        shots["tutorial.png"] = (f"tutorials/{tutorials[0]}", ".cr-nb-output")
     else:
         print("no tutorial in the site: tutorial.png not taken")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
