@@ -361,8 +361,8 @@ net.layers[0].freeze("bias"); net.layers[2].freeze("bias")
 cr.explain(net, cr.SSE(), [0.05, 0.10], [0.01, 0.99], lr=0.5).save("mazur.html")
 ```
 
-Hover a line of the drawing for its weight, contribution and gradient; the buttons above the
-steps switch what the line thickness shows. [Open the page on its own](explain/mazur.html).
+Hover a line of the drawing for its weight, contribution and gradient; the buttons under the
+drawing switch what its lines show. [Open the page on its own](explain/mazur.html).
 
 <iframe class="cr-explain-frame" src="{{explain_src}}" title="explain trace of Mazur's example"></iframe>
 """
