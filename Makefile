@@ -1,4 +1,4 @@
-# chainrule: `make run` trains the demo network, `make test` runs the checks.
+# chainrule: `make run` trains the demo network, `make test` runs the checks, `make docs` builds the site.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -43,5 +43,14 @@ $(VENV)/.installed-bench: pyproject.toml | $(PY)
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/run.py $(if $(filter 1 yes true,$(QUICK)),--quick) $(if $(filter 1 yes true,$(CHECK)),--check)
 
+# `make docs`: the documentation site in site/ (open site/index.html), tutorials executed, strict
+.PHONY: docs
+$(VENV)/.installed-docs: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .ruff_cache
