@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # char_lm.py, beside this file
+import chainrule as cr
 
-import chainrule as cr  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # char_lm.py, beside this file
 from char_lm import load_text, make_windows, one_hot  # noqa: E402
 
 HELD_OUT_WINDOW = 32  # length of the held-out windows both models are scored on
