@@ -10,7 +10,7 @@ from ..init import Normal, get_initializer
 from .base import Layer
 
 
-def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
+def _sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
     """(max_len, dim) float64: sin(t·ω_i) in the even columns, cos(t·ω_i) in the odd ones, ω_i = 10000^(−2i/dim)."""
     angle = np.arange(max_len)[:, None] * 10000.0 ** (-np.arange(0, dim, 2) / dim)
     table = np.empty((max_len, dim))
@@ -64,7 +64,7 @@ class PositionalEmbedding(Layer):
         if init is None:
             init = Normal(std=0.02)
         if weight is None and isinstance(init, str) and init == "sinusoidal":
-            table = sinusoidal_table(self.max_len, self.dim)
+            table = _sinusoidal_table(self.max_len, self.dim)
         else:
             w_init = get_initializer(init if weight is None else weight)
             table = w_init((self.max_len, self.dim), np.float64, rng=as_rng(seed))
