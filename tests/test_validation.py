@@ -76,6 +76,7 @@ REQUIRED = {
     "LSTM": dict(n_in=2, n_hidden=3),
     "GRU": dict(n_in=2, n_hidden=3),
     "Embedding": dict(num_embeddings=4, dim=3),
+    "PositionalEmbedding": dict(max_len=4, dim=3),
     "FixedPointRNN": dict(n_in=2, n_hidden=3),
     "MaxPool2D": dict(kernel_size=2),
     "AvgPool2D": dict(kernel_size=2),

@@ -15,6 +15,7 @@ from .norm import (
     LayerNorm,
 )
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .positional import PositionalEmbedding
 from .recurrent import RNN, Recurrent, TimeDistributed
 from .reshape import Flatten
 from .residual import Residual
@@ -34,4 +35,5 @@ __all__ = [
     "MultiHeadAttention",
     "Residual",
     "GELU",
+    "PositionalEmbedding",
 ]
