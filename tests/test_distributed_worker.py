@@ -221,14 +221,17 @@ def batchnorm_net():
 
 
 def batchnorm(out: Path, rank: int, comm) -> None:
-    """mpiexec -n 2: a BatchNorm network over 3 epochs, and one that a SIGINT to rank 1 stops in the
-    middle of its first epoch; every rank writes its running statistics."""
+    """mpiexec -n 2: a BatchNorm network over 3 epochs (rank 1 starting from other statistics), and
+    one that a SIGINT to rank 1 stops in the middle of its first epoch; every rank writes its
+    running statistics."""
     import os
     import signal
 
     X, y = batchnorm_data()
     settings = dict(loss="mse", batch_size=10, shuffle=False, verbose=0, distributed=True)
     net = batchnorm_net()
+    if rank == 1:  # rank 0's statistics are broadcast with its weights
+        net.layers[0].buffers["running_var"][...] = 5.0
     net.fit(X, y, optimizer=cr.SGD(lr=0.01), epochs=3, validation_data=(X[:20], y[:20]), **settings)
     bn = net.layers[0].buffers
     save(out, f"bn-rank{rank}", [bn["running_mean"], bn["running_var"]])

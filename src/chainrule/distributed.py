@@ -320,14 +320,17 @@ class DataParallel:
                               " DirectFeedbackAlignment")
 
     def broadcast_parameters(self) -> None:
-        """Collective: copy rank 0's parameters into every rank's (in place, one Bcast)."""
-        params = list(self.net.params.values())
-        flat = np.concatenate([p.reshape(-1) for p in params]) if params else np.zeros(0, self.net.dtype)
-        self.comm.Bcast(flat, root=0)
-        offset = 0
-        for p in params:
-            p.reshape(-1)[...] = flat[offset:offset + p.size]  # params are never rebound
-            offset += p.size
+        """Collective: copy rank 0's parameters and layer buffers (BatchNorm's running statistics)
+        into every rank's, in place: one Bcast per dtype (one, unless a layer keeps another)."""
+        arrays = [*self.net.params.values(), *self._buffers()]
+        for dtype in dict.fromkeys(a.dtype for a in arrays):  # (the same on every rank: checked first)
+            same = [a for a in arrays if a.dtype == dtype]
+            flat = np.concatenate([a.reshape(-1) for a in same])
+            self.comm.Bcast(flat, root=0)
+            offset = 0
+            for a in same:
+                a.reshape(-1)[...] = flat[offset:offset + a.size]  # params and buffers are never rebound
+                offset += a.size
 
     def _buffers(self) -> list[np.ndarray]:
         """Every layer's buffers (BatchNorm's running statistics), each array once, in layer order."""
