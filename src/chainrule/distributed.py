@@ -27,7 +27,9 @@ prints, shows progress and runs the callbacks that write files.
 :func:`chainrule.training.fit` calls this module only when ``distributed`` is set, at the points
 marked ``dp``: :meth:`DataParallel.check_agreement` (first), :meth:`~DataParallel.setup`,
 :meth:`~DataParallel.shard` and :meth:`~DataParallel.reduce` per batch,
-:meth:`~DataParallel.combine_logs` and :meth:`~DataParallel.stop_together` per epoch,
+:meth:`~DataParallel.average_buffers` (BatchNorm's running statistics: their mean over the
+ranks, before validation), :meth:`~DataParallel.combine_logs` and
+:meth:`~DataParallel.stop_together` per epoch,
 :meth:`~DataParallel.agreed_stop`, :meth:`~DataParallel.fail` and :meth:`~DataParallel.end_fit`.
 See docs/distributed.md.
 """
