@@ -205,3 +205,53 @@ def test_gradient_norm_logger_matches_a_hand_computed_norm(data):
     per_epoch = cr.GradientNormLogger()
     net.fit(X, y, loss=cr.CrossEntropy(), optimizer=cr.SGD(lr=0.1), epochs=3, verbose=0, callbacks=[per_epoch])
     assert all(len(v) == 3 for v in per_epoch.norms.values())
+
+
+# --- EarlyStopping(restore_best_weights=True) and layer buffers ------------------------------------
+def batchnorm_net():
+    return cr.Sequential(cr.Dense(2, 8, seed=0), cr.BatchNorm(8), cr.Tanh(), cr.Dense(8, 2, seed=1))
+
+
+SCORES = [1.0, 0.5, 0.9, 0.9, 0.9, 0.9]  # best at epoch 1; patience 2 stops at the end of epoch 3
+
+
+def scored_run(net, data, callbacks, **kw):
+    """4 epochs of EarlyStopping on injected scores; the parameters and running statistics that
+    every epoch ended with, copied as they were."""
+    snapshots = []
+
+    def record(epoch, logs):
+        logs["score"] = SCORES[epoch]
+        bn = net.layers[1].buffers
+        snapshots.append((net.get_weights(), bn["running_mean"].copy(), bn["running_var"].copy()))
+
+    stop = cr.EarlyStopping(monitor="score", patience=2, restore_best_weights=True)
+    fit(net, data, len(SCORES), [cr.LambdaCallback(on_epoch_end=record), stop, *callbacks], **kw)
+    return snapshots
+
+
+def assert_holds(net, snapshot):
+    weights, mean, var = snapshot
+    assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), weights, strict=True))
+    assert np.array_equal(net.layers[1].buffers["running_mean"], mean)
+    assert np.array_equal(net.layers[1].buffers["running_var"], var)
+
+
+def test_early_stopping_restores_the_running_statistics_of_the_best_epoch_with_its_weights(data):
+    net = batchnorm_net()
+    snapshots = scored_run(net, data, [])
+    assert len(snapshots) == 4
+    assert not np.allclose(snapshots[1][1], snapshots[-1][1])  # the statistics moved after epoch 1
+    assert_holds(net, snapshots[1])
+
+
+def test_early_stopping_restores_the_best_running_statistics_after_a_resume(tmp_path, data):
+    from crashing import Crash
+
+    snapshots = scored_run(batchnorm_net(), data, [])
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(RuntimeError, match="simulated"):  # 5 batches an epoch: dies in epoch 3
+        scored_run(batchnorm_net(), data, [Crash(12)], checkpoint=path)
+    net = batchnorm_net()
+    scored_run(net, data, [], checkpoint=path, resume=path)
+    assert_holds(net, snapshots[1])

@@ -271,6 +271,45 @@ def test_a_signal_to_one_rank_stops_every_rank_after_the_same_batch(tmp_path):
     assert_identical(weights(tmp_path, "signal-rank0"), weights(tmp_path, "signal-rank1"))
 
 
+# --- BatchNorm: the ranks' running statistics averaged ---------------------------------------------
+def running_statistics(X, batch, epochs, momentum=0.1, ranks=2, last_batches=None):
+    """BatchNorm's running mean and variance after data-parallel training, by hand (float64): each
+    rank's exponential average over its shards (mean, variance with n - 1), averaged over the ranks
+    at the end of every epoch (and where training stopped)."""
+    mean, var = np.zeros(X.shape[1]), np.ones(X.shape[1])
+    n_batches = len(X) // batch
+    for epoch in range(epochs):
+        per_rank = []
+        for r in range(ranks):
+            m, v = mean.copy(), var.copy()
+            for b in range(n_batches if last_batches is None or epoch < epochs - 1 else last_batches):
+                lo, hi = r * batch // ranks, (r + 1) * batch // ranks  # (batch a multiple of ranks)
+                shard = X[b * batch + lo:b * batch + hi]
+                m = (1 - momentum) * m + momentum * shard.mean(axis=0)
+                v = (1 - momentum) * v + momentum * shard.var(axis=0, ddof=1)
+            per_rank.append((m, v))
+        mean = sum(m for m, _ in per_rank) / ranks
+        var = sum(v for _, v in per_rank) / ranks
+    return mean, var
+
+
+def test_batchnorm_running_statistics_are_the_mean_over_ranks_and_identical_on_every_rank(tmp_path):
+    ok(launch(2, "batchnorm", tmp_path))
+    X, _ = worker.batchnorm_data()
+    mean, var = running_statistics(X, batch=10, epochs=3)
+    rank0, rank1 = weights(tmp_path, "bn-rank0"), weights(tmp_path, "bn-rank1")
+    assert_identical(rank0, rank1)
+    np.testing.assert_allclose(rank0[0], mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rank0[1], var, rtol=1e-5)
+    # a stop in the middle of the first epoch (SIGINT to rank 1 during batch 3: 4 batches run)
+    assert info(tmp_path, "bn-stopped-rank0")["steps"] == 4
+    stopped0, stopped1 = weights(tmp_path, "bn-stopped-rank0"), weights(tmp_path, "bn-stopped-rank1")
+    assert_identical(stopped0, stopped1)
+    mean, var = running_statistics(X, batch=10, epochs=1, last_batches=4)
+    np.testing.assert_allclose(stopped0[0], mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stopped0[1], var, rtol=1e-5)
+
+
 # --- combinations: a rule data-parallel, checkpoints and resume on two ranks -------------------------
 def test_rules_and_checkpoints_combine_with_distributed_training(tmp_path):
     ok(launch(2, "combinations", tmp_path, timeout=120))

@@ -207,6 +207,47 @@ def signal_on_one_rank(out: Path, rank: int, comm) -> None:
          steps=int(net.optimizer.iterations))
 
 
+def batchnorm_data(n=80, batch=10):
+    """Rows whose first half of each batch of ``batch`` (rank 0's shard) centres near -1 and second
+    half (rank 1's) near 3, so the two ranks see different batch statistics."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(n, 4)) * np.array([1.0, 2.0, 0.5, 1.5]) + np.where(np.arange(n) % batch < batch // 2,
+                                                                            -1.0, 3.0)[:, None]
+    return X, X @ np.array([1.0, -0.5, 2.0, 0.25])
+
+
+def batchnorm_net():
+    return cr.Sequential(cr.BatchNorm(4), cr.Dense(4, 1, seed=6))
+
+
+def batchnorm(out: Path, rank: int, comm) -> None:
+    """mpiexec -n 2: a BatchNorm network over 3 epochs (rank 1 starting from other statistics), and
+    one that a SIGINT to rank 1 stops in the middle of its first epoch; every rank writes its
+    running statistics."""
+    import os
+    import signal
+
+    X, y = batchnorm_data()
+    settings = dict(loss="mse", batch_size=10, shuffle=False, verbose=0, distributed=True)
+    net = batchnorm_net()
+    if rank == 1:  # rank 0's statistics are broadcast with its weights
+        net.layers[0].buffers["running_var"][...] = 5.0
+    net.fit(X, y, optimizer=cr.SGD(lr=0.01), epochs=3, validation_data=(X[:20], y[:20]), **settings)
+    bn = net.layers[0].buffers
+    save(out, f"bn-rank{rank}", [bn["running_mean"], bn["running_var"]])
+
+    def interrupt(batch, logs):
+        if rank == 1 and batch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    net = batchnorm_net()
+    history = net.fit(X, y, optimizer=cr.SGD(lr=0.01), epochs=5,
+                      callbacks=[cr.LambdaCallback(on_batch_end=interrupt)], **settings)
+    bn = net.layers[0].buffers
+    save(out, f"bn-stopped-rank{rank}", [bn["running_mean"], bn["running_var"]], history,
+         steps=int(net.optimizer.iterations))
+
+
 RULES = {"plain": lambda: None, "dfa": lambda: cr.DirectFeedbackAlignment(seed=4)}
 
 
@@ -240,7 +281,8 @@ def resumes(out: Path, rank: int, comm) -> None:
 
 SCENARIOS = {"one_process": one_process, "combinations": combinations, "dies_mid_epoch": dies_mid_epoch,
              "resumes": resumes, "two_ranks": two_ranks, "three_ranks": three_ranks,
-             "mismatches": mismatches, "one_rank_fails": one_rank_fails, "signal_on_one_rank": signal_on_one_rank}
+             "mismatches": mismatches, "one_rank_fails": one_rank_fails, "signal_on_one_rank": signal_on_one_rank,
+             "batchnorm": batchnorm}
 
 if __name__ == "__main__":
     from mpi4py import MPI

@@ -279,6 +279,7 @@ RANGES = [
     (("callbacks", 0, "state", "best"), math.nan, "callbacks[0].state.best"),
     (("callbacks", 0, "state", "best_epoch"), 99, "callbacks[0].state.best_epoch"),
     (("callbacks", 0, "state", "best_weights"), [], "callbacks[0].state.best_weights"),
+    (("callbacks", 0, "state", "best_buffers"), [[1.0]], "callbacks[0].state.best_buffers"),
     (("callbacks", 0, "state", "surprise"), 1, "callbacks[0].state"),
     (("callbacks", 0, "index"), 3, "callbacks[0].index"),
     (("callbacks", 1, "state", "cooldown_counter"), 3, "callbacks[1].state.cooldown_counter"),

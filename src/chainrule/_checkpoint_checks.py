@@ -325,6 +325,17 @@ def _weights(f: Fields, value, net, field: str) -> None:
         f.array(w, f"{field}[{i}]", p.shape, p.dtype)
 
 
+def _buffers(f: Fields, value, net, field: str) -> None:
+    from .callbacks import _model_buffers
+
+    buffers = _model_buffers(net)
+    value = f.sequence(value, field, max_len=len(buffers))
+    if len(value) != len(buffers):
+        raise f.bad(field, f"{len(buffers)} arrays (the layers' buffers)", f"{len(value)} entries")
+    for i, (v, b) in enumerate(zip(value, buffers, strict=True)):
+        f.array(v, f"{field}[{i}]", b.shape, b.dtype)
+
+
 def callback_state(f: Fields, cb, state, field: str, net, epochs_done: int, n_batches: int) -> None:
     """The state of one callback: the built-in ones field by field, others like their live state."""
     from .callbacks import CSVLogger, EarlyStopping, GradientNormLogger, ModelCheckpoint, ReduceLROnPlateau
@@ -344,6 +355,8 @@ def callback_state(f: Fields, cb, state, field: str, net, epochs_done: int, n_ba
         f.integer(state.get("wait", 0), f"{field}.wait", 0, epochs_done)
         if state.get("best_weights") is not None:
             _weights(f, state["best_weights"], net, f"{field}.best_weights")
+        if state.get("best_buffers") is not None:
+            _buffers(f, state["best_buffers"], net, f"{field}.best_buffers")
     elif isinstance(cb, ReduceLROnPlateau):
         f.number(state.get("best"), f"{field}.best", allow_none=True)
         f.integer(state.get("wait", 0), f"{field}.wait", 0, epochs_done)

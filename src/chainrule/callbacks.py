@@ -20,6 +20,12 @@ from ._checks import check_number
 from .errors import ConfigError
 
 
+def _model_buffers(model) -> list[np.ndarray]:
+    """Every layer's buffers (``Layer.buffers``: BatchNorm's running statistics), in layer order:
+    the state beside ``get_weights()`` that a snapshot of the model must keep too."""
+    return [b for layer in model.layers for b in (getattr(layer, "buffers", None) or {}).values()]
+
+
 class Callback:
     """Base class: every hook does nothing."""
 
@@ -130,7 +136,8 @@ class EarlyStopping(Callback):
     mode : {"auto", "min", "max"}
         Whether smaller or larger is better; "auto" takes "max" for accuracy and r2.
     restore_best_weights : bool
-        At the end of training, put back the parameters of the best epoch.
+        At the end of training, put back the parameters of the best epoch, and the layers'
+        buffers (BatchNorm's running statistics) as they were at its end.
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
@@ -146,7 +153,7 @@ class EarlyStopping(Callback):
         self.mode = mode
         self.restore_best_weights = restore_best_weights
 
-    _state_attrs = ("best", "best_epoch", "wait", "stopped_epoch", "best_weights")
+    _state_attrs = ("best", "best_epoch", "wait", "stopped_epoch", "best_weights", "best_buffers")
 
     def _better(self, value: float) -> bool:
         if self.best is None:
@@ -157,7 +164,7 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, logs=None):
         self.best, self.best_epoch, self.wait, self.stopped_epoch = None, None, 0, None
-        self.best_weights = None
+        self.best_weights = self.best_buffers = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -171,6 +178,7 @@ class EarlyStopping(Callback):
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+                self.best_buffers = [b.copy() for b in _model_buffers(self.model)]
             return
         self.wait += 1
         if self.wait >= max(self.patience, 1):
@@ -180,6 +188,9 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+            if self.best_buffers is not None:  # (None: resumed from a checkpoint that did not keep them)
+                for b, best in zip(_model_buffers(self.model), self.best_buffers, strict=True):
+                    b[...] = best
 
 
 class LearningRateScheduler(Callback):

@@ -27,7 +27,9 @@ prints, shows progress and runs the callbacks that write files.
 :func:`chainrule.training.fit` calls this module only when ``distributed`` is set, at the points
 marked ``dp``: :meth:`DataParallel.check_agreement` (first), :meth:`~DataParallel.setup`,
 :meth:`~DataParallel.shard` and :meth:`~DataParallel.reduce` per batch,
-:meth:`~DataParallel.combine_logs` and :meth:`~DataParallel.stop_together` per epoch,
+:meth:`~DataParallel.average_buffers` (BatchNorm's running statistics: their mean over the
+ranks, before validation), :meth:`~DataParallel.combine_logs` and
+:meth:`~DataParallel.stop_together` per epoch,
 :meth:`~DataParallel.agreed_stop`, :meth:`~DataParallel.fail` and :meth:`~DataParallel.end_fit`.
 See docs/distributed.md.
 """
@@ -320,14 +322,47 @@ class DataParallel:
                               " DirectFeedbackAlignment")
 
     def broadcast_parameters(self) -> None:
-        """Collective: copy rank 0's parameters into every rank's (in place, one Bcast)."""
-        params = list(self.net.params.values())
-        flat = np.concatenate([p.reshape(-1) for p in params]) if params else np.zeros(0, self.net.dtype)
-        self.comm.Bcast(flat, root=0)
-        offset = 0
-        for p in params:
-            p.reshape(-1)[...] = flat[offset:offset + p.size]  # params are never rebound
-            offset += p.size
+        """Collective: copy rank 0's parameters and layer buffers (BatchNorm's running statistics)
+        into every rank's, in place: one Bcast per dtype (one, unless a layer keeps another)."""
+        arrays = [*self.net.params.values(), *self._buffers()]
+        for dtype in dict.fromkeys(a.dtype for a in arrays):  # (the same on every rank: checked first)
+            same = [a for a in arrays if a.dtype == dtype]
+            flat = np.concatenate([a.reshape(-1) for a in same])
+            self.comm.Bcast(flat, root=0)
+            offset = 0
+            for a in same:
+                a.reshape(-1)[...] = flat[offset:offset + a.size]  # params and buffers are never rebound
+                offset += a.size
+
+    def _buffers(self) -> list[np.ndarray]:
+        """Every layer's buffers (BatchNorm's running statistics), each array once, in layer order."""
+        seen, arrays = set(), []
+        for layer in self.net.layers:
+            for b in (getattr(layer, "buffers", None) or {}).values():
+                if id(b) not in seen:
+                    seen.add(id(b))
+                    arrays.append(b)
+        return arrays
+
+    def average_buffers(self) -> None:
+        """Collective: every layer's buffers become their mean over the ranks, in place.
+
+        Each rank updates BatchNorm's running statistics from its own shards; fit calls this at the
+        end of every epoch, before validation, callbacks and checkpoints read the model (and
+        end_fit after a run stopped mid-epoch), so every rank holds the same model. One Allreduce
+        (SUM) per dtype, then a division by the number of ranks: the same floats on every rank."""
+        if self.size == 1:
+            return
+        arrays = self._buffers()
+        for dtype in dict.fromkeys(b.dtype for b in arrays):
+            same = [b for b in arrays if b.dtype == dtype]
+            flat = np.concatenate([b.reshape(-1) for b in same])
+            self.comm.Allreduce(self._mpi.IN_PLACE, flat, op=self._mpi.SUM)
+            flat /= self.size
+            offset = 0
+            for b in same:
+                b.reshape(-1)[...] = flat[offset:offset + b.size]  # buffers are updated in place
+                offset += b.size
 
     def _build_buffer(self) -> None:
         """Point every layer's grads at views into one contiguous buffer (values kept)."""
@@ -467,16 +502,24 @@ class DataParallel:
         self.end_fit()
 
     def end_fit(self) -> None:
-        """Put stdout back; after a fit that ended normally, warn if the ranks' weights differ."""
+        """Put stdout back; after a fit that ended normally, average the buffers if a stop in the
+        middle of an epoch left them apart, and warn if the ranks' weights differ."""
         self._restore_stdout()
-        if not self._failed and not self.in_sync():
+        if self._failed:
+            return
+        if not self._agree(b"".join(b.tobytes() for b in self._buffers())):
+            self.average_buffers()
+        if not self.in_sync():
             warnings.warn("the ranks hold different parameters after distributed fit: the MPI library's"
                           " Allreduce did not give every rank the same sums", RuntimeWarning, stacklevel=3)
 
     def in_sync(self) -> bool:
         """Collective: whether every rank holds bit-identical parameters."""
-        mine = zlib.crc32(b"".join(p.tobytes() for p in self.net.params.values()))
-        return len(set(self.comm.allgather(mine))) == 1
+        return self._agree(b"".join(p.tobytes() for p in self.net.params.values()))
+
+    def _agree(self, data: bytes) -> bool:
+        """Collective: whether ``data`` has the same CRC-32 on every rank."""
+        return len(set(self.comm.allgather(zlib.crc32(data)))) == 1
 
     def _restore_stdout(self) -> None:
         if self._stdout is not None:

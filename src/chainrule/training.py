@@ -277,6 +277,8 @@ class _Run:
             logs[m.name] = m.result()
         if self.step_logs:  # (a credit rule's angles)
             logs.update(self.step.epoch_logs())
+        if self.dp is not None:  # the ranks' running statistics averaged: one model for validation and callbacks
+            self.dp.average_buffers()
         if self.validation is not None:
             Xv, yv, metrics = self.validation
             val = self.net._evaluate_prepared(Xv, yv, self.loss, metrics)
