@@ -377,3 +377,19 @@ def test_saving_over_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path):
     with pytest.raises(cr.SaveError, match="loop"):
         new.save(loop)
     assert loop.is_symlink()
+
+
+def test_running_statistics_inside_a_residual_survive_save_and_load(tmp_path):
+    """A BatchNorm inside a Residual keeps its running mean and variance in the model file."""
+    net = cr.Sequential(cr.Dense(3, 4, seed=0), cr.Residual(cr.BatchNorm(4), cr.Dense(4, 4, seed=1)),
+                        cr.Dense(4, 1, seed=2), dtype=np.float64)
+    x = np.random.default_rng(0).normal(size=(16, 3))
+    net.forward(x, training=True)          # one training pass moves the running statistics
+    bn = net.layers[1].layers[0]
+    assert not np.allclose(bn.buffers["running_mean"], 0)
+    assert sorted(net.layers[1].buffers) == ["0.running_mean", "0.running_var"]
+    net.save(tmp_path / "m.npz")
+    back = cr.load(tmp_path / "m.npz")
+    for k in ("running_mean", "running_var"):
+        assert np.array_equal(back.layers[1].layers[0].buffers[k], bn.buffers[k])
+    assert np.array_equal(back.predict(x), net.predict(x))

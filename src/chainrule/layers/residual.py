@@ -9,7 +9,7 @@ from .base import Layer, layer_from_config
 
 
 class _Merged(dict):
-    """The inner layers' ``params`` (or ``grads``) under "index.name" keys: the same arrays.
+    """The inner layers' ``params`` (or ``grads``, ``buffers``) under "index.name" keys: the same arrays.
 
     Writing a key also writes it into the inner layer's own dict, so code that rebinds an
     array (loading a file, casting, a gradient buffer moved into a flat vector) reaches the
@@ -20,7 +20,7 @@ class _Merged(dict):
 
     def __init__(self, layers, attr: str) -> None:
         super().__init__((f"{i}.{k}", v) for i, layer in enumerate(layers)
-                         for k, v in getattr(layer, attr).items())
+                         for k, v in (getattr(layer, attr, None) or {}).items())
         self._layers, self._attr = layers, attr
 
     def __setitem__(self, key, value) -> None:
@@ -40,7 +40,9 @@ class Residual(Layer):
     The parameters are the inner layers' own arrays, keyed "index.name" ("0.weight", "2.bias";
     "1.0.weight" for a Residual inside a Residual), so optimizers update them in place,
     ``net.params`` lists them as "layer.index.name" and ``freeze("0.weight")`` fixes one.
-    Parameters frozen in an inner layer when the Residual is built stay frozen.
+    Parameters frozen in an inner layer when the Residual is built stay frozen. The inner layers'
+    ``buffers`` (a BatchNorm's running statistics) are merged the same way, so they are saved,
+    averaged across ranks and restored by EarlyStopping like any layer's.
 
     A pre-norm transformer block is two of them::
 
@@ -86,6 +88,7 @@ class Residual(Layer):
     def _merge(self) -> None:
         self.params = _Merged(self.layers, "params")
         self.grads = _Merged(self.layers, "grads")
+        self.buffers = _Merged(self.layers, "buffers")   # a BatchNorm's running statistics
 
     # --- forward and backward ---------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -119,8 +122,8 @@ class Residual(Layer):
 
     def __getstate__(self) -> dict:  # copies and pickles rebuild the views from the inner layers
         state = dict(self.__dict__)
-        state.pop("params", None)
-        state.pop("grads", None)
+        for key in ("params", "grads", "buffers"):
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
