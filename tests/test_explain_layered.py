@@ -171,9 +171,12 @@ def test_refusals_name_the_problem():
         cr.explain(cr.Sequential(cr.MultiHeadAttention(2, 1), dtype=np.float64), "mse", np.zeros(2), np.zeros(2))
     with pytest.raises(ShapeError, match="Conv2D"):
         cr.explain(net, "mse", np.zeros((1, 2, 4, 4)), [[0.0]])
-    res = cr.Sequential(cr.Residual(cr.Dense(2, 2)), dtype=np.float64)
-    with pytest.raises(ConfigError, match="layer 0 is Residual"):
-        cr.explain(res, "mse", np.zeros((1, 2)), [[0.0, 0.0]])
+    emb = cr.Sequential(cr.Embedding(5, 2), cr.Residual(cr.LSTM(2, 2, return_sequences=True)), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[0\] is Embedding"):
+        cr.explain(emb, "mse", np.zeros((1, 3), int), np.zeros((1, 3, 2)))
+    rec = cr.Sequential(cr.Dense(2, 2), cr.Residual(cr.LSTM(2, 2, return_sequences=True)), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is LSTM"):
+        cr.explain(rec, "mse", np.zeros((1, 3, 2)), np.zeros((1, 3, 2)))
 
 
 def test_a_big_network_gets_the_layer_summary():
@@ -193,3 +196,29 @@ def test_float32_network_is_explained_on_a_float64_copy():
     trace = cr.explain(net, "mse", np.ones((1, 1, 4, 4)), [[0.0]])
     assert any("float32" in line for line in trace.description)
     assert trace.network.layers[0].params["weight"].dtype == np.float64
+
+
+def test_a_pre_norm_transformer_block_with_its_skip_connections():
+    """Residual(LayerNorm, attention), Residual(LayerNorm, Dense, GELU, Dense) after positions: every factor
+    checked, and the skip connection adds its gradient to the branch's."""
+    net = cr.Sequential(cr.PositionalEmbedding(4, 4, seed=0),
+                        cr.Residual(cr.LayerNorm(4), cr.MultiHeadAttention(4, 2, causal=True, seed=1)),
+                        cr.Residual(cr.LayerNorm(4), cr.Dense(4, 8, seed=2), cr.GELU(), cr.Dense(8, 4, seed=3)),
+                        dtype=np.float64)
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 3, 4))
+    trace = cr.explain(net, "mse", x, y, lr=0.1, max_weights=400, max_units=20)
+    assert not trace.oversized and trace.max_relative_error < 1e-7
+    own = float(trace.description[-1].split("largest difference ")[1].split(")")[0])
+    assert own < 1e-12
+    # A¹ (after positions) feeds the first block's branch (B², its copy; LayerNorm A², attention A³) and its
+    # skip connection (A⁴ = A¹ + A³)
+    assert trace.find("A⁴", section="forward").rhs[0].render("text", 9) == "A¹ + A³"
+    skip = trace.find("dE/dA¹", section="backward")
+    assert skip.rhs[0].render("text", 9) == "dE/dA⁴ + dE/dB²"
+    assert np.allclose(skip.value, trace.value("dE/dA⁴") + trace.value("dE/dB²"), rtol=0, atol=1e-15)
+    names = " ".join(line for line in trace.description if line.startswith("parameters"))
+    assert 'layers[1].layers[1].params["weight_q"]' in names and 'layers[0].params["weight"]' in names
+    out = net.forward(x)
+    net.backward(cr.MSE().grad(out, y))
+    assert np.allclose(trace.value("dE/dE_pos¹"), net.layers[0].grads["weight"], rtol=1e-12, atol=1e-15)

@@ -225,6 +225,7 @@ def _explain_layered(net, work, loss, x, y, lr, n_steps, digits, max_weights, ma
         steps.append(Step("note", None, [Lit(message)], None))
     errors: list[float] = []
     differences = []
+    params = None
     for it in range(1, n_steps + 1):
         if too_big:
             error = float(loss._value(layered_forward(work, X), T))
@@ -232,16 +233,16 @@ def _explain_layered(net, work, loss, x, y, lr, n_steps, digits, max_weights, ma
             steps += layered.summary(work, loss, X, T, lr, it)
         else:
             p = layered.run(work, loss, X, T, it)
-            error = p.error
+            error, params = p.error, p.params
             differences.append(p.own_difference)
             steps += p.forward + p.backward + p.checks
         errors.append(error)
         if lr is None:
             continue
-        before = [{k: v.copy() for k, v in layer.params.items()} for layer in work.layers]
+        before = {id(node): node.owner[0].params[node.owner[1]].copy() for node in params or []}
         SGD(lr=lr).step(work)
         if not too_big:
-            steps += _update_layers(work, before, lr, it)
+            steps += _update_layers(params, before, lr, it)
         after = float(loss._value(layered_forward(work, X), T))
         steps.append(Step("after", total_error(updated=True), [Num(after)], after, it))
         steps.append(Step("after", Lit("ΔE", r"\Delta E", "ΔE"),
@@ -257,10 +258,10 @@ def _explain_layered(net, work, loss, x, y, lr, n_steps, digits, max_weights, ma
                    + (f"; {n_steps} steps" if n_steps > 1 else ""),
                    "matrix notation, one layer at a time: layer l maps Aˡ⁻¹ to Aˡ (A⁰ = x); rows are samples"
                    " (tokens, for sequences; output positions, for a convolution's patch matrix X̂); a leading"
-                   " axis of length 1 (one sample, one channel, one head) is not shown",
-                   "parameters: " + "; ".join(f"{layered.param_symbol(i, k, layer)} = layers[{i}].params[{k!r}]"
-                                              f" {tuple(v.shape)}" for i, layer in enumerate(work.layers)
-                                              for k, v in layer.params.items())]
+                   " axis of length 1 (one sample, one channel, one head) is not shown"]
+    if params:
+        description.append("parameters: " + "; ".join(f"{node.sym.text} = {node.where} {tuple(node.value.shape)}"
+                                                      for node in params))
     if differences:
         description.append(f"computed in float64; every numbered factor is checked entry by entry against the"
                            f" central difference of E through the same equations, and the layers' own forward"
@@ -281,20 +282,20 @@ def layered_forward(net, X: np.ndarray) -> np.ndarray:
     return a
 
 
-def _update_layers(work, before, lr: float, iteration: int) -> list[Step]:
+def _update_layers(params, before: dict, lr: float, iteration: int) -> list[Step]:
     steps = []
-    for i, layer in enumerate(work.layers):
-        for k, new in layer.params.items():
-            sym = layered.param_symbol(i, k, layer)
-            upd = Sym(f"{sym.text}⁺", f"{sym.tex}^{{+}}", f"{sym.html}<sup>+</sup>")
-            if k in layer.frozen:
-                steps.append(Step("update", upd, [sym, layered.show(before[i][k])], new.copy(), iteration,
-                                  note="frozen: not updated"))
-                continue
-            steps.append(Step("update", upd, [Expr(sym, " - ", "η", "·", deriv("E", sym)),
-                                              Expr(layered.show(before[i][k]), " - ", Num(lr), "·",
-                                                   layered.show(layer.grads[k])), layered.show(new)],
-                              new.copy(), iteration))
+    for node in params:
+        layer, name = node.owner
+        sym, new, old = node.sym, layer.params[name], before[id(node)]
+        upd = Sym(f"{sym.text}⁺", f"{sym.tex}^{{+}}", f"{sym.html}<sup>+</sup>")
+        if name in layer.frozen:
+            steps.append(Step("update", upd, [sym, layered.show(old)], new.copy(), iteration,
+                              note="frozen: not updated"))
+            continue
+        steps.append(Step("update", upd, [Expr(sym, " - ", "η", "·", deriv("E", sym)),
+                                          Expr(layered.show(old), " - ", Num(lr), "·",
+                                               layered.show(layer.grads[name])), layered.show(new)],
+                          new.copy(), iteration))
     return steps
 
 

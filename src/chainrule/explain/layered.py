@@ -39,7 +39,9 @@ from ..layers import (
     LeakyReLU,
     MaxPool2D,
     MultiHeadAttention,
+    PositionalEmbedding,
     ReLU,
+    Residual,
     Sigmoid,
     Softmax,
     Softplus,
@@ -54,7 +56,7 @@ ELEMENTWISE = (Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Softplus, GELU)
 
 #: Layers the matrix trace writes out (besides Dropout and Identity, which pass their input on).
 SUPPORTED = (Dense, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten, MultiHeadAttention, LayerNorm,
-             Softmax, *ELEMENTWISE)
+             PositionalEmbedding, Softmax, *ELEMENTWISE)
 
 #: A factor with more entries than this is checked on this many of them (chosen with a fixed seed).
 CHECKED_ENTRIES = 12
@@ -102,6 +104,7 @@ class Node:
     value: np.ndarray
     fn: Callable | None = None        # fn(values) -> array; None for the input and the parameters
     where: str | None = None          # a parameter: 'layers[0].params["weight"]'
+    owner: tuple | None = None        # a parameter: (its layer, its name)
 
 
 class Graph:
@@ -110,8 +113,8 @@ class Graph:
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
 
-    def leaf(self, key: str, sym: Sym, value, where: str | None = None) -> np.ndarray:
-        self.nodes[key] = Node(key, sym, np.array(value, dtype=np.float64), None, where)
+    def leaf(self, key: str, sym: Sym, value, where: str | None = None, owner: tuple | None = None) -> np.ndarray:
+        self.nodes[key] = Node(key, sym, np.array(value, dtype=np.float64), None, where, owner)
         return self.nodes[key].value
 
     def add(self, key: str, sym: Sym, fn: Callable) -> np.ndarray:
@@ -156,6 +159,12 @@ class Writer:
         self.backward: list[Step] = []
         self.factors: list[tuple[str, str, np.ndarray]] = []   # (label, node key, dE/dnode)
         self.param_grads: dict[str, np.ndarray] = {}           # node key of a parameter -> dE/dθ
+        self.numbers = 0                                        # layers numbered so far
+
+    def count(self) -> int:
+        """The number of the next layer (A¹, A², ... in the order the layers run)."""
+        self.numbers += 1
+        return self.numbers
 
     def node(self, key: str, sym: Sym, fn: Callable, forms: list, note: str = "") -> np.ndarray:
         value = self.graph.add(key, sym, fn)
@@ -201,11 +210,12 @@ SUM = Lit("Σ ", r"\sum ", "Σ ")
 
 
 # --- the layers ----------------------------------------------------------------------------------
-def param_symbol(index: int, name: str, layer) -> Sym:
-    """W¹, b¹, γ², W_q³: the symbol of parameter ``name`` of layer ``index`` (layer number index + 1)."""
-    l = index + 1
+def param_symbol(l: int, name: str, layer) -> Sym:
+    """W¹, b¹, γ², W_q³: the symbol of parameter ``name`` of the layer numbered ``l``."""
     if isinstance(layer, LayerNorm):
         return _sym({"weight": "γ", "bias": "β"}[name], l, tex={"weight": r"\gamma", "bias": r"\beta"}[name])
+    if isinstance(layer, PositionalEmbedding):
+        return _sym("E_pos", l, tex=r"E_{\mathrm{pos}}", html="E<sub>pos</sub>")
     base = {"weight": "W", "bias": "b"}[name.split("_")[0]]
     if "_" not in name:
         return _sym(base, l)
@@ -213,13 +223,13 @@ def param_symbol(index: int, name: str, layer) -> Sym:
     return _sym(f"{base}_{sub}", l, tex=f"{base}_{{{sub}}}", html=f"{base}<sub>{sub}</sub>")
 
 
-def _params(w: Writer, layer, index: int, l: int) -> dict[str, str]:
-    """Parameter leaves of layer ``index``: {param name: node key}."""
+def _params(w: Writer, layer, path: str, l: int) -> dict[str, str]:
+    """Parameter leaves of the layer at ``path`` ("layers[2]"): {param name: node key}."""
     keys = {}
     for name in layer.params:
         key = f"{l}.{name}"
-        w.graph.leaf(key, param_symbol(index, name, layer), layer.params[name],
-                     where=f'layers[{index}].params["{name}"]')
+        w.graph.leaf(key, param_symbol(l, name, layer), layer.params[name], where=f'{path}.params["{name}"]',
+                     owner=(layer, name))
         keys[name] = key
     return keys
 
@@ -258,8 +268,8 @@ def _unwindow(d: np.ndarray, index, layer, x_shape) -> np.ndarray:
     return out[:, :, pt:pt + x_shape[2], pl:pl + x_shape[3]]
 
 
-def conv2d(w: Writer, layer: Conv2D, index: int, l: int, a_in: str):
-    P = _params(w, layer, index, l)
+def conv2d(w: Writer, layer: Conv2D, path: str, l: int, a_in: str):
+    P = _params(w, layer, path, l)
     A_in, W = w.graph.nodes[a_in].sym, w.graph.nodes[P["weight"]].sym
     c_out, c_in, kh, kw = layer.params["weight"].shape
     n = w.graph.nodes[a_in].value.shape[0]
@@ -292,7 +302,7 @@ def conv2d(w: Writer, layer: Conv2D, index: int, l: int, a_in: str):
                  dWc.T.reshape(layer.params["weight"].shape))
         if "bias" in P:
             w.factor(P["bias"], [Expr(SUM, deriv("E", Z), Lit(" (over the rows)"))], dZ.sum(axis=0))
-        if l == 1:
+        if a_in == "x":
             return None
         dX = w.factor(f"{l}.X", [Expr(deriv("E", Z), "·", _t(Wc)),
                                  Expr(Mat(dZ), "·", Mat(w.graph.nodes[f"{l}.Wc"].value.T))],
@@ -306,7 +316,7 @@ def conv2d(w: Writer, layer: Conv2D, index: int, l: int, a_in: str):
     return f"{l}.A", back
 
 
-def pool2d(w: Writer, layer, index: int, l: int, a_in: str):
+def pool2d(w: Writer, layer, path: str, l: int, a_in: str):
     A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
     x = w.graph.nodes[a_in].value
     is_max = isinstance(layer, MaxPool2D)
@@ -344,7 +354,7 @@ def pool2d(w: Writer, layer, index: int, l: int, a_in: str):
     return f"{l}.A", back
 
 
-def global_pool(w: Writer, layer, index: int, l: int, a_in: str):
+def global_pool(w: Writer, layer, path: str, l: int, a_in: str):
     A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
     x = w.graph.nodes[a_in].value
     hw = x.shape[2] * x.shape[3]
@@ -357,7 +367,7 @@ def global_pool(w: Writer, layer, index: int, l: int, a_in: str):
     return f"{l}.A", back
 
 
-def flatten(w: Writer, layer, index: int, l: int, a_in: str):
+def flatten(w: Writer, layer, path: str, l: int, a_in: str):
     A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
     shape = w.graph.nodes[a_in].value.shape
     w.node(f"{l}.A", A, lambda v: v[a_in].reshape(shape[0], -1), [Expr(A_in, Lit(" as one row per sample"))])
@@ -368,8 +378,8 @@ def flatten(w: Writer, layer, index: int, l: int, a_in: str):
     return f"{l}.A", back
 
 
-def dense(w: Writer, layer: Dense, index: int, l: int, a_in: str):
-    P = _params(w, layer, index, l)
+def dense(w: Writer, layer: Dense, path: str, l: int, a_in: str):
+    P = _params(w, layer, path, l)
     A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
     W = w.graph.nodes[P["weight"]].sym
     bias = [" + ", w.graph.nodes[P["bias"]].sym] if "bias" in P else []
@@ -390,7 +400,7 @@ def dense(w: Writer, layer: Dense, index: int, l: int, a_in: str):
                  note=rows.strip(" ()"))
         if "bias" in P:
             w.factor(P["bias"], [Expr(SUM, deriv("E", A), Lit(" (over the rows)"))], g2.sum(axis=0))
-        if l == 1:
+        if a_in == "x":
             return None
         return w.factor(a_in, [Expr(deriv("E", A), "·", _t(W)), Expr(show(G), "·", Mat(Wv.T))], G @ Wv.T)
 
@@ -409,7 +419,7 @@ _DERIVATIVES = {
 }
 
 
-def elementwise(w: Writer, layer, index: int, l: int, a_in: str):
+def elementwise(w: Writer, layer, path: str, l: int, a_in: str):
     A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
     f = type(layer).__name__
     w.node(f"{l}.A", A, lambda v: layer.forward(v[a_in].copy()), [Call(f, rf"\mathrm{{{f}}}", A_in)])
@@ -424,7 +434,7 @@ def elementwise(w: Writer, layer, index: int, l: int, a_in: str):
     return f"{l}.A", back
 
 
-def softmax(w: Writer, layer, index: int, l: int, a_in: str):
+def softmax(w: Writer, layer, path: str, l: int, a_in: str):
     A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
 
     def fn(v):
@@ -440,8 +450,8 @@ def softmax(w: Writer, layer, index: int, l: int, a_in: str):
     return f"{l}.A", back
 
 
-def layer_norm(w: Writer, layer: LayerNorm, index: int, l: int, a_in: str):
-    P = _params(w, layer, index, l)
+def layer_norm(w: Writer, layer: LayerNorm, path: str, l: int, a_in: str):
+    P = _params(w, layer, path, l)
     A_in, A, Xh = w.graph.nodes[a_in].sym, _sym("A", l), _hat("X", l)
     g, b = w.graph.nodes[P["weight"]].sym, w.graph.nodes[P["bias"]].sym
     eps = layer.eps
@@ -452,7 +462,7 @@ def layer_norm(w: Writer, layer: LayerNorm, index: int, l: int, a_in: str):
         c = v[a_in] - v[a_in].mean(axis=-1, keepdims=True)
         return c / np.sqrt((c * c).mean(axis=-1, keepdims=True) + eps)
 
-    xh = w.node(f"{l}.X", Xh, norm, [Frac(Expr(A_in, " - μ"), Lit(f"√(σ² + {eps:g})"))],
+    xh = w.node(f"{l}.X", Xh, norm, [Frac(Expr("(", A_in, " - μ)"), Lit(f"√(σ² + {eps:g})", rf"\sqrt{{\sigma^2 + {eps:g}}}"))],
                 note="μ, σ² the mean and variance of each row")
     w.node(f"{l}.A", A, lambda v: v[f"{l}.X"] * v[P["weight"]] + v[P["bias"]], [Expr(Xh, "∘", g, " + ", b)])
 
@@ -462,7 +472,7 @@ def layer_norm(w: Writer, layer: LayerNorm, index: int, l: int, a_in: str):
         w.factor(P["weight"], [Expr(SUM, deriv("E", A), "∘", Xh)], (g2 * xh2).sum(axis=0))
         w.factor(P["bias"], [Expr(SUM, deriv("E", A))], g2.sum(axis=0))
         dxh = w.factor(f"{l}.X", [Expr(deriv("E", A), "∘", g)], G * layer.params["weight"])
-        if l == 1:
+        if a_in == "x":
             return None
         tex = (r"\left(\frac{\partial E}{\partial \hat{X}} - \mathrm{mean}(\cdot) - \hat{X}\circ"
                r"\mathrm{mean}(\cdot\circ\hat{X})\right)/\sqrt{\sigma^2+\epsilon}")
@@ -473,8 +483,8 @@ def layer_norm(w: Writer, layer: LayerNorm, index: int, l: int, a_in: str):
     return f"{l}.A", back
 
 
-def attention(w: Writer, layer: MultiHeadAttention, index: int, l: int, a_in: str):
-    P = _params(w, layer, index, l)
+def attention(w: Writer, layer: MultiHeadAttention, path: str, l: int, a_in: str):
+    P = _params(w, layer, path, l)
     sym = {k: w.graph.nodes[key].sym for k, key in P.items()}
     A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
     x = w.graph.nodes[a_in].value
@@ -536,7 +546,7 @@ def attention(w: Writer, layer: MultiHeadAttention, index: int, l: int, a_in: st
             w.factor(P[f"bias_{p}"], [Expr(SUM, deriv("E", s))], flat[p].sum(axis=0),
                      note="zero up to rounding: b_k adds the same amount to every score of a row, which softmax"
                           " ignores" if p == "k" else "")
-        if l == 1:
+        if a_in == "x":
             return None
         return w.factor(a_in, [Expr(deriv("E", Q), "·", _t(sym["weight_q"]), " + ", deriv("E", K), "·",
                                     _t(sym["weight_k"]), " + ", deriv("E", V), "·", _t(sym["weight_v"]))],
@@ -545,7 +555,7 @@ def attention(w: Writer, layer: MultiHeadAttention, index: int, l: int, a_in: st
     return f"{l}.A", back
 
 
-def passthrough(w: Writer, layer, index: int, l: int, a_in: str):
+def passthrough(w: Writer, layer, path: str, l: int, a_in: str):
     A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
     w.node(f"{l}.A", A, lambda v: v[a_in], [A_in],
            note=f"{type(layer).__name__} is the identity outside training")
@@ -556,23 +566,68 @@ def passthrough(w: Writer, layer, index: int, l: int, a_in: str):
     return f"{l}.A", back
 
 
+def positional(w: Writer, layer: PositionalEmbedding, path: str, l: int, a_in: str):
+    P = _params(w, layer, path, l)
+    A_in, A, E = w.graph.nodes[a_in].sym, _sym("A", l), w.graph.nodes[P["weight"]].sym
+    T = w.graph.nodes[a_in].value.shape[1]
+    w.node(f"{l}.A", A, lambda v: v[a_in] + v[P["weight"]][:T], [Expr(A_in, " + ", E, Lit(f"[:{T}]"))],
+           note=f"row t of {E.text} added to the token at position t")
+
+    def back(G):
+        d = np.zeros_like(w.graph.nodes[P["weight"]].value)
+        d[:T] = G.sum(axis=0)
+        w.factor(P["weight"], [Expr(SUM, deriv("E", A), Lit(" over the samples, in its first rows"))], d)
+        if a_in == "x":
+            return None
+        return w.factor(a_in, [deriv("E", A)], G)
+
+    return f"{l}.A", back
+
+
+def residual(w: Writer, layer: Residual, path: str, a_in: str, write: Callable):
+    """x + f(x): f's layers read a named copy Bˡ of the input, so that each path's factor is its own."""
+    first = w.numbers + 1
+    A_in, B = w.graph.nodes[a_in].sym, _sym("B", first)
+    w.node(f"{first}.B", B, lambda v: v[a_in], [A_in], note="the input, as the residual branch reads it")
+    inner, backs = write(layer.layers, f"{path}.layers", f"{first}.B")   # (numbers first, first + 1, ...)
+    l = w.count()
+    A, F = _sym("A", l), w.graph.nodes[inner].sym
+    w.node(f"{l}.A", A, lambda v: v[a_in] + v[inner], [Expr(A_in, " + ", F)], note="the skip connection")
+
+    def back(G):
+        g = w.factor(inner, [deriv("E", A)], G, note="through the branch")
+        for b in reversed(backs):
+            g = b(g)
+        if a_in == "x":
+            return None
+        return w.factor(a_in, [Expr(deriv("E", A), " + ", deriv("E", B))], G + g,
+                        note="the skip connection adds its gradient to the branch's")
+
+    return f"{l}.A", back
+
+
 _WRITERS = [(Conv2D, conv2d), ((MaxPool2D, AvgPool2D), pool2d), (GlobalAvgPool2D, global_pool),
             (Flatten, flatten), (Dense, dense), (ELEMENTWISE, elementwise), (Softmax, softmax),
-            (LayerNorm, layer_norm), (MultiHeadAttention, attention), ((Dropout, Identity), passthrough)]
+            (LayerNorm, layer_norm), (MultiHeadAttention, attention), (PositionalEmbedding, positional),
+            ((Dropout, Identity), passthrough)]
 
 
-def writer_for(layer, index: int):
+def writer_for(layer, path: str):
     for kinds, fn in _WRITERS:
         if isinstance(layer, kinds):
             return fn
+    if isinstance(layer, Residual):
+        for i, inner in enumerate(layer.layers):
+            writer_for(inner, f"{path}.layers[{i}]")
+        return residual
     names = ", ".join(c.__name__ for c in SUPPORTED)
-    raise ConfigError(f"explain writes out {names}, Dropout and Identity; layer {index} is {layer!r}"
-                      " (Residual, recurrent and embedding layers are not written out yet)")
+    raise ConfigError(f"explain writes out {names}, Residual, Dropout and Identity; {path} is {layer!r}"
+                      " (embedding and recurrent layers are not written out yet)")
 
 
 def check_supported(net) -> None:
     for i, layer in enumerate(net.layers):
-        writer_for(layer, i)
+        writer_for(layer, f"layers[{i}]")
 
 
 # --- one pass ------------------------------------------------------------------------------------
@@ -585,6 +640,7 @@ class LayeredPass:
     checks: list[Step]
     param_grads: dict[str, np.ndarray]   # 'layers[i].params["name"]' -> dE/dθ as written out
     own_difference: float                # largest |explain − the layers' own| over outputs and gradients
+    params: list[Node]                   # the parameter leaves, in the order the layers run
 
 
 def run(net, loss, X: np.ndarray, T: np.ndarray, iteration: int) -> LayeredPass:
@@ -593,11 +649,21 @@ def run(net, loss, X: np.ndarray, T: np.ndarray, iteration: int) -> LayeredPass:
     w = Writer(graph, iteration)
     graph.leaf("x", _sym("A", 0), X)
     w.forward.append(Step("forward", _sym("A", 0), [Lit("x"), show(X)], X, iteration))
-    key, backs, outputs = "x", [], []
-    for i, layer in enumerate(net.layers):
-        key, back = writer_for(layer, i)(w, layer, i, i + 1, key)
-        backs.append(back)
-        outputs.append(key)
+    def write(layers, prefix: str, key: str):
+        backs, outputs = [], []
+        for i, layer in enumerate(layers):
+            path = f"{prefix}[{i}]"
+            if isinstance(layer, Residual):
+                key, back = residual(w, layer, path, key, write)
+            else:
+                key, back = writer_for(layer, path)(w, layer, path, w.count(), key)
+            backs.append(back)
+            outputs.append(key)
+        write.outputs = outputs          # the last call's: the top-level layers'
+        return key, backs
+
+    key, backs = write(net.layers, "layers", "x")
+    outputs = write.outputs
     out = graph.nodes[key].value
     error, grad = loss._value_and_grad(out.copy(), T)
     error = float(error)
@@ -626,11 +692,11 @@ def run(net, loss, X: np.ndarray, T: np.ndarray, iteration: int) -> LayeredPass:
                                                                                                  strict=True))
     param_grads = {}
     for key_, value in w.param_grads.items():
-        where = graph.nodes[key_].where
-        i, name = int(where.split("[")[1].split("]")[0]), where.split('"')[1]
-        own = np.asarray(net.layers[i].grads[name], dtype=np.float64)
-        diff = max(diff, float(np.max(np.abs(own - value), initial=0.0)))
-        param_grads[where] = value
+        node = graph.nodes[key_]
+        layer, name = node.owner
+        diff = max(diff, float(np.max(np.abs(np.asarray(layer.grads[name], dtype=np.float64) - value),
+                                      initial=0.0)))
+        param_grads[node.where] = value
 
     def energy(output):
         return float(loss._value(output, T))
@@ -653,7 +719,8 @@ def run(net, loss, X: np.ndarray, T: np.ndarray, iteration: int) -> LayeredPass:
             where = f"{node.where}[{', '.join(map(str, lead + idx))}]" if node.where else ""
             checks.append(Step("check", lhs, [Num(analytic)], analytic, iteration, where=where, numeric=numeric,
                                rel_error=rel, label=label))
-    return LayeredPass(error, out, w.forward, w.backward, checks, param_grads, diff)
+    params = [node for node in graph.nodes.values() if node.owner is not None]
+    return LayeredPass(error, out, w.forward, w.backward, checks, param_grads, diff, params)
 
 
 def sizes(net, X: np.ndarray) -> tuple[int, int]:
