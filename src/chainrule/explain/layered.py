@@ -462,7 +462,8 @@ def layer_norm(w: Writer, layer: LayerNorm, path: str, l: int, a_in: str):
         c = v[a_in] - v[a_in].mean(axis=-1, keepdims=True)
         return c / np.sqrt((c * c).mean(axis=-1, keepdims=True) + eps)
 
-    xh = w.node(f"{l}.X", Xh, norm, [Frac(Expr("(", A_in, " - μ)"), Lit(f"√(σ² + {eps:g})", rf"\sqrt{{\sigma^2 + {eps:g}}}"))],
+    root = Lit(f"√(σ² + {eps:g})", rf"\sqrt{{\sigma^2 + {eps:g}}}")
+    xh = w.node(f"{l}.X", Xh, norm, [Frac(Expr("(", A_in, " - μ)"), root)],
                 note="μ, σ² the mean and variance of each row")
     w.node(f"{l}.A", A, lambda v: v[f"{l}.X"] * v[P["weight"]] + v[P["bias"]], [Expr(Xh, "∘", g, " + ", b)])
 
