@@ -90,6 +90,49 @@ class History(Callback):
         stopped = ", interrupted" if self.interrupted else ""
         return f"History(epochs={len(self.epoch)}, last={last}{stopped})"
 
+    def _final_rows(self) -> list[tuple[str, str, str, str]]:
+        """(name, final value, best value, epoch of the best, from 1) per log; the best is the
+        lowest, or the highest for accuracy and r2 (as EarlyStopping's mode "auto")."""
+        rows = []
+        for name, vals in self.history.items():
+            finite = [(v, i) for i, v in enumerate(vals) if np.isfinite(v)]
+            if not vals:
+                continue
+            if not finite:
+                rows.append((name, f"{vals[-1]:.9g}", "", ""))
+                continue
+            pick = max if any(s in name for s in ("acc", "r2")) else min
+            value, i = pick(finite, key=lambda t: t[0])
+            epoch = self.epoch[i] + 1 if i < len(self.epoch) else i + 1
+            rows.append((name, f"{vals[-1]:.9g}", f"{value:.9g}", str(epoch)))
+        return rows
+
+    def _repr_html_(self) -> str:
+        """In a notebook: one small chart per quantity (its val_ curve beside it), then the final values."""
+        from ._display import html_table, svg_curves
+
+        charts = []
+        for name, vals in self.history.items():
+            if name.startswith("val_") and name[4:] in self.history:
+                continue
+            series = {name: vals}
+            if f"val_{name}" in self.history:
+                series[f"val_{name}"] = self.history[f"val_{name}"]
+            charts.append(svg_curves(name, series))
+        status = ", stopped early" if self.stopped_early else ""
+        status += ", interrupted" if self.interrupted else ""
+        table = html_table(("log", "final", "best", "best epoch"), self._final_rows(),
+                           caption=f"History: {len(self.epoch)} epochs{status}")
+        return f'<div><div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(charts)}</div>{table}</div>'
+
+    def _repr_markdown_(self) -> str:
+        from ._display import markdown_table
+
+        status = ", stopped early" if self.stopped_early else ""
+        status += ", interrupted" if self.interrupted else ""
+        return (f"**History**: {len(self.epoch)} epochs{status}\n\n"
+                + markdown_table(("log", "final", "best", "best epoch"), self._final_rows()))
+
     def to_dict(self) -> dict:
         """JSON-able copy (``save(net, path, history=h)`` stores it in the model file)."""
         return {"history": {k: list(v) for k, v in self.history.items()}, "epoch": list(self.epoch),
