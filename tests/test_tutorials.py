@@ -48,7 +48,6 @@ def test_tutorial_runs_on_a_fresh_kernel(path, tmp_path, monkeypatch):
     # the kernel imports this checkout's chainrule, whether or not it is installed
     src = str(ROOT / "src")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
     nb = jupytext.read(path, fmt="md")
     assert nb.metadata["kernelspec"]["name"] == "python3"
