@@ -41,6 +41,13 @@ def test_tutorial_header_cells_and_exercises(path):
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
+def test_tutorial_is_what_jupytext_writes_back(path):
+    jupytext = pytest.importorskip("jupytext")
+    text = path.read_text(encoding="utf-8")
+    assert jupytext.writes(jupytext.reads(text, fmt="md"), fmt="md") == text
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
 def test_tutorial_runs_on_a_fresh_kernel(path, tmp_path, monkeypatch):
     jupytext = pytest.importorskip("jupytext")
     nbclient = pytest.importorskip("nbclient")
