@@ -24,14 +24,17 @@ def number(value: float, digits: int = 9) -> str:
     return f"{float(value):.{digits}g}"
 
 
-def html_table(head, rows, caption: str | None = None, footer: str | None = None) -> str:
-    """A <table> of strings; ``footer`` is a line of text under it."""
+def html_table(head, rows, caption: str | None = None, footer: str | None = None, right=()) -> str:
+    """A <table> of strings; the columns whose indices are in ``right`` (numbers) align right;
+    ``footer`` is a line of text under it."""
+    def cells(tag, values) -> str:
+        return "".join(f'<{tag} style="text-align:{"right" if i in right else "left"}">{esc(v)}</{tag}>'
+                       for i, v in enumerate(values))
+
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
-    th = "".join(f'<th style="text-align:left">{esc(h)}</th>' for h in head)
-    trs = "".join("<tr>" + "".join(f'<td style="text-align:left">{esc(v)}</td>' for v in r) + "</tr>"
-                  for r in rows)
+    trs = "".join(f"<tr>{cells('td', r)}</tr>" for r in rows)
     foot = f'<div style="font-size:90%">{esc(footer)}</div>' if footer else ""
-    return f"<table>{cap}<thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>{foot}"
+    return f"<table>{cap}<thead><tr>{cells('th', head)}</tr></thead><tbody>{trs}</tbody></table>{foot}"
 
 
 def markdown_table(head, rows) -> str:
@@ -118,7 +121,8 @@ def svg_curves(title: str, series: dict[str, list[float]], width: int = 300, hei
             else:
                 pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
                 out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.5"/>')
-        lx = left + 8 + 90 * k
-        out.append(f'<text x="{lx}" y="{top + 12}" font-size="10" fill="{color}" {_FONT}>{esc(name)}</text>')
+        lx = width - right - 80 * (len(series) - 1 - k)  # the legend, right-aligned in the title row
+        out.append(f'<text x="{lx}" y="14" font-size="10" text-anchor="end" fill="{color}" {_FONT}>'
+                   f'{esc(name)}</text>')
     out.append("</svg>")
     return "".join(out)

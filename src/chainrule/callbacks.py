@@ -122,7 +122,7 @@ class History(Callback):
         status = ", stopped early" if self.stopped_early else ""
         status += ", interrupted" if self.interrupted else ""
         table = html_table(("log", "final", "best", "best epoch"), self._final_rows(),
-                           caption=f"History: {len(self.epoch)} epochs{status}")
+                           caption=f"History: {len(self.epoch)} epochs{status}", right=(1, 2, 3))
         return f'<div><div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(charts)}</div>{table}</div>'
 
     def _repr_markdown_(self) -> str:

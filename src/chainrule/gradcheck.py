@@ -102,7 +102,8 @@ class GradcheckReport:
         from ._display import html_table
 
         rows, shows = self._rows()
-        return f"<div>{html_table(self._HEAD, rows, caption=self._verdict(), footer=f'rows: {shows}')}</div>"
+        table = html_table(self._HEAD, rows, caption=self._verdict(), footer=f"rows: {shows}", right=(1, 2, 3))
+        return f"<div>{table}</div>"
 
     def _repr_markdown_(self) -> str:
         from ._display import markdown_table
