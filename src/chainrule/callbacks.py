@@ -107,6 +107,11 @@ class History(Callback):
             rows.append((name, f"{vals[-1]:.9g}", f"{value:.9g}", str(epoch)))
         return rows
 
+    def _status(self) -> str:
+        n = len(self.epoch)
+        return (f"{n} epoch{'' if n == 1 else 's'}" + (", stopped early" if self.stopped_early else "")
+                + (", interrupted" if self.interrupted else ""))
+
     def _repr_html_(self) -> str:
         """In a notebook: one small chart per quantity (its val_ curve beside it), then the final values."""
         from ._display import html_table, svg_curves
@@ -119,18 +124,14 @@ class History(Callback):
             if f"val_{name}" in self.history:
                 series[f"val_{name}"] = self.history[f"val_{name}"]
             charts.append(svg_curves(name, series))
-        status = ", stopped early" if self.stopped_early else ""
-        status += ", interrupted" if self.interrupted else ""
         table = html_table(("log", "final", "best", "best epoch"), self._final_rows(),
-                           caption=f"History: {len(self.epoch)} epochs{status}", right=(1, 2, 3))
+                           caption=f"History: {self._status()}", right=(1, 2, 3))
         return f'<div><div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(charts)}</div>{table}</div>'
 
     def _repr_markdown_(self) -> str:
         from ._display import markdown_table
 
-        status = ", stopped early" if self.stopped_early else ""
-        status += ", interrupted" if self.interrupted else ""
-        return (f"**History**: {len(self.epoch)} epochs{status}\n\n"
+        return (f"**History**: {self._status()}\n\n"
                 + markdown_table(("log", "final", "best", "best epoch"), self._final_rows()))
 
     def to_dict(self) -> dict:
