@@ -96,6 +96,50 @@ class History(Callback):
         stopped = ", interrupted" if self.interrupted else ""
         return f"History(epochs={len(self.epoch)}, last={last}{stopped})"
 
+    def _final_rows(self) -> list[tuple[str, str, str, str]]:
+        """(name, final value, best value, epoch of the best, from 1) per log; the best is the
+        lowest, or the highest for accuracy and r2 (as EarlyStopping's mode "auto")."""
+        rows = []
+        for name, vals in self.history.items():
+            finite = [(v, i) for i, v in enumerate(vals) if np.isfinite(v)]
+            if not vals:
+                continue
+            if not finite:
+                rows.append((name, f"{vals[-1]:.9g}", "", ""))
+                continue
+            pick = max if any(s in name for s in ("acc", "r2")) else min
+            value, i = pick(finite, key=lambda t: t[0])
+            epoch = self.epoch[i] + 1 if i < len(self.epoch) else i + 1
+            rows.append((name, f"{vals[-1]:.9g}", f"{value:.9g}", str(epoch)))
+        return rows
+
+    def _status(self) -> str:
+        n = len(self.epoch)
+        return (f"{n} epoch{'' if n == 1 else 's'}" + (", stopped early" if self.stopped_early else "")
+                + (", interrupted" if self.interrupted else ""))
+
+    def _repr_html_(self) -> str:
+        """In a notebook: one small chart per quantity (its val_ curve beside it), then the final values."""
+        from ._display import html_table, svg_curves
+
+        charts = []
+        for name, vals in self.history.items():
+            if name.startswith("val_") and name[4:] in self.history:
+                continue
+            series = {name: vals}
+            if f"val_{name}" in self.history:
+                series[f"val_{name}"] = self.history[f"val_{name}"]
+            charts.append(svg_curves(name, series))
+        table = html_table(("log", "final", "best", "best epoch"), self._final_rows(),
+                           caption=f"History: {self._status()}", right=(1, 2, 3))
+        return f'<div><div style="display:flex;flex-wrap:wrap;gap:8px">{"".join(charts)}</div>{table}</div>'
+
+    def _repr_markdown_(self) -> str:
+        from ._display import markdown_table
+
+        return (f"**History**: {self._status()}\n\n"
+                + markdown_table(("log", "final", "best", "best epoch"), self._final_rows()))
+
     def to_dict(self) -> dict:
         """JSON-able copy (``save(net, path, history=h)`` stores it in the model file)."""
         return {"history": {k: list(v) for k, v in self.history.items()}, "epoch": list(self.epoch),

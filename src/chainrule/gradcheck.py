@@ -44,6 +44,7 @@ class GradcheckReport:
     checks: list[ParamCheck]
     tolerance: float
     dtype: np.dtype
+    floor: float = 1e-5
 
     @property
     def max_relative_error(self) -> float:
@@ -73,6 +74,42 @@ class GradcheckReport:
         lines.append(f"gradcheck {verdict}: max relative error {self.max_relative_error:.3e}"
                      f" (tolerance {self.tolerance:g}, {np.dtype(self.dtype).name})")
         return "\n".join(lines)
+
+    _ENTRY_ROWS = 48  # up to this many entries in all, the tables show every entry; else each array's worst
+
+    def _rows(self) -> tuple[list[tuple[str, str, str, str, str]], str]:
+        """(parameter, analytic, numeric, relative error, pass/fail) rows, and what they show."""
+        every = sum(int(np.size(c.analytic)) for c in self.checks) <= self._ENTRY_ROWS
+        rows = []
+        for c in self.checks:
+            a, n = np.asarray(c.analytic), np.asarray(c.numeric)
+            rel = relative_error(a, n, self.floor)
+            indices = list(np.ndindex(a.shape)) if every else ([c.worst_index] if a.size else [])
+            for idx in indices:
+                where = f"{c.name}[{', '.join(map(str, idx))}]" if idx else c.name
+                passed = "pass" if rel[idx] < self.tolerance else "FAIL"
+                rows.append((where, f"{a[idx]:.9g}", f"{n[idx]:.9g}", f"{rel[idx]:.2e}", passed))
+        shows = "every entry" if every else "the entry with the largest relative error of each parameter"
+        return rows, shows
+
+    def _verdict(self) -> str:
+        return (f"gradcheck {'ok' if self.ok else 'FAILED'}: max relative error {self.max_relative_error:.3e}"
+                f" (tolerance {self.tolerance:g}, {np.dtype(self.dtype).name})")
+
+    _HEAD = ("parameter", "analytic", "numeric", "relative error", "pass/fail")
+
+    def _repr_html_(self) -> str:
+        from ._display import html_table
+
+        rows, shows = self._rows()
+        table = html_table(self._HEAD, rows, caption=self._verdict(), footer=f"rows: {shows}", right=(1, 2, 3))
+        return f"<div>{table}</div>"
+
+    def _repr_markdown_(self) -> str:
+        from ._display import markdown_table
+
+        rows, shows = self._rows()
+        return f"**{self._verdict()}**\n\n{markdown_table(self._HEAD, rows)}\n\nrows: {shows}"
 
 
 def relative_error(a: np.ndarray, n: np.ndarray, floor: float = 1e-5) -> np.ndarray:
@@ -176,7 +213,7 @@ def gradcheck(net, loss, X, y, step: float = 1e-3, tolerance: float = 1e-7,
             return loss._value(run_forward(Xc), y)
 
         checks.append(_compare("input", grad_x, numeric_grad(Xc, loss_at_input), floor))
-    return GradcheckReport(checks, tolerance, dtype)
+    return GradcheckReport(checks, tolerance, dtype, floor)
 
 
 def _compare(name: str, a: np.ndarray, n: np.ndarray, floor: float) -> ParamCheck:

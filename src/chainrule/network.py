@@ -178,8 +178,8 @@ class Sequential:
         return net
 
     # --- description ----------------------------------------------------------------------
-    def summary(self, input_shape: tuple | None = None) -> str:
-        """A table of the layers, their output shapes and parameter counts."""
+    def _summary_rows(self, input_shape: tuple | None = None):
+        """(head, rows, notes) of ``summary``: one row of strings per layer, then the totals."""
         shape = input_shape
         if shape is None and self.layers and hasattr(self.layers[0], "n_in"):
             shape = (self.layers[0].n_in,)
@@ -194,16 +194,30 @@ class Sequential:
             frozen = f" frozen: {','.join(sorted(layer.frozen))}" if layer.frozen else ""
             rows.append((f"{i}", repr(layer), out, f"{layer.n_params:,}{frozen}"))
         head = ("#", "layer", "output shape", "parameters")
+        total = self.n_params
+        trainable = sum(p.size for layer in self.layers for _, p, _ in layer.trainable())
+        notes = [f"parameters: {total:,} ({trainable:,} trainable), dtype {self.dtype}"]
+        if self.scaler is not None:
+            notes.append(f"input scaler: {type(self.scaler).__name__}")
+        return head, rows, notes
+
+    def summary(self, input_shape: tuple | None = None) -> str:
+        """A table of the layers, their output shapes and parameter counts."""
+        head, rows, notes = self._summary_rows(input_shape)
         widths = [max(len(r[c]) for r in [head, *rows]) for c in range(4)]
         line = "  ".join("-" * w for w in widths)
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        total = self.n_params
-        trainable = sum(p.size for layer in self.layers for _, p, _ in layer.trainable())
-        text = [fmt.format(*head), line, *(fmt.format(*r) for r in rows), line,
-                f"parameters: {total:,} ({trainable:,} trainable), dtype {self.dtype}"]
-        if self.scaler is not None:
-            text.append(f"input scaler: {type(self.scaler).__name__}")
-        return "\n".join(text)
+        return "\n".join([fmt.format(*head), line, *(fmt.format(*r) for r in rows), line, *notes])
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the layers drawn left to right, then the ``summary`` table."""
+        from ._display import html_table, svg_layers
+
+        head, rows, notes = self._summary_rows()
+        boxes = [(type(layer).__name__, [f"out {r[2].replace('None, ', '')}", f"{layer.n_params:,} params"],
+                  layer.n_params > 0) for layer, r in zip(self.layers, rows, strict=True)]
+        return (f"<div>{svg_layers(boxes)}"
+                f"{html_table(head, rows, caption='Sequential', footer='; '.join(notes))}</div>")
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
