@@ -54,6 +54,8 @@ class SyntheticGradient:
     seed : int or numpy.random.Generator, optional
     dtype : numpy dtype
 
+    Notes
+    -----
     The protocol a DNI rule uses (a custom module, such as an oracle, needs only these):
     ``predict(h, condition) -> δ̂`` (remembers what ``update`` needs) and
     ``update(target) -> float`` (one optimizer step on ½‖δ̂ − target‖², the loss before it),
