@@ -20,6 +20,12 @@ to [−clip_value, clip_value]), applied in that order after backward and before
 ``schedule``: a Schedule or any callable ``epoch -> lr``, applied at the start of each epoch.
 None or ``math.inf`` as a clipping threshold clips nothing. Frozen parameters are left alone and
 are not counted in the clipping norm.
+
+Each ``_update`` below is the reference NumPy code. When numba is active (chainrule.kernels) it
+hands the parameter to ``_update_compiled``, which runs the same equations as one compiled loop
+(chainrule/kernels/optim.py). Subnormal state values are flushed to zero unless
+``chainrule.kernels.flush_subnormals(False)``: per element by the kernels, and here every
+``kernels.FLUSH_EVERY`` steps (the state arrays named in ``flushed``) (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import kernels
 from ._checks import check_number, check_positive_int
 from .errors import ConfigError
 
@@ -113,6 +120,9 @@ _KEYS: dict[tuple[int, str], str] = {}
 class Optimizer:
     """Base class: clipping, schedules and per-parameter state; subclasses write ``_update``."""
 
+    #: the state arrays that decay and may turn subnormal: the NumPy path flushes them
+    flushed: tuple[str, ...] = ()
+
     def __init__(self, lr: float, clip_norm: float | None = None, clip_value: float | None = None,
                  schedule=None) -> None:
         check_number(lr, f"{type(self).__name__} lr", low=0)
@@ -149,6 +159,14 @@ class Optimizer:
             if state is None:
                 state = states[key] = {}
             update(p, g, state)
+        if self.iterations % kernels.FLUSH_EVERY == 0 and self.flushed:
+            self._flush_subnormal_state()
+
+    def _flush_subnormal_state(self) -> None:
+        """The NumPy path's flush of subnormal state values to 0 (the kernels flush per element)."""
+        if kernels.active() == "numpy" and kernels.flush_subnormals():
+            kernels.flush_state(state[name] for state in self.state.values() for name in self.flushed
+                                if name in state)
 
     def _lr_of(self, dtype) -> np.ndarray:
         """The learning rate as a 0-d array of ``dtype``, cached until ``lr`` changes.
@@ -215,7 +233,11 @@ class SGD(Optimizer):
         self.momentum, self.dampening = momentum, dampening
         self.nesterov, self.weight_decay = nesterov, weight_decay
 
+    flushed = ("momentum",)
+
     def _update(self, p, g, state):
+        if kernels.ready(p, g):
+            return self._update_compiled(p, g, state)
         if self.weight_decay:
             g = g + self.weight_decay * p
         if self.momentum:
@@ -231,6 +253,19 @@ class SGD(Optimizer):
             step = state["step"] = np.empty_like(p)
         np.multiply(g, self._lr_of(p.dtype), out=step)
         p -= step
+
+    def _update_compiled(self, p, g, state):
+        dt = p.dtype.type
+        buf = state.get("momentum")
+        first = buf is None
+        if self.momentum and first:
+            buf = state["momentum"] = np.empty(p.shape, p.dtype)
+        grad = kernels.flat(g)
+        with kernels.writable(*((p,) if buf is None else (p, buf))) as flats:
+            kernels.compiled("optim", "sgd")(
+                flats[0], grad, flats[-1] if self.momentum else grad,  # no buffer without momentum
+                dt(self.lr), dt(self.momentum), dt(1 - self.dampening), dt(self.weight_decay),
+                bool(self.nesterov), first, kernels.tiny(p.dtype))
 
     def get_config(self):
         return {"lr": self.base_lr, "momentum": self.momentum, "dampening": self.dampening,
@@ -256,7 +291,11 @@ class Adam(Optimizer):
         check_number(weight_decay, f"{name} weight_decay", low=0)
         self.betas, self.eps, self.weight_decay = (float(b1), float(b2)), eps, weight_decay
 
+    flushed = ("m", "v")
+
     def _update(self, p, g, state):
+        if kernels.ready(p, g):
+            return self._update_compiled(p, g, state)
         b1, b2 = self.betas
         if self.weight_decay:
             if self.decoupled:
@@ -280,6 +319,22 @@ class Adam(Optimizer):
         np.divide(m, denom, out=denom)
         denom *= step_size
         p -= denom
+
+    def _update_compiled(self, p, g, state):
+        dt = p.dtype.type
+        b1, b2 = self.betas
+        if "m" not in state:
+            state["m"], state["v"] = np.zeros_like(p), np.zeros_like(p)
+            state["t"] = 0
+        state["t"] += 1
+        t = state["t"]
+        coupled = self.weight_decay if not self.decoupled else 0
+        decay = 1 - self.lr * self.weight_decay if self.decoupled else 1
+        with kernels.writable(p, state["m"], state["v"]) as (param, m, v):
+            kernels.compiled("optim", "adam")(
+                param, kernels.flat(g), m, v, dt(self.lr / (1 - b1**t)), dt(b1), dt(1 - b1), dt(b2),
+                dt(1 - b2), dt(1 / math.sqrt(1 - b2**t)), dt(self.eps), dt(coupled), dt(decay),
+                kernels.tiny(p.dtype))
 
     def get_config(self):
         return {"lr": self.base_lr, "betas": self.betas, "eps": self.eps,
@@ -310,7 +365,11 @@ class RMSProp(Optimizer):
         self.alpha, self.eps, self.weight_decay = alpha, eps, weight_decay
         self.momentum, self.centered = momentum, centered
 
+    flushed = ("square_avg", "grad_avg", "momentum")
+
     def _update(self, p, g, state):
+        if kernels.ready(p, g):
+            return self._update_compiled(p, g, state)
         if self.weight_decay:
             g = g + self.weight_decay * p
         if "square_avg" not in state:
@@ -334,6 +393,24 @@ class RMSProp(Optimizer):
         else:
             p -= self.lr * (g / avg)
 
+    def _update_compiled(self, p, g, state):
+        dt = p.dtype.type
+        if "square_avg" not in state:
+            state["square_avg"] = np.zeros_like(p)
+        arrays = [p, state["square_avg"]]
+        if self.centered:
+            arrays.append(state.setdefault("grad_avg", np.zeros_like(p)))
+        if self.momentum:
+            arrays.append(state.setdefault("momentum", np.zeros_like(p)))
+        with kernels.writable(*arrays) as flats:
+            param, square_avg = flats[:2]
+            grad_avg = flats[2] if self.centered else square_avg  # unused when not centered
+            buf = flats[-1] if self.momentum else square_avg  # unused without momentum
+            kernels.compiled("optim", "rmsprop")(
+                param, kernels.flat(g), square_avg, grad_avg, buf, dt(self.lr), dt(self.alpha),
+                dt(1 - self.alpha), dt(self.eps), dt(self.weight_decay), dt(self.momentum),
+                bool(self.centered), kernels.tiny(p.dtype))
+
     def get_config(self):
         return {"lr": self.base_lr, "alpha": self.alpha, "eps": self.eps,
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
@@ -352,7 +429,11 @@ class Adagrad(Optimizer):
         self.lr_decay, self.weight_decay = lr_decay, weight_decay
         self.initial_accumulator_value, self.eps = initial_accumulator_value, eps
 
+    flushed = ("sum",)
+
     def _update(self, p, g, state):
+        if kernels.ready(p, g):
+            return self._update_compiled(p, g, state)
         if self.weight_decay:
             g = g + self.weight_decay * p
         if "sum" not in state:
@@ -363,6 +444,17 @@ class Adagrad(Optimizer):
         s = state["sum"]
         s += g * g
         p -= clr * g / (np.sqrt(s) + self.eps)
+
+    def _update_compiled(self, p, g, state):
+        dt = p.dtype.type
+        if "sum" not in state:
+            state["sum"] = np.full_like(p, self.initial_accumulator_value)
+            state["t"] = 0
+        state["t"] += 1
+        clr = self.lr / (1 + (state["t"] - 1) * self.lr_decay)
+        with kernels.writable(p, state["sum"]) as (param, total):
+            kernels.compiled("optim", "adagrad")(param, kernels.flat(g), total, dt(clr), dt(self.eps),
+                                                 dt(self.weight_decay), kernels.tiny(p.dtype))
 
     def get_config(self):
         return {"lr": self.base_lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
