@@ -120,8 +120,10 @@ _KEYS: dict[tuple[int, str], str] = {}
 class Optimizer:
     """Base class: clipping, schedules and per-parameter state; subclasses write ``_update``."""
 
-    #: the state arrays that decay and may turn subnormal: the NumPy path flushes them
-    flushed: tuple[str, ...] = ()
+    @property
+    def flushed(self) -> tuple[str, ...]:
+        """The state arrays whose subnormal values are flushed to 0 (see chainrule.kernels)."""
+        return ()
 
     def __init__(self, lr: float, clip_norm: float | None = None, clip_value: float | None = None,
                  schedule=None) -> None:
@@ -233,7 +235,9 @@ class SGD(Optimizer):
         self.momentum, self.dampening = momentum, dampening
         self.nesterov, self.weight_decay = nesterov, weight_decay
 
-    flushed = ("momentum",)
+    @property
+    def flushed(self):
+        return ("momentum",)
 
     def _update(self, p, g, state):
         if kernels.ready(p, g):
@@ -291,7 +295,10 @@ class Adam(Optimizer):
         check_number(weight_decay, f"{name} weight_decay", low=0)
         self.betas, self.eps, self.weight_decay = (float(b1), float(b2)), eps, weight_decay
 
-    flushed = ("m", "v")
+    @property
+    def flushed(self):
+        # with eps = 0 a flushed v could put 0 in the denominator where √v was positive
+        return ("m", "v") if self.eps > 0 else ("m",)
 
     def _update(self, p, g, state):
         if kernels.ready(p, g):
@@ -334,7 +341,7 @@ class Adam(Optimizer):
             kernels.compiled("optim", "adam")(
                 param, kernels.flat(g), m, v, dt(self.lr / (1 - b1**t)), dt(b1), dt(1 - b1), dt(b2),
                 dt(1 - b2), dt(1 / math.sqrt(1 - b2**t)), dt(self.eps), dt(coupled), dt(decay),
-                kernels.tiny(p.dtype))
+                kernels.tiny(p.dtype), kernels.tiny(p.dtype, "v" in self.flushed))
 
     def get_config(self):
         return {"lr": self.base_lr, "betas": self.betas, "eps": self.eps,
@@ -365,7 +372,11 @@ class RMSProp(Optimizer):
         self.alpha, self.eps, self.weight_decay = alpha, eps, weight_decay
         self.momentum, self.centered = momentum, centered
 
-    flushed = ("square_avg", "grad_avg", "momentum")
+    @property
+    def flushed(self):
+        # square_avg stays as it is with eps = 0 (a zero denominator) and when centered, where
+        # s − ḡ² would turn negative (√ of it NaN) if s were flushed and ḡ² were not
+        return ("grad_avg", "momentum") + (("square_avg",) if self.eps > 0 and not self.centered else ())
 
     def _update(self, p, g, state):
         if kernels.ready(p, g):
@@ -409,7 +420,7 @@ class RMSProp(Optimizer):
             kernels.compiled("optim", "rmsprop")(
                 param, kernels.flat(g), square_avg, grad_avg, buf, dt(self.lr), dt(self.alpha),
                 dt(1 - self.alpha), dt(self.eps), dt(self.weight_decay), dt(self.momentum),
-                bool(self.centered), kernels.tiny(p.dtype))
+                bool(self.centered), kernels.tiny(p.dtype), kernels.tiny(p.dtype, "square_avg" in self.flushed))
 
     def get_config(self):
         return {"lr": self.base_lr, "alpha": self.alpha, "eps": self.eps,
@@ -429,7 +440,9 @@ class Adagrad(Optimizer):
         self.lr_decay, self.weight_decay = lr_decay, weight_decay
         self.initial_accumulator_value, self.eps = initial_accumulator_value, eps
 
-    flushed = ("sum",)
+    @property
+    def flushed(self):
+        return ("sum",) if self.eps > 0 else ()  # with eps = 0 a flushed sum is a zero denominator
 
     def _update(self, p, g, state):
         if kernels.ready(p, g):
@@ -454,7 +467,7 @@ class Adagrad(Optimizer):
         clr = self.lr / (1 + (state["t"] - 1) * self.lr_decay)
         with kernels.writable(p, state["sum"]) as (param, total):
             kernels.compiled("optim", "adagrad")(param, kernels.flat(g), total, dt(clr), dt(self.eps),
-                                                 dt(self.weight_decay), kernels.tiny(p.dtype))
+                                                 dt(self.weight_decay), kernels.tiny(p.dtype, "sum" in self.flushed))
 
     def get_config(self):
         return {"lr": self.base_lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,

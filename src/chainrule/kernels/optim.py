@@ -35,12 +35,13 @@ def sgd(param, grad, buf, lr, momentum, keep, weight_decay, nesterov, first, tin
         param[i] -= g * lr
 
 
-def adam(param, grad, m, v, step_size, b1, c1, b2, c2, inv_bias2, eps, weight_decay, decay, tiny):
+def adam(param, grad, m, v, step_size, b1, c1, b2, c2, inv_bias2, eps, weight_decay, decay, tiny, tiny_v):
     """Adam:  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²;
     θ ← θ − step_size · m / (√v · inv_bias2 + ε),  step_size = lr/(1 − β₁ᵗ), inv_bias2 = 1/√(1 − β₂ᵗ).
 
     c1 = 1 − β₁, c2 = 1 − β₂. Weight decay: coupled (g ← g + λθ) with ``weight_decay`` ≠ 0,
-    decoupled (θ ← θ·decay first, AdamW) with ``decay`` ≠ 1.
+    decoupled (θ ← θ·decay first, AdamW) with ``decay`` ≠ 1. ``tiny_v``: v's own threshold
+    (0 when ε = 0: a flushed v would be a zero denominator).
     """
     for i in range(param.size):
         g = grad[i]
@@ -52,7 +53,7 @@ def adam(param, grad, m, v, step_size, b1, c1, b2, c2, inv_bias2, eps, weight_de
         vi = v[i] * b2 + c2 * (g * g)
         if abs(mi) < tiny:
             mi = mi - mi
-        if abs(vi) < tiny:
+        if abs(vi) < tiny_v:
             vi = vi - vi
         m[i] = mi
         v[i] = vi
@@ -61,15 +62,18 @@ def adam(param, grad, m, v, step_size, b1, c1, b2, c2, inv_bias2, eps, weight_de
 
 
 def rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, c, eps, weight_decay, momentum,
-            centered, tiny):
+            centered, tiny, tiny_s):
     """RMSProp:  s ← αs + (1 − α)g²;  d = √s + ε  (centered: ḡ ← αḡ + (1 − α)g, d = √(s − ḡ²) + ε);
-    θ ← θ − lr·g/d,  or with momentum b ← μb + g/d;  θ ← θ − lr·b.   c = 1 − α."""
+    θ ← θ − lr·g/d,  or with momentum b ← μb + g/d;  θ ← θ − lr·b.   c = 1 − α.
+
+    ``tiny_s``: s's own threshold, 0 when centered (a flushed s under an unflushed ḡ² makes
+    s − ḡ² negative) or when ε = 0 (a zero denominator)."""
     for i in range(param.size):
         g = grad[i]
         if weight_decay != 0:
             g = g + weight_decay * param[i]
         s = square_avg[i] * alpha + c * (g * g)
-        if abs(s) < tiny:
+        if abs(s) < tiny_s:
             s = s - s
         square_avg[i] = s
         if centered:
