@@ -214,7 +214,7 @@ class BinaryCrossEntropy(Loss):
             dt = output.dtype.type
             grad = np.empty(output.shape, output.dtype)
             value = kernels.compiled("losses", "binary_cross_entropy_logits")(
-                kernels.flat(output), kernels.flat(target), dt(scale), dt(0.5), grad.reshape(-1))
+                output.ravel(), target.ravel(), dt(scale), dt(0.5), grad.reshape(-1))
             return value * scale, grad
         if self.from_logits:
             z = output
@@ -335,7 +335,7 @@ class CrossEntropy(Loss):
         grad = np.empty(z.shape, z.dtype)
         if target.dtype.kind in "iu":
             value = kernels.compiled("losses", "cross_entropy_labels")(
-                z, kernels.flat(target), z.dtype.type(scale), grad)
+                z, target.ravel(), z.dtype.type(scale), grad)
         else:
             t = target.reshape(z.shape)
             value = kernels.compiled("losses", "cross_entropy_rows")(

@@ -189,6 +189,18 @@ class Optimizer:
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
         raise NotImplementedError
 
+    def _in_dtype(self, dtype, *values) -> tuple:
+        """``values`` as scalars of ``dtype`` for a kernel (as NumPy rounds a Python float meeting a
+        float32 array), cached: converting costs ~0.2 µs each, per parameter per step."""
+        cache = self.__dict__.setdefault("_dtype_scalars", {})
+        key = (dtype, values)
+        scalars = cache.get(key)
+        if scalars is None:
+            if len(cache) > 64:  # Adam's bias corrections change every step
+                cache.clear()
+            scalars = cache[key] = tuple(dtype.type(v) for v in values)
+        return scalars
+
     def reset(self) -> None:
         """Forget all state (momenta, moments, step count)."""
         self.state.clear()
@@ -240,7 +252,7 @@ class SGD(Optimizer):
         return ("momentum",)
 
     def _update(self, p, g, state):
-        if kernels.ready(p, g):
+        if kernels.ready(p, g) and p.size >= kernels.SGD_MIN_SIZE:
             return self._update_compiled(p, g, state)
         if self.weight_decay:
             g = g + self.weight_decay * p
@@ -259,17 +271,19 @@ class SGD(Optimizer):
         p -= step
 
     def _update_compiled(self, p, g, state):
-        dt = p.dtype.type
         buf = state.get("momentum")
         first = buf is None
         if self.momentum and first:
             buf = state["momentum"] = np.empty(p.shape, p.dtype)
-        grad = kernels.flat(g)
-        with kernels.writable(*((p,) if buf is None else (p, buf))) as flats:
-            kernels.compiled("optim", "sgd")(
-                flats[0], grad, flats[-1] if self.momentum else grad,  # no buffer without momentum
-                dt(self.lr), dt(self.momentum), dt(1 - self.dampening), dt(self.weight_decay),
-                bool(self.nesterov), first, kernels.tiny(p.dtype))
+        if "step" not in state:  # unused here: kept (finite) so a checkpoint holds the same arrays either way
+            state["step"] = np.zeros_like(p)
+        param, grad = p.ravel(), g.ravel()  # views when contiguous, else copies (written back below)
+        momentum = buf.ravel() if self.momentum else grad  # no buffer without momentum
+        kernels.compiled("optim", "sgd")(
+            param, grad, momentum,
+            *self._in_dtype(p.dtype, self.lr, self.momentum, 1 - self.dampening, self.weight_decay),
+            bool(self.nesterov), first, kernels.tiny(p.dtype))
+        kernels.copy_back((p, param), (buf, momentum))
 
     def get_config(self):
         return {"lr": self.base_lr, "momentum": self.momentum, "dampening": self.dampening,
@@ -328,20 +342,21 @@ class Adam(Optimizer):
         p -= denom
 
     def _update_compiled(self, p, g, state):
-        dt = p.dtype.type
         b1, b2 = self.betas
         if "m" not in state:
             state["m"], state["v"] = np.zeros_like(p), np.zeros_like(p)
             state["t"] = 0
         state["t"] += 1
         t = state["t"]
-        coupled = self.weight_decay if not self.decoupled else 0
+        coupled = 0 if self.decoupled else self.weight_decay
         decay = 1 - self.lr * self.weight_decay if self.decoupled else 1
-        with kernels.writable(p, state["m"], state["v"]) as (param, m, v):
-            kernels.compiled("optim", "adam")(
-                param, kernels.flat(g), m, v, dt(self.lr / (1 - b1**t)), dt(b1), dt(1 - b1), dt(b2),
-                dt(1 - b2), dt(1 / math.sqrt(1 - b2**t)), dt(self.eps), dt(coupled), dt(decay),
-                kernels.tiny(p.dtype), kernels.tiny(p.dtype, "v" in self.flushed))
+        param, m, v = p.ravel(), state["m"].ravel(), state["v"].ravel()
+        kernels.compiled("optim", "adam")(
+            param, g.ravel(), m, v,
+            *self._in_dtype(p.dtype, self.lr / (1 - b1**t), b1, 1 - b1, b2, 1 - b2,
+                            1 / math.sqrt(1 - b2**t), self.eps, coupled, decay),
+            kernels.tiny(p.dtype), kernels.tiny(p.dtype, "v" in self.flushed))
+        kernels.copy_back((p, param), (state["m"], m), (state["v"], v))
 
     def get_config(self):
         return {"lr": self.base_lr, "betas": self.betas, "eps": self.eps,
@@ -405,22 +420,23 @@ class RMSProp(Optimizer):
             p -= self.lr * (g / avg)
 
     def _update_compiled(self, p, g, state):
-        dt = p.dtype.type
         if "square_avg" not in state:
             state["square_avg"] = np.zeros_like(p)
-        arrays = [p, state["square_avg"]]
-        if self.centered:
-            arrays.append(state.setdefault("grad_avg", np.zeros_like(p)))
-        if self.momentum:
-            arrays.append(state.setdefault("momentum", np.zeros_like(p)))
-        with kernels.writable(*arrays) as flats:
-            param, square_avg = flats[:2]
-            grad_avg = flats[2] if self.centered else square_avg  # unused when not centered
-            buf = flats[-1] if self.momentum else square_avg  # unused without momentum
-            kernels.compiled("optim", "rmsprop")(
-                param, kernels.flat(g), square_avg, grad_avg, buf, dt(self.lr), dt(self.alpha),
-                dt(1 - self.alpha), dt(self.eps), dt(self.weight_decay), dt(self.momentum),
-                bool(self.centered), kernels.tiny(p.dtype), kernels.tiny(p.dtype, "square_avg" in self.flushed))
+        if self.centered and "grad_avg" not in state:
+            state["grad_avg"] = np.zeros_like(p)
+        if self.momentum and "momentum" not in state:
+            state["momentum"] = np.zeros_like(p)
+        param, square_avg = p.ravel(), state["square_avg"].ravel()
+        grad_avg = state["grad_avg"].ravel() if self.centered else square_avg  # unused when not centered
+        buf = state["momentum"].ravel() if self.momentum else square_avg  # unused without momentum
+        kernels.compiled("optim", "rmsprop")(
+            param, g.ravel(), square_avg, grad_avg, buf,
+            *self._in_dtype(p.dtype, self.lr, self.alpha, 1 - self.alpha, self.eps, self.weight_decay,
+                            self.momentum),
+            bool(self.centered), kernels.tiny(p.dtype), kernels.tiny(p.dtype, "square_avg" in self.flushed))
+        kernels.copy_back((p, param), (state["square_avg"], square_avg),
+                          (state["grad_avg"] if self.centered else None, grad_avg),
+                          (state["momentum"] if self.momentum else None, buf))
 
     def get_config(self):
         return {"lr": self.base_lr, "alpha": self.alpha, "eps": self.eps,
@@ -459,15 +475,16 @@ class Adagrad(Optimizer):
         p -= clr * g / (np.sqrt(s) + self.eps)
 
     def _update_compiled(self, p, g, state):
-        dt = p.dtype.type
         if "sum" not in state:
             state["sum"] = np.full_like(p, self.initial_accumulator_value)
             state["t"] = 0
         state["t"] += 1
         clr = self.lr / (1 + (state["t"] - 1) * self.lr_decay)
-        with kernels.writable(p, state["sum"]) as (param, total):
-            kernels.compiled("optim", "adagrad")(param, kernels.flat(g), total, dt(clr), dt(self.eps),
-                                                 dt(self.weight_decay), kernels.tiny(p.dtype, "sum" in self.flushed))
+        param, total = p.ravel(), state["sum"].ravel()
+        kernels.compiled("optim", "adagrad")(
+            param, g.ravel(), total, *self._in_dtype(p.dtype, clr, self.eps, self.weight_decay),
+            kernels.tiny(p.dtype, "sum" in self.flushed))
+        kernels.copy_back((p, param), (state["sum"], total))
 
     def get_config(self):
         return {"lr": self.base_lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,

@@ -39,6 +39,10 @@ CHOICES = ("auto", "numpy", "numba")
 #: about three passes over the state, under 1% of the updates when spread over 64 steps
 FLUSH_EVERY = 64
 
+#: SGD updates parameters smaller than this in NumPy: its two to four ufunc calls there cost less
+#: than a kernel call (~1.5 µs of argument handling); the other kernels win at any size
+SGD_MIN_SIZE = 4096
+
 #: the dtypes the kernels are compiled for; other dtypes take the NumPy path
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -143,35 +147,13 @@ def tiny(dtype, flushed: bool = True) -> np.generic:
 _tiny: dict = {}
 
 
-def flat(array: np.ndarray) -> np.ndarray:
-    """``array`` as a 1-D C-contiguous array: a view when its memory allows, else a copy.
-
-    A kernel that writes in place must write back a copy: see ``writable``.
-    """
-    if array.flags.c_contiguous:
-        return array.reshape(-1)
-    return np.ascontiguousarray(array).reshape(-1)
-
-
-class writable:
-    """``with writable(a, b) as (fa, fb):`` flat views of arrays a kernel updates in place.
-
-    Contiguous arrays (parameters and optimizer state almost always are) are passed as views;
-    a strided one is copied in and copied back when the block ends.
-    """
-
-    def __init__(self, *arrays: np.ndarray) -> None:
-        self.arrays = arrays
-        self.flats = [a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
-                      for a in arrays]
-
-    def __enter__(self) -> list[np.ndarray]:
-        return self.flats
-
-    def __exit__(self, *exc) -> None:
-        for a, f in zip(self.arrays, self.flats, strict=True):
-            if not a.flags.c_contiguous:
-                a[...] = f.reshape(a.shape)
+def copy_back(*pairs) -> None:
+    """After a kernel updated ``flat`` in place, make ``array`` hold the result, for each
+    ``(array, flat)`` pair (``flat`` = ``array.ravel()``): nothing to do when it was a view (a
+    contiguous array: parameters and optimizer state almost always are), a copy otherwise."""
+    for array, flat_array in pairs:
+        if array is not None and not array.flags.c_contiguous:
+            array[...] = flat_array.reshape(array.shape)
 
 
 def flush_state(arrays) -> None:
