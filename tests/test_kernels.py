@@ -373,3 +373,14 @@ def test_numpy_flush_runs_every_flush_every_steps():
     for _ in range(kernels.FLUSH_EVERY - 1):
         opt.step(holder)
     assert opt.iterations == kernels.FLUSH_EVERY and buffer[0] == 0
+
+
+def test_state_of_numpy_updates_is_flushed_with_numba_active(kernel_calls, monkeypatch):
+    """With numba active, SGD leaves small parameters to NumPy: their state is flushed too."""
+    needs_numba()
+    monkeypatch.setattr(kernels, "SGD_MIN_SIZE", 4096)
+    start = np.array([1e-30, -3e-31, 5e-32, 0.5, 1e-3], np.float32)
+    _, buffer = momentum_run("numba", True, np.float32, start)
+    assert kernel_calls == []
+    assert np.all(buffer[:3] == 0)
+    np.testing.assert_array_equal(buffer[3:], momentum_reference(np.float32, start)[1][3:])

@@ -24,8 +24,8 @@ are not counted in the clipping norm.
 Each ``_update`` below is the reference NumPy code. When numba is active (chainrule.kernels) it
 hands the parameter to ``_update_compiled``, which runs the same equations as one compiled loop
 (chainrule/kernels/optim.py). Subnormal state values are flushed to zero unless
-``chainrule.kernels.flush_subnormals(False)``: per element by the kernels, and here every
-``kernels.FLUSH_EVERY`` steps (the state arrays named in ``flushed``) (docs/speed.md).
+``chainrule.kernels.flush_subnormals(False)``: per element by the kernels, and every
+``kernels.FLUSH_EVERY`` steps here (the state arrays named in ``flushed``) (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -165,8 +165,10 @@ class Optimizer:
             self._flush_subnormal_state()
 
     def _flush_subnormal_state(self) -> None:
-        """The NumPy path's flush of subnormal state values to 0 (the kernels flush per element)."""
-        if kernels.active() == "numpy" and kernels.flush_subnormals():
+        """The NumPy path's flush of subnormal state values to 0. It runs with numba active too:
+        the arrays the kernels updated hold none (they flush per element), but parameters the
+        NumPy code updated there (SGD's small ones, float16) may."""
+        if kernels.flush_subnormals():
             kernels.flush_state(state[name] for state in self.state.values() for name in self.flushed
                                 if name in state)
 
