@@ -384,3 +384,20 @@ def test_state_of_numpy_updates_is_flushed_with_numba_active(kernel_calls, monke
     assert kernel_calls == []
     assert np.all(buffer[:3] == 0)
     np.testing.assert_array_equal(buffer[3:], momentum_reference(np.float32, start)[1][3:])
+
+
+@pytest.mark.parametrize("name", list(DECAYING))
+def test_kernels_flush_each_value_where_it_arises(name, kernel_calls):
+    """One update (no periodic flush: ``_update`` directly) with gradients whose state lands in
+    the subnormal range: the kernels leave none there, and do without the flush."""
+    needs_numba()
+    grad = np.logspace(-44, -17, 28).astype(np.float32)
+    found = {}
+    for flush in (False, True):
+        kernels.use("numba")
+        kernels.flush_subnormals(flush)
+        opt, state = DECAYING[name](), {}
+        opt._update(np.linspace(-1, 1, 28).astype(np.float32), grad, state)
+        found[flush] = sum(int(np.count_nonzero((state[key] != 0) & (np.abs(state[key]) < TINY[np.float32])))
+                           for key in opt.flushed if key in state)
+    assert kernel_calls and found[False] > 0 and found[True] == 0
