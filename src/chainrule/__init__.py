@@ -4,7 +4,7 @@ Every layer's backward pass is written out from the chain rule and every gradien
 checked against finite differences (:func:`gradcheck`).
 """
 
-from . import credit, datasets, distributed, init, metrics, plot, sequence
+from . import credit, datasets, distributed, init, kernels, metrics, plot, sequence
 from .callbacks import (
     Callback,
     CSVLogger,
@@ -95,7 +95,7 @@ from .step import Step, make_step
 __version__ = "0.1.0"
 
 __all__ = [
-    "datasets", "init", "metrics",
+    "datasets", "init", "kernels", "metrics",
     "credit", "DNI", "Backprop", "CreditRule", "DirectFeedbackAlignment", "FeedbackAlignment",
     "LastLayerOnly", "SyntheticGradient", "RecurrentDNI",
     "Callback", "EarlyStopping", "History", "LambdaCallback", "LearningRateScheduler",

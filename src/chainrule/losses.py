@@ -5,12 +5,17 @@ shape and dtype as ``output``) and ``value_and_grad``. ``reduction="mean"`` aver
 samples (over elements for MSE and BinaryCrossEntropy, as PyTorch does); ``"sum"`` adds.
 The public methods check that the target fits the output; the training loop checks the
 whole target once and then calls the unchecked ``_value_and_grad`` on each batch.
+
+CrossEntropy and BinaryCrossEntropy(from_logits=True) compute value and gradient in one
+compiled pass when numba is active (chainrule.kernels; chainrule/kernels/losses.py holds the
+same equations as a loop); the NumPy code here is the reference and runs otherwise.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import kernels
 from ._checks import as_array, as_float_array, check_finite, check_not_empty, quiet_float_errors
 from .errors import ConfigError, DataError, ShapeError
 
@@ -205,6 +210,12 @@ class BinaryCrossEntropy(Loss):
 
     def _value_and_grad(self, output, target):
         scale = self._scale(output.size)
+        if self.from_logits and kernels.ready(output, target):
+            dt = output.dtype.type
+            grad = np.empty(output.shape, output.dtype)
+            value = kernels.compiled("losses", "binary_cross_entropy_logits")(
+                output.ravel(), target.ravel(), dt(scale), dt(0.5), grad.reshape(-1))
+            return value * scale, grad
         if self.from_logits:
             z = output
             value = np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
@@ -296,6 +307,8 @@ class CrossEntropy(Loss):
         return shifted, exp, sum_exp
 
     def _value_and_grad(self, output, target):
+        if kernels.ready(output, output):
+            return self._value_and_grad_compiled(output, target)
         shifted, exp, sum_exp = self._log_softmax_parts(output)
         n = shifted.shape[0]
         log_sum = np.log(sum_exp)
@@ -314,6 +327,21 @@ class CrossEntropy(Loss):
         if scale != 1.0:
             p *= scale
         return value * scale, p.reshape(output.shape)
+
+    def _value_and_grad_compiled(self, output, target):
+        z = output.reshape(-1, output.shape[-1])
+        z = z if z.flags.c_contiguous else np.ascontiguousarray(z)
+        scale = self._scale(len(z))
+        grad = np.empty(z.shape, z.dtype)
+        if target.dtype.kind in "iu":
+            value = kernels.compiled("losses", "cross_entropy_labels")(
+                z, target.ravel(), z.dtype.type(scale), grad)
+        else:
+            t = target.reshape(z.shape)
+            value = kernels.compiled("losses", "cross_entropy_rows")(
+                z, t if t.flags.c_contiguous and t.dtype == z.dtype else np.ascontiguousarray(t, z.dtype),
+                z.dtype.type(scale), grad)
+        return value * scale, grad.reshape(output.shape)
 
     def _per_sample(self, output, target):
         if output.ndim != 2:

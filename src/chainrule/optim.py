@@ -20,6 +20,12 @@ to [−clip_value, clip_value]), applied in that order after backward and before
 ``schedule``: a Schedule or any callable ``epoch -> lr``, applied at the start of each epoch.
 None or ``math.inf`` as a clipping threshold clips nothing. Frozen parameters are left alone and
 are not counted in the clipping norm.
+
+Each ``_update`` below is the reference NumPy code. When numba is active (chainrule.kernels) it
+hands the parameter to ``_update_compiled``, which runs the same equations as one compiled loop
+(chainrule/kernels/optim.py). Subnormal state values are flushed to zero unless
+``chainrule.kernels.flush_subnormals(False)``: per element by the kernels, and every
+``kernels.FLUSH_EVERY`` steps here (the state arrays named in ``flushed``) (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import kernels
 from ._checks import check_number, check_positive_int
 from .errors import ConfigError
 
@@ -113,6 +120,11 @@ _KEYS: dict[tuple[int, str], str] = {}
 class Optimizer:
     """Base class: clipping, schedules and per-parameter state; subclasses write ``_update``."""
 
+    @property
+    def flushed(self) -> tuple[str, ...]:
+        """The state arrays whose subnormal values are flushed to 0 (see chainrule.kernels)."""
+        return ()
+
     def __init__(self, lr: float, clip_norm: float | None = None, clip_value: float | None = None,
                  schedule=None) -> None:
         check_number(lr, f"{type(self).__name__} lr", low=0)
@@ -149,6 +161,16 @@ class Optimizer:
             if state is None:
                 state = states[key] = {}
             update(p, g, state)
+        if self.iterations % kernels.FLUSH_EVERY == 0 and self.flushed:
+            self._flush_subnormal_state()
+
+    def _flush_subnormal_state(self) -> None:
+        """The NumPy path's flush of subnormal state values to 0. It runs with numba active too:
+        the arrays the kernels updated hold none (they flush per element), but parameters the
+        NumPy code updated there (SGD's small ones, float16) may."""
+        if kernels.flush_subnormals():
+            kernels.flush_state(state[name] for state in self.state.values() for name in self.flushed
+                                if name in state)
 
     def _lr_of(self, dtype) -> np.ndarray:
         """The learning rate as a 0-d array of ``dtype``, cached until ``lr`` changes.
@@ -168,6 +190,18 @@ class Optimizer:
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
         raise NotImplementedError
+
+    def _in_dtype(self, dtype, *values) -> tuple:
+        """``values`` as scalars of ``dtype`` for a kernel (as NumPy rounds a Python float meeting a
+        float32 array), cached: converting costs ~0.2 µs each, per parameter per step."""
+        cache = self.__dict__.setdefault("_dtype_scalars", {})
+        key = (dtype, values)
+        scalars = cache.get(key)
+        if scalars is None:
+            if len(cache) > 64:  # Adam's bias corrections change every step
+                cache.clear()
+            scalars = cache[key] = tuple(dtype.type(v) for v in values)
+        return scalars
 
     def reset(self) -> None:
         """Forget all state (momenta, moments, step count)."""
@@ -215,7 +249,13 @@ class SGD(Optimizer):
         self.momentum, self.dampening = momentum, dampening
         self.nesterov, self.weight_decay = nesterov, weight_decay
 
+    @property
+    def flushed(self):
+        return ("momentum",)
+
     def _update(self, p, g, state):
+        if kernels.ready(p, g) and p.size >= kernels.SGD_MIN_SIZE:
+            return self._update_compiled(p, g, state)
         if self.weight_decay:
             g = g + self.weight_decay * p
         if self.momentum:
@@ -231,6 +271,21 @@ class SGD(Optimizer):
             step = state["step"] = np.empty_like(p)
         np.multiply(g, self._lr_of(p.dtype), out=step)
         p -= step
+
+    def _update_compiled(self, p, g, state):
+        buf = state.get("momentum")
+        first = buf is None
+        if self.momentum and first:
+            buf = state["momentum"] = np.empty(p.shape, p.dtype)
+        if "step" not in state:  # unused here: kept (finite) so a checkpoint holds the same arrays either way
+            state["step"] = np.zeros_like(p)
+        param, grad = p.ravel(), g.ravel()  # views when contiguous, else copies (written back below)
+        momentum = buf.ravel() if self.momentum else grad  # no buffer without momentum
+        kernels.compiled("optim", "sgd")(
+            param, grad, momentum,
+            *self._in_dtype(p.dtype, self.lr, self.momentum, 1 - self.dampening, self.weight_decay),
+            bool(self.nesterov), first, kernels.tiny(p.dtype))
+        kernels.copy_back((p, param), (buf, momentum))
 
     def get_config(self):
         return {"lr": self.base_lr, "momentum": self.momentum, "dampening": self.dampening,
@@ -256,7 +311,14 @@ class Adam(Optimizer):
         check_number(weight_decay, f"{name} weight_decay", low=0)
         self.betas, self.eps, self.weight_decay = (float(b1), float(b2)), eps, weight_decay
 
+    @property
+    def flushed(self):
+        # with eps = 0 a flushed v could put 0 in the denominator where √v was positive
+        return ("m", "v") if self.eps > 0 else ("m",)
+
     def _update(self, p, g, state):
+        if kernels.ready(p, g):
+            return self._update_compiled(p, g, state)
         b1, b2 = self.betas
         if self.weight_decay:
             if self.decoupled:
@@ -280,6 +342,23 @@ class Adam(Optimizer):
         np.divide(m, denom, out=denom)
         denom *= step_size
         p -= denom
+
+    def _update_compiled(self, p, g, state):
+        b1, b2 = self.betas
+        if "m" not in state:
+            state["m"], state["v"] = np.zeros_like(p), np.zeros_like(p)
+            state["t"] = 0
+        state["t"] += 1
+        t = state["t"]
+        coupled = 0 if self.decoupled else self.weight_decay
+        decay = 1 - self.lr * self.weight_decay if self.decoupled else 1
+        param, m, v = p.ravel(), state["m"].ravel(), state["v"].ravel()
+        kernels.compiled("optim", "adam")(
+            param, g.ravel(), m, v,
+            *self._in_dtype(p.dtype, self.lr / (1 - b1**t), b1, 1 - b1, b2, 1 - b2,
+                            1 / math.sqrt(1 - b2**t), self.eps, coupled, decay),
+            kernels.tiny(p.dtype), kernels.tiny(p.dtype, "v" in self.flushed))
+        kernels.copy_back((p, param), (state["m"], m), (state["v"], v))
 
     def get_config(self):
         return {"lr": self.base_lr, "betas": self.betas, "eps": self.eps,
@@ -310,7 +389,15 @@ class RMSProp(Optimizer):
         self.alpha, self.eps, self.weight_decay = alpha, eps, weight_decay
         self.momentum, self.centered = momentum, centered
 
+    @property
+    def flushed(self):
+        # square_avg stays as it is with eps = 0 (a zero denominator) and when centered, where
+        # s − ḡ² would turn negative (√ of it NaN) if s were flushed and ḡ² were not
+        return ("grad_avg", "momentum") + (("square_avg",) if self.eps > 0 and not self.centered else ())
+
     def _update(self, p, g, state):
+        if kernels.ready(p, g):
+            return self._update_compiled(p, g, state)
         if self.weight_decay:
             g = g + self.weight_decay * p
         if "square_avg" not in state:
@@ -334,6 +421,25 @@ class RMSProp(Optimizer):
         else:
             p -= self.lr * (g / avg)
 
+    def _update_compiled(self, p, g, state):
+        if "square_avg" not in state:
+            state["square_avg"] = np.zeros_like(p)
+        if self.centered and "grad_avg" not in state:
+            state["grad_avg"] = np.zeros_like(p)
+        if self.momentum and "momentum" not in state:
+            state["momentum"] = np.zeros_like(p)
+        param, square_avg = p.ravel(), state["square_avg"].ravel()
+        grad_avg = state["grad_avg"].ravel() if self.centered else square_avg  # unused when not centered
+        buf = state["momentum"].ravel() if self.momentum else square_avg  # unused without momentum
+        kernels.compiled("optim", "rmsprop")(
+            param, g.ravel(), square_avg, grad_avg, buf,
+            *self._in_dtype(p.dtype, self.lr, self.alpha, 1 - self.alpha, self.eps, self.weight_decay,
+                            self.momentum),
+            bool(self.centered), kernels.tiny(p.dtype), kernels.tiny(p.dtype, "square_avg" in self.flushed))
+        kernels.copy_back((p, param), (state["square_avg"], square_avg),
+                          (state["grad_avg"] if self.centered else None, grad_avg),
+                          (state["momentum"] if self.momentum else None, buf))
+
     def get_config(self):
         return {"lr": self.base_lr, "alpha": self.alpha, "eps": self.eps,
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
@@ -352,7 +458,13 @@ class Adagrad(Optimizer):
         self.lr_decay, self.weight_decay = lr_decay, weight_decay
         self.initial_accumulator_value, self.eps = initial_accumulator_value, eps
 
+    @property
+    def flushed(self):
+        return ("sum",) if self.eps > 0 else ()  # with eps = 0 a flushed sum is a zero denominator
+
     def _update(self, p, g, state):
+        if kernels.ready(p, g):
+            return self._update_compiled(p, g, state)
         if self.weight_decay:
             g = g + self.weight_decay * p
         if "sum" not in state:
@@ -363,6 +475,18 @@ class Adagrad(Optimizer):
         s = state["sum"]
         s += g * g
         p -= clr * g / (np.sqrt(s) + self.eps)
+
+    def _update_compiled(self, p, g, state):
+        if "sum" not in state:
+            state["sum"] = np.full_like(p, self.initial_accumulator_value)
+            state["t"] = 0
+        state["t"] += 1
+        clr = self.lr / (1 + (state["t"] - 1) * self.lr_decay)
+        param, total = p.ravel(), state["sum"].ravel()
+        kernels.compiled("optim", "adagrad")(
+            param, g.ravel(), total, *self._in_dtype(p.dtype, clr, self.eps, self.weight_decay),
+            kernels.tiny(p.dtype, "sum" in self.flushed))
+        kernels.copy_back((p, param), (state["sum"], total))
 
     def get_config(self):
         return {"lr": self.base_lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
