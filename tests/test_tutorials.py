@@ -26,8 +26,8 @@ jupyter:
 """
 
 
-def test_there_are_seven_tutorials_in_the_learners_order():
-    assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06", "07"]
+def test_the_tutorials_are_numbered_in_the_learners_order():
+    assert [p.name[:2] for p in TUTORIALS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
