@@ -15,7 +15,7 @@ $(VENV)/.installed-plot: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[dev,plot,browser,mpi,fast]"
+	$(PY) -m pip install --quiet -e ".[dev,plot,browser,mpi,fast,docs]"
 	touch $@
 
 run: $(VENV)/.installed-plot
