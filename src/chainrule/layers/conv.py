@@ -1,20 +1,25 @@
 """Convolution layers: Conv2D over images (n, C, H, W), Conv1D over sequences (n, C, L).
 
 Both run the same code: Conv1D is a Conv2D whose images are one row high. The convolution is
-one matrix product over an im2col view of the padded input (a strided view copied once into a
-(C·kh·kw, n·H'·W') matrix), so there is no Python loop over pixels.
+one matrix product (or one per sample) over an im2col copy of the padded input, so there is no
+Python loop over pixels. With stride 1 the columns are runs of the flattened padded planes
+(``_forward_flat``: the copy moves long runs and the products run per sample where OpenBLAS is
+faster so); other strides use the (C·kh·kw, n·H'·W') layout (``_forward_strided``).
 
-Speed, forward + backward (dL/dW, dL/db and dL/dx), float32, batch 64, against PyTorch 2.13 eager
-on CPU (torch.nn.Conv2d and autograd), both on the same thread count (OPENBLAS_NUM_THREADS and
-torch.set_num_threads), best of 15 interleaved rounds of 5 calls, on an otherwise idle 2-core machine:
+Speed, forward + backward (dL/dW, dL/db and dL/dx), float32, batch 64, one thread, best of 30
+interleaved rounds on a shared 2-core machine (CPU time), the flat-plane layout against the
+(C·kh·kw, n·H'·W') layout this module used for every stride before:
 
-    layer                    threads  chainrule  PyTorch  ratio   without dL/dx (backward_params)
-    1x28x28 -> 6 ch, 5x5     1        2.9 ms     5.7 ms   0.51    1.4 ms / 1.1 ms = 1.3
-    6x14x14 -> 16 ch, 5x5    1        3.3 ms     2.1 ms   1.55    1.7 ms / 1.2 ms = 1.4
-    1x28x28 -> 6 ch, 5x5     2        2.3 ms     5.6 ms   0.41    2.1 ms / 0.9 ms = 2.3 to 2.7
-    6x14x14 -> 16 ch, 5x5    2        2.7 ms     2.2 ms   1.25    2.2 ms / 0.9 ms = 2.3 to 2.5
+    layer                    before    after
+    1x28x28 -> 6 ch, 5x5     2.45 ms   1.94 ms   (the first layer of a network skips dL/dx: ~0.6 ms)
+    6x12x12 -> 16 ch, 5x5    2.97 ms   2.13-2.38 ms
+    32x8x8 -> 32 ch, 3x3 p1  3.53 ms   2.76-2.80 ms   (batch 32)
+    1x8x8 -> 32 ch, 3x3 p1   0.17 ms   0.24 ms        (batch 32: tiny products, per-sample overhead)
 
-Most of the backward is col2im's kh·kw adds (0.7 ms and 1.2 ms of it for these two layers).
+Against PyTorch 2.13 eager (torch.nn.Conv2d and autograd, one thread, interleaved in one
+process): the first LeNet layer (no dL/dx) 0.95-0.98 of PyTorch's time, the second 1.6-1.9 while
+other processes loaded the machine (its im2col copy and col2im adds are memory-bound: about
+0.2 and 0.5 ms of its ~1.9 ms when the machine was quiet, against ~2.0 ms for PyTorch).
 """
 
 from __future__ import annotations
