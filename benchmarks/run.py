@@ -1,7 +1,7 @@
 """chainrule against PyTorch and scikit-learn, side by side in one run.
 
     python benchmarks/run.py              the full run (about 6 minutes on 2 cores)
-    python benchmarks/run.py --quick      fewer samples, under 2 minutes
+    python benchmarks/run.py --quick      fewer samples, about 3 minutes
     python benchmarks/run.py --check      also compare chainrule/PyTorch ratios with the baseline
 
 The driver imports no numerical library. It first re-executes itself without
@@ -139,7 +139,7 @@ def build_cases(quick: bool) -> list[Case]:
     # over all epochs. Last: its chainrule side imports scikit-learn and SciPy's own OpenBLAS into
     # the chainrule worker, which also probes the machine, so every other case runs before that.
     # Full runs only: the quick variant's fits last ~65 ms, short enough for a burst of load to
-    # swing them 50-fold, and quick mode must stay under 2 minutes.
+    # swing them 50-fold, and quick mode must stay short.
     if quick:
         return cases
     est = next(c for c in bench_sklearn.cases(quick) if c["data"] == "mnist_like")
@@ -587,7 +587,7 @@ def save_baseline(report: dict, path: Path) -> None:
 # --- main ----------------------------------------------------------------------------------
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="chainrule against PyTorch and scikit-learn.")
-    parser.add_argument("--quick", action="store_true", help="fewer samples, under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="fewer samples, about 3 minutes")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when a chainrule/PyTorch ratio falls >20 %% below the baseline")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
