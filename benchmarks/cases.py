@@ -210,8 +210,9 @@ class ChainruleCases:
     def info(self) -> dict:
         from threadpoolctl import threadpool_info
 
-        return {"chainrule": self.cr.__version__, "numpy": np.__version__,
-                "threadpools": threadpool_info()}
+        # where chainrule was imported from: the checkout under test, or another installation
+        return {"chainrule": self.cr.__version__, "path": os.path.dirname(self.cr.__file__),
+                "numpy": np.__version__, "threadpools": threadpool_info()}
 
     def _mlp(self, seed=0):
         return self.cr.mlp(list(MLP_SIZES), activation="relu", seed=seed)

@@ -368,7 +368,8 @@ def blas_lines(workers: dict[str, Worker]) -> list[str]:
             f"{p.get('internal_api')} {p.get('version')} ({p.get('prefix')}), kernel"
             f" {p.get('architecture')}, {p.get('num_threads')} threads" for p in pools)
         if name == "chainrule":
-            lines.append(f"chainrule {info.get('chainrule')} on NumPy {info.get('numpy')}: {blas}")
+            lines.append(f"chainrule {info.get('chainrule')} (imported from {info.get('path')}) on NumPy"
+                         f" {info.get('numpy')}: {blas}")
         elif name == "torch":
             omp = [p for p in info.get("threadpools", []) if p.get("user_api") == "openmp"]
             lines.append(f"PyTorch {info.get('torch')}: BLAS {', '.join(info.get('blas', [])) or '?'},"
