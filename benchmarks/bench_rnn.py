@@ -1,4 +1,4 @@
-"""Recurrent training step, chainrule against PyTorch (CPU nn.RNN / nn.LSTM), in one run.
+"""Recurrent training step, chainrule against PyTorch (CPU nn.RNN / nn.LSTM / nn.GRU), in one run.
 
 The case: sequences of 50 steps with 32 features, batch 64, hidden 128, the last hidden state
 into a 10-class linear head, softmax cross-entropy, plain SGD (lr 0.01). One step is forward,
@@ -7,7 +7,7 @@ backpropagation through time and the update; the clock runs around a whole epoch
 (randperm, gather, forward, loss, backward, step) for PyTorch. Data and models are built before
 the clock starts; a warm-up epoch runs first.
 
-    python benchmarks/bench_rnn.py                  # tanh RNN and LSTM, 2 threads, 5 rounds
+    python benchmarks/bench_rnn.py                  # tanh RNN, LSTM and GRU, 2 threads, 5 rounds
     python benchmarks/bench_rnn.py --threads 1 --rounds 3 --kinds lstm
 
 Each (framework, kind) runs in a fresh worker process (``--worker``), the frameworks alternate
@@ -17,7 +17,7 @@ slower kernel on this machine). The table gives the median milliseconds per step
 timed epochs and the ratio PyTorch / chainrule (> 1: chainrule is faster).
 
 The benchmark suite (run.py) times the same epochs, built by ``chainrule_epoch`` and
-``torch_epoch`` from here, as its ``rnn`` and ``lstm`` rows (in steps per second, its workers'
+``torch_epoch`` from here, as its ``rnn``, ``lstm`` and ``gru`` rows (in steps per second, its workers'
 thread settings); this file imports only the standard library at the top, so run.py's driver
 can read the constants.
 """
@@ -36,6 +36,7 @@ from forced_env import clean_env
 
 SEQ, BATCH, FEATURES, HIDDEN, CLASSES, STEPS = 50, 64, 32, 128, 10, 20
 FRAMEWORKS = ("chainrule", "torch")
+KINDS = ("rnn", "lstm", "gru")
 
 
 def data():
@@ -51,7 +52,7 @@ def chainrule_epoch(kind: str):
     import chainrule as cr
 
     X, y = data()
-    recurrent = cr.LSTM(FEATURES, HIDDEN, seed=0) if kind == "lstm" else cr.RNN(FEATURES, HIDDEN, seed=0)
+    recurrent = {"rnn": cr.RNN, "lstm": cr.LSTM, "gru": cr.GRU}[kind](FEATURES, HIDDEN, seed=0)
     net = cr.Sequential(recurrent, cr.Dense(HIDDEN, CLASSES, seed=1))
     optimizer, loss = cr.SGD(lr=0.01), cr.CrossEntropy()
 
@@ -68,7 +69,8 @@ def torch_epoch(kind: str, threads: int):
     torch.manual_seed(0)
     X, y = data()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    recurrent = (torch.nn.LSTM if kind == "lstm" else torch.nn.RNN)(FEATURES, HIDDEN, batch_first=True)
+    layer = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind]
+    recurrent = layer(FEATURES, HIDDEN, batch_first=True)
     head = torch.nn.Linear(HIDDEN, CLASSES)
     optimizer = torch.optim.SGD([*recurrent.parameters(), *head.parameters()], lr=0.01)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -109,7 +111,7 @@ def run_worker(framework, kind, threads, repeats) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kinds", default="rnn,lstm", help="comma-separated: rnn, lstm")
+    parser.add_argument("--kinds", default="rnn,lstm,gru", help="comma-separated: rnn, lstm, gru")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per worker")

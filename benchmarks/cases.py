@@ -3,8 +3,9 @@
 ``run.py`` starts one long-lived worker per framework (``python cases.py --worker NAME``) and
 sends it one JSON command per line on stdin; the worker answers one JSON line on its own
 copy of stdout (anything else it prints goes to stderr). Each command is one timed run, so
-the driver can alternate frameworks run by run. ``python cases.py --memory NAME`` is the
-fresh process whose peak resident memory is measured for the batch-512 epoch.
+the driver can alternate frameworks run by run. ``python cases.py --memory NAME --kind KIND
+--params JSON`` is the fresh process whose peak resident memory is measured for one run of a
+case (the batch-512 MLP epoch by default).
 
 A worker imports only its own framework: chainrule (NumPy), torch or scikit-learn; the one
 exception is the estimator case, whose chainrule side (``chainrule.sklearn``) is built on
@@ -36,6 +37,8 @@ from forced_env import reexec_without_forced_env
 
 #: Layer sizes of the MLP cases.
 MLP_SIZES = (784, 256, 128, 10)
+#: The transformer-block case: sequence length, token width, heads, batch.
+BLOCK_T, BLOCK_DIM, BLOCK_HEADS, BLOCK_BATCH = 64, 128, 4, 32
 
 
 # --- data (NumPy only, the same arrays in every worker) ------------------------------------
@@ -57,6 +60,25 @@ def mnist_like(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         np.minimum(noise, 1.0, out=noise)
         X[start:stop] = noise
     return X, y
+
+
+def images_like(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """mnist_like's samples as (n, 1, 28, 28) one-channel images (a view, no copy)."""
+    X, y = mnist_like(n, seed)
+    return X.reshape(n, 1, 28, 28), y
+
+
+def token_sequences(steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``steps`` batches of BLOCK_T tokens of BLOCK_DIM normal features and a target to regress.
+
+    The target of token t is half of token t − 1 (the first token's is zero), so attention to
+    the previous step learns it. float32, (steps·BLOCK_BATCH, BLOCK_T, BLOCK_DIM) both.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((steps * BLOCK_BATCH, BLOCK_T, BLOCK_DIM), dtype=np.float32)
+    Y = np.zeros_like(X)
+    np.multiply(X[:, :-1], np.float32(0.5), out=Y[:, 1:])
+    return X, Y
 
 
 def mazur_sample() -> tuple[np.ndarray, np.ndarray, list, list]:
@@ -91,6 +113,10 @@ def data(kind: str, n: int = 0):
             _DATA[key] = (np.repeat(x, n, axis=0), np.repeat(t, n, axis=0))
         elif kind == "digits":
             _DATA[key] = digits_onehot()
+        elif kind == "images":
+            _DATA[key] = images_like(n)
+        elif kind == "tokens":
+            _DATA[key] = token_sequences(n)
     return _DATA[key]
 
 
@@ -104,20 +130,25 @@ _RECURRENT: dict = {}  # layer -> [bench_rnn.py's epoch function, runs so far]
 
 
 def _recurrent_epoch(layer: str, build) -> float:
-    """Seconds of one epoch of bench_rnn.py's case (``layer``: "rnn" or "lstm").
+    """Seconds of one epoch of bench_rnn.py's case (``layer``: "rnn", "lstm" or "gru").
 
     The model and data are built on the first call (outside the clock) and trained on from
     run to run, each run shuffled with the next seed: the warm-up runs, then the timed ones,
     as in bench_rnn.py's own workers. Building them once saves 25–60 ms of set-up per run
     (data and model).
     """
-    if layer not in _RECURRENT:
-        _RECURRENT[layer] = [build(), 0]
+    _prepare_recurrent(layer, build)
     epoch, seed = _RECURRENT[layer]
     _RECURRENT[layer][1] += 1
     start = time.perf_counter()
     epoch(seed)
     return time.perf_counter() - start
+
+
+def _prepare_recurrent(layer: str, build) -> None:
+    """Build bench_rnn.py's model and data for ``layer`` once (outside any clock)."""
+    if layer not in _RECURRENT:
+        _RECURRENT[layer] = [build(), 0]
 
 
 @functools.lru_cache(maxsize=2)
@@ -179,8 +210,9 @@ class ChainruleCases:
     def info(self) -> dict:
         from threadpoolctl import threadpool_info
 
-        return {"chainrule": self.cr.__version__, "numpy": np.__version__,
-                "threadpools": threadpool_info()}
+        # where chainrule was imported from: the checkout under test, or another installation
+        return {"chainrule": self.cr.__version__, "path": os.path.dirname(self.cr.__file__),
+                "numpy": np.__version__, "threadpools": threadpool_info()}
 
     def _mlp(self, seed=0):
         return self.cr.mlp(list(MLP_SIZES), activation="relu", seed=seed)
@@ -247,9 +279,42 @@ class ChainruleCases:
         net.predict(X)
         return time.perf_counter() - start
 
+    def lenet(self, samples, batch, seed=0):
+        """One epoch of LeNet on 28x28 one-channel images: ``net.fit(..., epochs=1)``, SGD."""
+        cr = self.cr
+        X, y = data("images", samples)
+        net = cr.Sequential(
+            cr.Conv2D(1, 6, 5, seed=seed), cr.ReLU(), cr.MaxPool2D(2),
+            cr.Conv2D(6, 16, 5, seed=seed + 1), cr.ReLU(), cr.MaxPool2D(2), cr.Flatten(),
+            cr.Dense(256, 120, seed=seed + 2), cr.ReLU(), cr.Dense(120, 84, seed=seed + 3), cr.ReLU(),
+            cr.Dense(84, 10, seed=seed + 4))
+        opt = cr.SGD(lr=0.05)
+        start = time.perf_counter()
+        net.fit(X, y, loss=cr.CrossEntropy(), optimizer=opt, epochs=1, batch_size=batch, seed=seed,
+                verbose=0)
+        return time.perf_counter() - start
+
+    def transformer(self, steps, seed=0):
+        """``steps`` Adam steps of one pre-norm transformer block, MSE: ``net.fit(..., epochs=1)``."""
+        cr = self.cr
+        X, Y = data("tokens", steps)
+        d, h = BLOCK_DIM, BLOCK_HEADS
+        net = cr.Sequential(
+            cr.Residual(cr.LayerNorm(d), cr.MultiHeadAttention(d, h, seed=seed)),
+            cr.Residual(cr.LayerNorm(d), cr.Dense(d, 4 * d, seed=seed + 1), cr.GELU(),
+                        cr.Dense(4 * d, d, seed=seed + 2)))
+        opt = cr.Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+        start = time.perf_counter()
+        net.fit(X, Y, loss=cr.MSE(), optimizer=opt, epochs=1, batch_size=BLOCK_BATCH, seed=seed,
+                verbose=0)
+        return time.perf_counter() - start
+
     def recurrent(self, layer):
         """One epoch of bench_rnn.py's case: ``net.fit(..., epochs=1)`` of 20 batch-64 steps."""
         return _recurrent_epoch(layer, lambda: bench_rnn.chainrule_epoch(layer))
+
+    def prepare_recurrent(self, layer):
+        _prepare_recurrent(layer, lambda: bench_rnn.chainrule_epoch(layer))
 
     def estimator(self, case):
         """bench_sklearn.py's ``case``: ``chainrule.sklearn.MLPClassifier(dtype=np.float32).fit``.
@@ -410,10 +475,55 @@ class TorchCases:
             model(Xt).numpy()
         return time.perf_counter() - start
 
+    def lenet(self, samples, batch, seed=0):
+        """One epoch of the same LeNet: the loop of ``_epoch``, SGD."""
+        torch, nn = self.torch, self.torch.nn
+        X, y = data("images", samples)
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        start = time.perf_counter()
+        self._epoch(model, nn.CrossEntropyLoss(), opt, Xt, yt, batch)
+        return time.perf_counter() - start
+
+    def transformer(self, steps, seed=0):
+        """``steps`` Adam steps of the same pre-norm block: the loop of ``_epoch``, MSE."""
+        torch, nn = self.torch, self.torch.nn
+        X, Y = data("tokens", steps)
+        d, h = BLOCK_DIM, BLOCK_HEADS
+        torch.manual_seed(seed)
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+                self.attention = nn.MultiheadAttention(d, h, batch_first=True)
+                self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(approximate="tanh"), nn.Linear(4 * d, d))
+
+            def forward(self, x):
+                a = self.norm1(x)
+                x = x + self.attention(a, a, a, need_weights=False)[0]
+                return x + self.mlp(self.norm2(x))
+
+        model = Block()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+        Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+        start = time.perf_counter()
+        self._epoch(model, nn.MSELoss(), opt, Xt, Yt, BLOCK_BATCH)
+        return time.perf_counter() - start
+
     def recurrent(self, layer):
-        """One epoch of bench_rnn.py's case: the nn.RNN / nn.LSTM loop over 20 batch-64 steps."""
+        """One epoch of bench_rnn.py's case: the nn.RNN / nn.LSTM / nn.GRU loop over 20 batch-64 steps."""
         threads = self.torch.get_num_threads()
         return _recurrent_epoch(layer, lambda: bench_rnn.torch_epoch(layer, threads))
+
+    def prepare_recurrent(self, layer):
+        threads = self.torch.get_num_threads()
+        _prepare_recurrent(layer, lambda: bench_rnn.torch_epoch(layer, threads))
 
     def matmul(self, n, reps):
         torch = self.torch
@@ -497,12 +607,28 @@ def _status_kib(field: str) -> int:
     return 0
 
 
-def measure_memory(name: str, samples: int, batch: int) -> None:
-    """One batch-512 epoch in this fresh process; print its peak RSS (MiB) as JSON."""
+#: The data each case trains on, built before "setup" is read: kind -> params -> data() args.
+_CASE_DATA = {
+    "mlp": lambda p: ("mnist", p["samples"]),
+    "lenet": lambda p: ("images", p["samples"]),
+    "transformer": lambda p: ("tokens", p["steps"]),
+}
+
+
+def measure_memory(name: str, kind: str, params: dict) -> None:
+    """One run of case ``kind`` in this fresh process; print its peak RSS (MiB) as JSON.
+
+    "setup" is the peak after importing the framework and building the case's data (and, for
+    the recurrent cases, model), read from VmHWM; "peak" is ru_maxrss after the run.
+    """
     cases = FRAMEWORKS[name]()
-    data("mnist", samples)
+    if kind in _CASE_DATA:
+        data(*_CASE_DATA[kind](params))
+    prepare = getattr(cases, f"prepare_{kind}", None)
+    if prepare is not None:
+        prepare(**params)
     setup = _status_kib("VmHWM")
-    seconds = cases.mlp(samples=samples, batch=batch, momentum=0.0)
+    seconds = getattr(cases, kind)(**params)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"framework": name, "setup_peak_mib": setup / 1024, "peak_mib": peak / 1024,
                       "seconds": seconds}))
@@ -514,13 +640,14 @@ def main(argv=None) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--worker", choices=sorted(FRAMEWORKS))
     group.add_argument("--memory", choices=sorted(FRAMEWORKS))
-    parser.add_argument("--samples", type=int, default=60000)
-    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--kind", default="mlp", help="with --memory: the case method to run")
+    parser.add_argument("--params", default='{"samples": 60000, "batch": 512, "momentum": 0.0}',
+                        help="with --memory: the case's parameters, as JSON")
     args = parser.parse_args(argv)
     if args.worker:
         serve(args.worker)
     else:
-        measure_memory(args.memory, args.samples, args.batch)
+        measure_memory(args.memory, args.kind, json.loads(args.params))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """chainrule against PyTorch and scikit-learn, side by side in one run.
 
     python benchmarks/run.py              the full run (about 6 minutes on 2 cores)
-    python benchmarks/run.py --quick      fewer samples, under 2 minutes
+    python benchmarks/run.py --quick      fewer samples, about 3 minutes
     python benchmarks/run.py --check      also compare chainrule/PyTorch ratios with the baseline
 
 The driver imports no numerical library. It first re-executes itself without
@@ -77,6 +77,7 @@ class Case:
     targets: dict = field(default_factory=dict)   # peer -> minimum chainrule/peer ratio
     peer_case: str | None = None   # take the peers' figures from this case
     checked: bool = True           # part of the --check regression test
+    memory: tuple[str, str] | None = None  # (row id, label) of its peak-memory row: one run in a fresh process
 
 
 def build_cases(quick: bool) -> list[Case]:
@@ -92,7 +93,9 @@ def build_cases(quick: bool) -> list[Case]:
                 f"mlp_b{batch}" + ("_momentum" if momentum else ""),
                 f"MLP 784-256-128-10 fit, batch {batch}, SGD" + (" momentum 0.9" if momentum else ""),
                 "mlp", "samples/s", all3, {"samples": n, "batch": batch, "momentum": momentum},
-                work=n, targets={"torch": target, **sk_target}))
+                work=n, targets={"torch": target, **sk_target},
+                memory=("memory", "peak RSS, fresh process, batch-512 epoch")
+                if batch == 512 and not momentum else None))
     cases += [
         Case("tiny_222", f"2-2-2 sigmoid, per-sample SGD ({steps:,} steps)", "tiny", "steps/s",
              ("chainrule", "torch"), {"steps": steps}, work=steps, targets={"torch": 5.0}),
@@ -107,9 +110,23 @@ def build_cases(quick: bool) -> list[Case]:
     # bench_rnn.py's case, the same shapes in quick mode (it is short: quick saves repeats only)
     shape = (f"{bench_rnn.FEATURES}-{bench_rnn.HIDDEN}-{bench_rnn.CLASSES}, seq {bench_rnn.SEQ},"
              f" batch {bench_rnn.BATCH}, fit epoch of {bench_rnn.STEPS} steps (BPTT, SGD)")
-    for layer, name in (("rnn", "tanh RNN"), ("lstm", "LSTM")):
+    for layer, name in (("rnn", "tanh RNN"), ("lstm", "LSTM"), ("gru", "GRU")):
+        memory = (f"memory_{layer}", f"peak RSS, fresh process, one {name} epoch") if layer == "gru" else None
         cases.append(Case(layer, f"{name} {shape}", "recurrent", "steps/s", ("chainrule", "torch"),
-                          {"layer": layer}, work=bench_rnn.STEPS, targets={"torch": 1.0}))
+                          {"layer": layer}, work=bench_rnn.STEPS, targets={"torch": 1.0}, memory=memory))
+    # the convolutional and attention cases (the new layer families): LeNet on 28x28 images,
+    # one pre-norm transformer block; both frameworks train the same architecture, same optimizer
+    images = 2_560 if quick else 10_240
+    cases.append(Case("lenet", f"LeNet conv 6-16 (5x5, max-pool 2) + 120-84-10, 28x28x1, batch 64,"
+                      f" SGD, fit epoch of {images:,} samples", "lenet", "samples/s",
+                      ("chainrule", "torch"), {"samples": images, "batch": 64}, work=images,
+                      targets={"torch": 1.0}, memory=("memory_lenet", "peak RSS, fresh process, one LeNet epoch")))
+    block_steps = 10 if quick else 30
+    cases.append(Case("transformer", "pre-norm transformer block (LayerNorm, 4-head attention, GELU MLP"
+                      f" 128-512-128), T 64, batch 32, MSE, Adam, fit of {block_steps} steps",
+                      "transformer", "steps/s", ("chainrule", "torch"), {"steps": block_steps},
+                      work=block_steps, targets={"torch": 1.0},
+                      memory=("memory_transformer", "peak RSS, fresh process, one transformer-block fit")))
     flops = mlp_flops_per_sample() * 512 / 1e9
     cases.append(Case("step_b512", "MLP batch-512 training step, median step time within the epoch",
                       "step", "GFLOP/s", ("chainrule", "torch"), {"samples": n, "batch": 512},
@@ -122,7 +139,7 @@ def build_cases(quick: bool) -> list[Case]:
     # over all epochs. Last: its chainrule side imports scikit-learn and SciPy's own OpenBLAS into
     # the chainrule worker, which also probes the machine, so every other case runs before that.
     # Full runs only: the quick variant's fits last ~65 ms, short enough for a burst of load to
-    # swing them 50-fold, and quick mode must stay under 2 minutes.
+    # swing them 50-fold, and quick mode must stay short.
     if quick:
         return cases
     est = next(c for c in bench_sklearn.cases(quick) if c["data"] == "mnist_like")
@@ -295,18 +312,22 @@ def summarize(values: list[float]) -> dict:
             "runs": values}
 
 
-def measure_memory(names, samples: int, env: dict) -> dict:
-    """Peak RSS of a fresh process that builds the data and trains one batch-512 epoch."""
+def measure_memory(names, case: Case, env: dict) -> dict:
+    """Peak RSS of a fresh process per framework that builds the case's data and model and
+    makes one run of it (ru_maxrss; "setup" is VmHWM before the run)."""
     result = {}
     for name in names:
+        if name not in case.frameworks:
+            continue
         proc = subprocess.run(
-            [sys.executable, str(CASES_PY), "--memory", name, "--samples", str(samples), "--batch", "512"],
+            [sys.executable, str(CASES_PY), "--memory", name, "--kind", case.kind,
+             "--params", json.dumps(case.params)],
             capture_output=True, text=True, env=env, cwd=HERE.parent)
         lines = proc.stdout.strip().splitlines()
         if proc.returncode == 0 and lines:
             result[name] = json.loads(lines[-1])
         else:
-            print(f"    memory, {NAMES[name]}: failed ({proc.stderr.strip().splitlines()[-1:]})")
+            print(f"    memory ({case.id}), {NAMES[name]}: failed ({proc.stderr.strip().splitlines()[-1:]})")
     return result
 
 
@@ -347,7 +368,8 @@ def blas_lines(workers: dict[str, Worker]) -> list[str]:
             f"{p.get('internal_api')} {p.get('version')} ({p.get('prefix')}), kernel"
             f" {p.get('architecture')}, {p.get('num_threads')} threads" for p in pools)
         if name == "chainrule":
-            lines.append(f"chainrule {info.get('chainrule')} on NumPy {info.get('numpy')}: {blas}")
+            lines.append(f"chainrule {info.get('chainrule')} (imported from {info.get('path')}) on NumPy"
+                         f" {info.get('numpy')}: {blas}")
         elif name == "torch":
             omp = [p for p in info.get("threadpools", []) if p.get("user_api") == "openmp"]
             lines.append(f"PyTorch {info.get('torch')}: BLAS {', '.join(info.get('blas', [])) or '?'},"
@@ -405,7 +427,7 @@ def verdict(ratio: float | None, target: float | None, higher_is_better: bool = 
     return f"≤ {target:g}×: {'met' if ratio <= target else f'missed by {fmt_pct(ratio / target - 1)}'}"
 
 
-def build_rows(cases: list[Case], results: dict, memory: dict) -> list[dict]:
+def build_rows(cases: list[Case], results: dict, memory: dict[str, dict]) -> list[dict]:
     """Table rows: per case the figures, the ratios chainrule/peer and the target verdicts."""
     rows = []
     for case in cases:
@@ -440,14 +462,20 @@ def build_rows(cases: list[Case], results: dict, memory: dict) -> list[dict]:
                      " (step / whole epoch)", "unit": "% of peak", "figures": eff, "ratios": {},
                      "targets": targets, "checked": False,
                      "peak_gflops": peak["max"], "flops_per_sample": flops})
-    if memory:
-        figs = {n: {"median": m["peak_mib"], "setup": m["setup_peak_mib"]} for n, m in memory.items()}
+    labels = dict(c.memory for c in build_cases(quick=False) if c.memory)  # (labels are the same in quick mode)
+    for row_id, measured in memory.items():  # one row per measured case: peak RSS of each framework
+        figs = {n: {"median": m["peak_mib"], "setup": m["setup_peak_mib"]} for n, m in measured.items()}
         ratios = {p: figs["chainrule"]["median"] / figs[p]["median"] for p in PEERS
                   if "chainrule" in figs and p in figs}
-        rows.append({"id": "memory", "label": "peak RSS, fresh process, batch-512 epoch", "unit": "MiB",
-                     "figures": figs, "ratios": ratios,
-                     "targets": [verdict(ratios["torch"], 1.0, higher_is_better=False) + " PyTorch"]
-                     if "torch" in ratios else [], "checked": False})
+        targets = []
+        if "torch" in ratios:
+            targets.append(verdict(ratios["torch"], 1.0, higher_is_better=False) + " PyTorch")
+            grown = {n: f["median"] - f["setup"] for n, f in figs.items()}
+            if grown["torch"] > 0:  # the run's own growth, without the interpreter, framework and data
+                targets.append(f"run's growth {grown['chainrule']:.0f} / {grown['torch']:.0f} MiB ="
+                               f" {grown['chainrule'] / grown['torch']:.2f}×")
+        rows.append({"id": row_id, "label": labels.get(row_id, row_id), "unit": "MiB", "figures": figs,
+                     "ratios": ratios, "targets": targets, "checked": False})
     return rows
 
 
@@ -460,7 +488,7 @@ def render_table(rows: list[dict]) -> str:
         if row["id"] == "efficiency":
             cells = [" / ".join(f"{100 * figs[n][k]:.0f} %" if k in figs[n] else "–" for k in ("step", "epoch"))
                      if n in figs else "–" for n in NAMES]
-        elif row["id"] == "memory":
+        elif row["unit"] == "MiB":
             cells = [f"{figs[n]['median']:.0f} (setup {figs[n]['setup']:.0f})" if n in figs else "–"
                      for n in NAMES]
         else:
@@ -560,7 +588,7 @@ def save_baseline(report: dict, path: Path) -> None:
 # --- main ----------------------------------------------------------------------------------
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="chainrule against PyTorch and scikit-learn.")
-    parser.add_argument("--quick", action="store_true", help="fewer samples, under 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="fewer samples, about 3 minutes")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when a chainrule/PyTorch ratio falls >20 %% below the baseline")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
@@ -604,9 +632,13 @@ def main(argv=None) -> int:
         for worker in workers.values():
             worker.close()
     memory = {}
-    if not args.cases or "memory" in args.cases.split(","):
-        memory = measure_memory(list(workers), 10_000 if args.quick else 60_000, env)
-        print("  peak RSS: " + "  ".join(f"{NAMES[n]} {m['peak_mib']:.0f} MiB" for n, m in memory.items()))
+    # a peak-memory row for each selected case that has one ("memory" alone: the batch-512 epoch's)
+    picked = {c.id for c in cases} | set(args.cases.split(",") if args.cases else ())
+    for case in build_cases(args.quick):
+        if case.memory and (case.id in picked or case.memory[0] in picked):
+            memory[case.memory[0]] = measure_memory(list(workers), case, env)
+            print(f"  {case.memory[1]}: " + "  ".join(
+                f"{NAMES[n]} {m['peak_mib']:.0f} MiB" for n, m in memory[case.memory[0]].items()), flush=True)
 
     peak = results.get("matmul", {}).get("chainrule")
     noise = (peak["max"] - peak["min"]) / peak["median"] if peak else None

@@ -1,20 +1,25 @@
 """Convolution layers: Conv2D over images (n, C, H, W), Conv1D over sequences (n, C, L).
 
 Both run the same code: Conv1D is a Conv2D whose images are one row high. The convolution is
-one matrix product over an im2col view of the padded input (a strided view copied once into a
-(C·kh·kw, n·H'·W') matrix), so there is no Python loop over pixels.
+one matrix product (or one per sample) over an im2col copy of the padded input, so there is no
+Python loop over pixels. With stride 1 the columns are runs of the flattened padded planes
+(``_forward_flat``: the copy moves long runs and the products run per sample where OpenBLAS is
+faster so); other strides use the (C·kh·kw, n·H'·W') layout (``_forward_strided``).
 
-Speed, forward + backward (dL/dW, dL/db and dL/dx), float32, batch 64, against PyTorch 2.13 eager
-on CPU (torch.nn.Conv2d and autograd), both on the same thread count (OPENBLAS_NUM_THREADS and
-torch.set_num_threads), best of 15 interleaved rounds of 5 calls, on an otherwise idle 2-core machine:
+Speed, forward + backward (dL/dW, dL/db and dL/dx), float32, batch 64, one thread, best of 30
+interleaved rounds on a shared 2-core machine (CPU time), the flat-plane layout against the
+(C·kh·kw, n·H'·W') layout this module used for every stride before:
 
-    layer                    threads  chainrule  PyTorch  ratio   without dL/dx (backward_params)
-    1x28x28 -> 6 ch, 5x5     1        2.9 ms     5.7 ms   0.51    1.4 ms / 1.1 ms = 1.3
-    6x14x14 -> 16 ch, 5x5    1        3.3 ms     2.1 ms   1.55    1.7 ms / 1.2 ms = 1.4
-    1x28x28 -> 6 ch, 5x5     2        2.3 ms     5.6 ms   0.41    2.1 ms / 0.9 ms = 2.3 to 2.7
-    6x14x14 -> 16 ch, 5x5    2        2.7 ms     2.2 ms   1.25    2.2 ms / 0.9 ms = 2.3 to 2.5
+    layer                    before    after
+    1x28x28 -> 6 ch, 5x5     2.45 ms   1.94 ms   (the first layer of a network skips dL/dx: ~0.6 ms)
+    6x12x12 -> 16 ch, 5x5    2.97 ms   2.13-2.38 ms
+    32x8x8 -> 32 ch, 3x3 p1  3.53 ms   2.76-2.80 ms   (batch 32)
+    1x8x8 -> 32 ch, 3x3 p1   0.17 ms   0.24 ms        (batch 32: tiny products, per-sample overhead)
 
-Most of the backward is col2im's kh·kw adds (0.7 ms and 1.2 ms of it for these two layers).
+Against PyTorch 2.13 eager (torch.nn.Conv2d and autograd, one thread, interleaved in one
+process): the first LeNet layer (no dL/dx) 0.95-0.98 of PyTorch's time, the second 1.6-1.9 while
+other processes loaded the machine (its im2col copy and col2im adds are memory-bound: about
+0.2 and 0.5 ms of its ~1.9 ms when the machine was quiet, against ~2.0 ms for PyTorch).
 """
 
 from __future__ import annotations
@@ -166,8 +171,60 @@ class _Conv(Layer):
             xp = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=x.dtype)
             xp[:, :, pt:pt + h, pl:pl + w] = x
         else:
-            xp = x
+            xp = np.ascontiguousarray(x)  # the strided views below read its memory directly
         self._padded_shape = xp.shape
+        out = self._forward_flat(xp, ho, wo) if self.stride == (1, 1) else self._forward_strided(xp, ho, wo)
+        return out[:, :, 0, :] if self._ndim == 1 else out
+
+    def _forward_flat(self, xp: np.ndarray, ho: int, wo: int) -> np.ndarray:
+        """Stride 1: the columns are whole runs of the flattened padded planes.
+
+        Output pixel (i, j) and kernel offset (u, v) read the flat plane at (i + u·dh)·W_p + j + v·dw,
+        so with l = i·W_p + j the columns of offset (u, v) are the flat plane from u·dh·W_p + v·dw on,
+        l = 0 .. L − 1, L = (H' − 1)·W_p + W'. The l with j >= W' (k − 1 per row of the output) are
+        wasted columns that wrap into the next row; the output drops them and backward gives them a
+        zero delta. cols is (C·kh·kw, n, L); each product runs either per sample (np.matmul over
+        a strided view of the stack) or as one product over n·L columns, whichever measured faster
+        for the layer's size (``_per_sample``).
+
+        Speed. Against the (C·kh·kw, n·H'·W') layout (kept for strides above 1), float32,
+        batch 64, one thread, best of 40 on a shared 2-core machine: the copy moves runs of L
+        floats instead of runs of W' (0.22 against 0.37 ms for 6x12x12 -> 16, 5x5), and
+        OpenBLAS runs a product with 6 or 16 rows and n·H'·W' columns at a third to a half of
+        the speed of 64 per-sample products (W·cols for 1x28x28 -> 6: 0.13 against 0.33 ms;
+        6x12x12 -> 16: 0.28 against 0.35 ms). With many channels one product wins (32x8x8 -> 64,
+        3x3, batch 32: 0.92 against 1.1 ms), and for dL/dW = Σ δ·colsᵀ already at 16 channels
+        (0.39 against 0.72 ms), where the per-sample products have 150-long rows.
+        """
+        n, c, hp, wp = xp.shape
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        length = (ho - 1) * wp + wo
+        size = xp.itemsize
+        # windows[c, u, v, n, l] = x_pad_flat[n, c, u·dh·W_p + v·dw + l]  (a view, nothing copied)
+        windows = as_strided(xp, (c, kh, kw, n, length), (xp.strides[1], dh * wp * size, dw * size,
+                                                          xp.strides[0], size), writeable=False)
+        cols = windows.reshape(c * kh * kw, n, length)  # the one copy
+        self._cols = cols
+        w_mat = self.params["weight"].reshape(self.out_channels, -1)
+        if self._per_sample(cols.shape[0]):
+            z = np.matmul(w_mat, cols.transpose(1, 0, 2))           # (n, C_out, L)
+            z_strides = z.strides[:2]
+        else:
+            z = np.dot(w_mat, cols.reshape(cols.shape[0], -1))       # (C_out, n·L)
+            z_strides = (length * size, n * length * size)
+        if self.use_bias:
+            z += self.params["bias"][:, None]
+        # z at (n, o, i·W_p + j) for j < W': the output without the wasted columns (one copy)
+        out = as_strided(z, (n, self.out_channels, ho, wo), (*z_strides, wp * size, size), writeable=False)
+        return np.ascontiguousarray(out)
+
+    def _per_sample(self, k: int, threshold: int = 8192) -> bool:
+        """Whether the products with the (C_out, k) weight matrix run per sample: below
+        ``threshold`` weights (the crossover measured with OpenBLAS, see _forward_flat)."""
+        return self.out_channels * k < threshold
+
+    def _forward_strided(self, xp: np.ndarray, ho: int, wo: int) -> np.ndarray:
+        n, c, _, _ = xp.shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         bn, bc, bh, bw = xp.strides
         # windows[c, u, v, n, i, j] = x_pad[n, c, i·s + u·d, j·s + v·d]  (a view, nothing copied)
@@ -182,14 +239,21 @@ class _Conv(Layer):
         z = self.params["weight"].reshape(self.out_channels, -1) @ cols  # (C_out, n·H'·W')
         if self.use_bias:
             z += self.params["bias"][:, None]
-        out = np.ascontiguousarray(z.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3))
-        return out[:, :, 0, :] if self._ndim == 1 else out
+        return np.ascontiguousarray(z.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3))
 
     # --- backward ---------------------------------------------------------------------
     def _delta_matrix(self, delta: np.ndarray) -> np.ndarray:
+        """delta in the layout of the forward's columns: (C_out, n, L) with zeros on the wasted
+        columns (stride 1), else (C_out, n·H'·W')."""
         if self._ndim == 1:
             delta = delta[:, :, None, :]
-        # (n, C_out, H', W') -> δ_mat (C_out, n·H'·W'), columns in the order of cols' columns
+        n, _, ho, wo = delta.shape
+        if self.stride == (1, 1):
+            wp, length = self._padded_shape[3], self._cols.shape[2]
+            d3 = np.zeros((self.out_channels, n, length), dtype=delta.dtype)
+            size = d3.itemsize
+            as_strided(d3, delta.shape, (length * size, n * length * size, wp * size, size))[...] = delta
+            return d3
         return delta.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)
 
     def backward_params(self, delta: np.ndarray) -> None:
@@ -198,17 +262,44 @@ class _Conv(Layer):
 
     def _params_from(self, d2: np.ndarray) -> None:
         grad_w = self.grads["weight"].reshape(self.out_channels, -1)  # a view: written in place
-        # dL/dW = δ_mat · colsᵀ, one product, computed as its transpose cols · δ_matᵀ: OpenBLAS
-        # took 0.75 ms for δ_mat · colsᵀ and 0.39 ms for cols · δ_matᵀ (either LeNet layer, 1 thread)
-        grad_w[...] = (self._cols @ d2.T).T
-        if self.use_bias:
-            np.add.reduce(d2, axis=1, out=self.grads["bias"])
+        cols = self._cols
+        if d2.ndim == 3 and self._per_sample(cols.shape[0], 1024):
+            # dL/dW = Σ_n δ_n · cols_nᵀ, per sample, then summed: for 1x28x28 -> 6 (batch 64,
+            # float32, one thread) 0.14 ms against 0.45 for one product over the n·L columns
+            np.add.reduce(np.matmul(d2.transpose(1, 0, 2), cols.transpose(1, 2, 0)), axis=0, out=grad_w)
+        else:
+            # dL/dW = δ_mat · colsᵀ, one product, computed as its transpose cols · δ_matᵀ: OpenBLAS
+            # took 0.75 ms for δ_mat · colsᵀ and 0.39 ms for cols · δ_matᵀ (either LeNet layer, 1 thread)
+            grad_w[...] = (cols.reshape(cols.shape[0], -1) @ d2.reshape(self.out_channels, -1).T).T
+        if self.use_bias:  # (the wasted columns hold zeros)
+            np.add.reduce(d2.reshape(self.out_channels, -1), axis=1, out=self.grads["bias"])
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
         d2 = self._delta_matrix(delta)
         self._params_from(d2)
         n, c, hp, wp = self._padded_shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        w_mat = self.params["weight"].reshape(self.out_channels, -1)
+        if d2.ndim == 3:
+            # dL/dcols = W_matᵀ · δ (C·kh·kw columns, n, L), viewed as (n, C, kh, kw, L); col2im adds
+            # the columns of offset (u, v) back onto the flat plane from u·dh·W_p + v·dw on: kh·kw
+            # adds of runs of L floats (the wasted columns carry zeros)
+            length = d2.shape[2]
+            if self._per_sample(w_mat.shape[1]):
+                dcols = np.matmul(w_mat.T, d2.transpose(1, 0, 2)).reshape(n, c, kh, kw, length)
+            else:
+                dcols = np.dot(w_mat.T, d2.reshape(self.out_channels, -1))
+                dcols = dcols.reshape(c, kh, kw, n, length).transpose(3, 0, 1, 2, 4)
+            grad_xp = np.zeros((n, c, hp * wp), dtype=dcols.dtype)
+            for u in range(kh):
+                for v in range(kw):
+                    start = u * dh * wp + v * dw
+                    grad_xp[:, :, start:start + length] += dcols[:, :, u, v]
+            grad_xp = grad_xp.reshape(n, c, hp, wp)
+            (pt, pb), (pl, pr) = self.pad
+            if pt or pb or pl or pr:
+                grad_xp = np.ascontiguousarray(grad_xp[:, :, pt:hp - pb, pl:wp - pr])
+            return grad_xp[:, :, 0, :] if self._ndim == 1 else grad_xp
         ho, wo = (delta.shape[2], delta.shape[3]) if self._ndim == 2 else (1, delta.shape[2])
         # dL/dcols = W_matᵀ · δ_mat (C·kh·kw, n·H'·W'); col2im adds each entry back where it was read.
         # kh·kw whole-array adds, not one per pixel. The other route, dL/dx as the full convolution
@@ -216,7 +307,7 @@ class _Conv(Layer):
         # backward 2 to 3 times slower for the LeNet layers (float32, batch 64, 1 thread: 5.1 ms
         # against 2.3 ms for 1x28x28 -> 6, 7.3 ms against 2.2 ms for 6x14x14 -> 16): its columns
         # copy C_out·kh·kw rows of the padded delta, where col2im adds C·kh·kw·n·H'·W' numbers once.
-        dcols = (self.params["weight"].reshape(self.out_channels, -1).T @ d2).reshape(c, kh, kw, n, ho, wo)
+        dcols = (w_mat.T @ d2).reshape(c, kh, kw, n, ho, wo)
         grad_xp = np.zeros((c, n, hp, wp), dtype=dcols.dtype)  # (C, n, ...): the layout of dcols
         for u in range(kh):
             rows = slice(u * dh, u * dh + sh * (ho - 1) + 1, sh)
@@ -225,7 +316,6 @@ class _Conv(Layer):
         (pt, pb), (pl, pr) = self.pad
         grad_x = np.ascontiguousarray(grad_xp[:, :, pt:hp - pb, pl:wp - pr].transpose(1, 0, 2, 3))
         return grad_x[:, :, 0, :] if self._ndim == 1 else grad_x
-
 
     def get_config(self) -> dict:
         one = self._ndim == 1
