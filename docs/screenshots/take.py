@@ -2,9 +2,10 @@
 
     python docs/screenshots/take.py [SITE_DIR]      # SITE_DIR defaults to site/
 
-Serves the site on 127.0.0.1, opens a tutorial page (the first under tutorials/), the explain
-page of Mazur's example and the API reference of the network, and writes tutorial.png,
-explain.png and api.png beside this file. Every request that leaves 127.0.0.1 is refused and
+Serves the site on 127.0.0.1, opens a tutorial page (the first under tutorials/), an explain
+trace displayed in a tutorial notebook's output, the explain page of Mazur's example and the API
+reference of the network, and writes tutorial.png, notebook-explain.png, explain.png and api.png
+beside this file. Every request that leaves 127.0.0.1 is refused and
 reported: the site must show fully without the network.
 """
 
@@ -36,6 +37,10 @@ def main(site: Path) -> int:
     shots = {"explain.png": ("explain-mazur.html", None), "api.png": ("api/network.html", None)}
     if tutorials:
         shots["tutorial.png"] = (f"tutorials/{tutorials[0]}", ".cr-nb-output")
+        # an explain trace as a notebook shows it (its _repr_html_), in the first tutorial that displays one
+        with_trace = [t for t in tutorials if 'class="cr-x"' in (site / "tutorials" / t).read_text(encoding="utf-8")]
+        if with_trace:
+            shots["notebook-explain.png"] = (f"tutorials/{with_trace[0]}", ".cr-nb-output .cr-x")
     else:
         print("no tutorial in the site: tutorial.png not taken")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
@@ -61,6 +66,7 @@ def main(site: Path) -> int:
             if scroll_to:                     # the first cell with its output, and the math above it
                 page.locator(scroll_to).first.evaluate("e => window.scrollTo(0, e.getBoundingClientRect().top"
                                                        " + window.scrollY - 420)")
+                page.wait_for_timeout(600)    # the header's title change on scrolling is animated
             if name == "explain.png":
                 page.locator("iframe").scroll_into_view_if_needed()
                 page.wait_for_timeout(300)
