@@ -126,7 +126,7 @@ def site_target(repo_path: str) -> str | None:
         return "index.md"
     if repo_path.startswith("docs/"):
         return repo_path[len("docs/"):]
-    if repo_path.startswith(f"{TUTORIALS}/") and repo_path.endswith(".md"):
+    if repo_path.startswith(f"{TUTORIALS}/") and repo_path.endswith(".md") and repo_path != f"{TUTORIALS}/README.md":
         return repo_path
     return None
 
