@@ -33,6 +33,8 @@ log = logging.getLogger("mkdocs.hooks.chainrule")
 INCLUDE_README = '--8<-- "README.md"'
 EXPLAIN_PAGE = "explain-mazur.md"
 EXPLAIN_HTML = "explain/mazur.html"
+LAYERS_PAGE = "explain-layers.md"
+LAYERS_HTML = {"conv": "explain/conv.html", "attention": "explain/attention.html"}
 TUTORIALS = "tutorials"
 
 _state: dict = {}
@@ -102,6 +104,11 @@ def on_files(files, config):
         files.append(File.generated(config, f"{TUTORIALS}/{path.name}", content=path.read_text(encoding="utf-8")))
     files.append(File.generated(config, EXPLAIN_PAGE, content=EXPLAIN_MARKDOWN))
     files.append(File.generated(config, EXPLAIN_HTML, content=mazur_trace_html()))
+    files.append(File.generated(config, LAYERS_PAGE, content=LAYERS_MARKDOWN))
+    from chainrule.explain.examples import example
+
+    for name, target in LAYERS_HTML.items():
+        files.append(File.generated(config, target, content=example(name).explain().to_html()))
     return files
 
 
@@ -175,6 +182,11 @@ def on_page_markdown(markdown, page, config, files):
         from mkdocs.utils import get_relative_url
 
         markdown = markdown.replace("{explain_src}", get_relative_url(EXPLAIN_HTML, page.url))
+    if src_uri == LAYERS_PAGE:
+        from mkdocs.utils import get_relative_url
+
+        for name, target in LAYERS_HTML.items():
+            markdown = markdown.replace(f"{{{name}_src}}", get_relative_url(target, page.url))
     if src_uri == "index.md" and INCLUDE_README in markdown:
         readme = (_state["root"] / "README.md").read_text(encoding="utf-8")
         markdown = markdown.replace(INCLUDE_README, readme)
@@ -341,7 +353,7 @@ def mazur_trace_html() -> str:
     return mazur_trace().to_html()
 
 
-EXPLAIN_MARKDOWN = f"""\
+EXPLAIN_MARKDOWN = """\
 # explain: Mazur's example, drawn
 
 The page below is what `chainrule explain` writes for M. Mazur's 2-2-2 sigmoid network
@@ -364,5 +376,35 @@ cr.explain(net, cr.SSE(), [0.05, 0.10], [0.01, 0.99], lr=0.5).save("mazur.html")
 Hover a line of the drawing for its weight, contribution and gradient; the buttons under the
 drawing switch what its lines show. [Open the page on its own](explain/mazur.html).
 
-<iframe class="cr-explain-frame" src="{{explain_src}}" title="explain trace of Mazur's example"></iframe>
+<iframe class="cr-explain-frame" src="{explain_src}" title="explain trace of Mazur's example"></iframe>
+"""
+
+
+LAYERS_MARKDOWN = """\
+# explain: a convolution and attention, drawn
+
+`chainrule explain --example conv` and `--example attention` write these pages: a network of
+convolutions or attention in matrix form, layer by layer, every factor of the backward pass
+numbered and checked against its central difference ([the explain guide](explain.md#convolutions-and-attention-layer-by-layer)
+reads them step by step; tutorial 08 redoes the key factors by hand). They are computed when this
+site is built:
+
+```python
+from chainrule.explain.examples import example
+
+example("conv").explain().save("conv.html")
+example("attention").explain().save("attention.html")
+```
+
+## A 2×2 convolution on one 4×4 image
+
+[Open the page on its own](explain/conv.html).
+
+<iframe class="cr-explain-frame" src="{conv_src}" title="explain trace of a convolution"></iframe>
+
+## Self-attention over two tokens
+
+[Open the page on its own](explain/attention.html).
+
+<iframe class="cr-explain-frame" src="{attention_src}" title="explain trace of attention"></iframe>
 """
