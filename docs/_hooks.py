@@ -385,7 +385,8 @@ LAYERS_MARKDOWN = """\
 
 `chainrule explain --example conv` and `--example attention` write these pages: a network of
 convolutions or attention in matrix form, layer by layer, every factor of the backward pass
-numbered and checked against its central difference ([the explain guide](explain.md#convolutions-and-attention-layer-by-layer)
+numbered and checked against its central difference
+([the explain guide](explain.md#convolutions-and-attention-layer-by-layer)
 reads them step by step; tutorial 08 redoes the key factors by hand). They are computed when this
 site is built:
 
