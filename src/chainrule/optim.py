@@ -254,7 +254,7 @@ class SGD(Optimizer):
         return ("momentum",)
 
     def _update(self, p, g, state):
-        if kernels.ready(p, g) and p.size >= kernels.SGD_MIN_SIZE:
+        if p.size >= kernels.SGD_MIN_SIZE and kernels.ready(p, g):  # (the size first: tiny nets skip the call)
             return self._update_compiled(p, g, state)
         if self.weight_decay:
             g = g + self.weight_decay * p
