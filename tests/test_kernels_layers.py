@@ -28,7 +28,9 @@ def _restore_settings():
 
 @pytest.fixture
 def kernel_calls(monkeypatch):
-    """The (module, kernel) names the code under test asked to run compiled."""
+    """The (module, kernel) names the code under test asked to run compiled (also on the small
+    arrays ReLU, Sigmoid and Tanh leave to NumPy by default)."""
+    monkeypatch.setattr(kernels, "ACTIVATION_MIN_SIZE", 0)
     calls, real = [], kernels.compiled
     monkeypatch.setattr(kernels, "compiled", lambda module, name: calls.append((module, name)) or real(module, name))
     return calls
@@ -95,6 +97,17 @@ def test_activation_kernels_leave_other_dtypes_to_numpy(kernel_calls):
     assert kernel_calls == []
     np.testing.assert_array_equal(out, [[0, 2]])
     np.testing.assert_array_equal(delta, [[0, 4]])
+
+
+@pytest.mark.parametrize("layer", [cr.ReLU, cr.Sigmoid, cr.Tanh])
+def test_small_arrays_of_single_ufunc_activations_stay_numpy(layer, kernel_calls, monkeypatch):
+    monkeypatch.setattr(kernels, "ACTIVATION_MIN_SIZE", 12)
+    kernels.use("numba")
+    small, large = layer(), layer()
+    small.backward(small.forward(np.ones((1, 11)), True))
+    assert kernel_calls == []
+    large.backward(large.forward(np.ones((3, 4)), True))
+    assert kernel_calls and all(module == "activations" for module, _ in kernel_calls)
 
 
 # --- LSTM and GRU --------------------------------------------------------------------------------

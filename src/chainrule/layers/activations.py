@@ -25,10 +25,11 @@ _HALF = np.array(0.5, dtype=np.float32)
 _ONE = np.array(1.0, dtype=np.float32)
 
 
-def _compiled(name: str, a: np.ndarray, b: np.ndarray):
+def _compiled(name: str, a: np.ndarray, b: np.ndarray, min_size: int = 0):
     """The kernel ``activations.name`` when the compiled kernels run for ``a`` and ``b`` (both
-    float32 or both float64, the same shape: kernels.ready), else None (the NumPy code runs)."""
-    if kernels.ready(a, b) and a.shape == b.shape:
+    float32 or both float64, the same shape: kernels.ready) and ``a`` has at least ``min_size``
+    elements, else None (the NumPy code runs)."""
+    if kernels.ready(a, b) and a.shape == b.shape and a.size >= min_size:
         return kernels.compiled("activations", name)
     return None
 
@@ -61,7 +62,7 @@ class Sigmoid(Layer):
 
     def backward(self, grad):
         a = self._output
-        kernel = _compiled("sigmoid_backward", a, grad)
+        kernel = _compiled("sigmoid_backward", a, grad, kernels.ACTIVATION_MIN_SIZE)
         if kernel is not None:
             delta = np.empty(a.shape, a.dtype)
             kernel(grad.ravel(), a.ravel(), a.dtype.type(1), delta.reshape(-1))
@@ -81,7 +82,7 @@ class Tanh(Layer):
 
     def backward(self, grad):
         a = self._output
-        kernel = _compiled("tanh_backward", a, grad)
+        kernel = _compiled("tanh_backward", a, grad, kernels.ACTIVATION_MIN_SIZE)
         if kernel is not None:
             delta = np.empty(a.shape, a.dtype)
             kernel(grad.ravel(), a.ravel(), a.dtype.type(1), delta.reshape(-1))
@@ -98,7 +99,7 @@ class ReLU(Layer):
     _zero = None  # a row of zeros, cached per feature count and dtype
 
     def forward(self, x, training=False):
-        kernel = _compiled("relu_forward", x, x)
+        kernel = _compiled("relu_forward", x, x, kernels.ACTIVATION_MIN_SIZE)
         if kernel is not None:
             out = np.empty(x.shape, x.dtype)
             kernel(x.ravel(), x.dtype.type(0), out.reshape(-1))
@@ -113,7 +114,7 @@ class ReLU(Layer):
 
     def backward(self, grad):
         a = self._output
-        kernel = _compiled("relu_backward", a, grad)
+        kernel = _compiled("relu_backward", a, grad, kernels.ACTIVATION_MIN_SIZE)
         if kernel is not None:
             delta = np.empty(a.shape, a.dtype)
             kernel(grad.ravel(), a.ravel(), a.dtype.type(0), delta.reshape(-1))
