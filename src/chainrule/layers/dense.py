@@ -74,6 +74,11 @@ class Dense(Layer):
         # np.dot: the same BLAS call and result as `@` for 2-d input, ~0.3 µs less overhead per call;
         # a scipy.sparse x (n, n_in) takes `@`, sparse @ dense, which returns a dense z
         z = np.dot(x, self.params["weight"]) if x.ndim == 2 and isinstance(x, np.ndarray) else x @ self.params["weight"]
+        # Speed. The bias add (and Σ_n δ in backward_params) stays here, not folded into the next
+        # activation's compiled kernel, which would need a layer to know its successor: for the two
+        # ReLU layers of a 784-256-128-10 MLP (float32, one thread, best of 9) the fused loops
+        # took 9.7 µs against 15.3 µs at batch 32 and 134 µs against 163 µs at batch 512, of a
+        # forward + backward pass of 450 µs and 6.7 ms: 1% and 0.4%, below the run-to-run noise.
         if self.use_bias:
             z += self.params["bias"]
         return z

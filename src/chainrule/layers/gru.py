@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from .._checks import as_rng
 from ..init import Uniform, get_initializer
 from .recurrent import Recurrent
@@ -87,10 +88,14 @@ class GRU(Recurrent):
         hns = np.empty((T, n, H), self.dtype)      # hn_t = h_{t-1}·W_hn + b_hn, for backward
         hs = np.empty((T, n, H), self.dtype)
         recur = np.empty((n, 3 * H), self.dtype)
+        fast = kernels.ready(gates, gates)  # numba: the arithmetic around the two tanh, compiled
         h0 = h
         for t in range(T):
             a = gates[t]
             np.matmul(h, w_hh, out=recur)
+            if fast:
+                h = self._step_compiled(a, recur, b_hh, h, hns[t], hs[t])
+                continue
             recur += b_hh
             rz = a[:, :2 * H]
             rz += recur[:, :2 * H]
@@ -122,26 +127,30 @@ class GRU(Recurrent):
         one_minus = np.empty((n, H), self.dtype)
         tmp = np.empty((n, H), self.dtype)
         back = np.empty((n, H), self.dtype)
+        step = kernels.compiled("recurrent", "gru_backward") if kernels.ready(gates, dh) else None
         for t in range(T - 1, -1, -1):
             a, d, dh_t, d_in = gates[t], delta_h[t], dh[t], delta_in[t]
             r, z, new = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
             d_r, d_z, d_hn = d[:, :H], d[:, H:2 * H], d[:, 2 * H:]
             h_prev = hs[t - 1] if t else self._h0
-            np.subtract(1, z, out=one_minus)
-            np.multiply(new, new, out=d_in)
-            np.subtract(1, d_in, out=d_in)
-            d_in *= one_minus
-            d_in *= dh_t                                       # δin = dh ∘ (1 − z) ∘ (1 − n²)
-            np.subtract(h_prev, new, out=d_z)
-            d_z *= dh_t
-            one_minus *= z
-            d_z *= one_minus                                   # δz = dh ∘ (h_{t-1} − n) ∘ z(1 − z)
-            np.subtract(1, r, out=tmp)
-            tmp *= r
-            np.multiply(d_in, hns[t], out=d_r)
-            d_r *= tmp                                         # δr = δin ∘ hn ∘ r(1 − r)
-            np.multiply(d_in, r, out=d_hn)                     # δhn = δin ∘ r
-            np.multiply(dh_t, z, out=tmp)                      # dh_t ∘ z: the direct path to h_{t-1}
+            if step is not None:  # numba: δh_t, δin_t and dh_t ∘ z (into tmp) in one compiled pass
+                step(a, hns[t], h_prev, dh_t, self.dtype.type(1), d, d_in, tmp)
+            else:
+                np.subtract(1, z, out=one_minus)
+                np.multiply(new, new, out=d_in)
+                np.subtract(1, d_in, out=d_in)
+                d_in *= one_minus
+                d_in *= dh_t                                   # δin = dh ∘ (1 − z) ∘ (1 − n²)
+                np.subtract(h_prev, new, out=d_z)
+                d_z *= dh_t
+                one_minus *= z
+                d_z *= one_minus                               # δz = dh ∘ (h_{t-1} − n) ∘ z(1 − z)
+                np.subtract(1, r, out=tmp)
+                tmp *= r
+                np.multiply(d_in, hns[t], out=d_r)
+                d_r *= tmp                                     # δr = δin ∘ hn ∘ r(1 − r)
+                np.multiply(d_in, r, out=d_hn)                 # δhn = δin ∘ r
+                np.multiply(dh_t, z, out=tmp)                  # dh_t ∘ z: the direct path to h_{t-1}
             if t and not self.return_sequences:                # dh_{t-1} = dh_t ∘ z + δh_t · W_hhᵀ
                 np.matmul(d, w_hh_t, out=dh[t - 1])
                 dh[t - 1] += tmp
@@ -153,6 +162,17 @@ class GRU(Recurrent):
         self.initial_state_grad = (back.copy(),)
         self._hidden_grads = dh
         return self._gru_weight_grads(delta_h, delta_in, need_input_grad)
+
+    def _step_compiled(self, a, recur, b_hh, h, hn, h_t):
+        """One forward step's element-wise work with numba active: the loop body above, its
+        arithmetic in three compiled passes (kernels/recurrent.py) around NumPy's two tanh."""
+        H = self.n_hidden
+        kernels.compiled("recurrent", "gru_preactivations")(a, recur, b_hh, hn)
+        np.tanh(a[:, :2 * H], out=a[:, :2 * H])
+        kernels.compiled("recurrent", "gru_candidate")(a, hn, self.dtype.type(0.5))
+        np.tanh(a[:, 2 * H:], out=a[:, 2 * H:])
+        kernels.compiled("recurrent", "gru_state")(a, h, h_t)
+        return h_t
 
     def _gru_weight_grads(self, delta_h, delta_in, need_input_grad):
         """One matrix product per block: the r, z columns share δ between the two sides."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from .._checks import check_number
 from .recurrent import Recurrent
 
@@ -84,18 +85,23 @@ class LSTM(Recurrent):
         hs = np.empty((T, n, H), self.dtype)
         recur = np.empty((n, 4 * H), self.dtype)
         ig = np.empty((n, H), self.dtype)
+        # with numba active, the σ's ½·t + ½ and the cell update run as one compiled pass (kernels/recurrent.py)
+        cell = kernels.compiled("recurrent", "lstm_cell") if kernels.ready(gates, gates) else None
         h0, c0 = h, c
         for t in range(T):
             z = gates[t]
             np.matmul(h, w_hh, out=recur)
             z += recur
             np.tanh(z, out=z)
-            z *= mul
-            z += add
             c_t = cs[t]
-            np.multiply(z[:, H:2 * H], c, out=c_t)            # f ∘ c_{t-1}
-            np.multiply(z[:, :H], z[:, 2 * H:3 * H], out=ig)  # i ∘ g
-            c_t += ig
+            if cell is not None:
+                cell(z, c, half[0], c_t)
+            else:
+                z *= mul
+                z += add
+                np.multiply(z[:, H:2 * H], c, out=c_t)            # f ∘ c_{t-1}
+                np.multiply(z[:, :H], z[:, 2 * H:3 * H], out=ig)  # i ∘ g
+                c_t += ig
             tc = np.tanh(c_t, out=tanh_cs[t])
             h = np.multiply(z[:, 3 * H:], tc, out=hs[t])
             c = c_t
@@ -118,28 +124,15 @@ class LSTM(Recurrent):
         dc_next = np.zeros((n, H), self.dtype)
         dh_to_dc = np.empty((n, H), self.dtype)
         back = np.empty((n, H), self.dtype)
+        # with numba active, δ_t and dc_t ∘ f_t come from one compiled pass (kernels/recurrent.py)
+        step = kernels.compiled("recurrent", "lstm_backward") if kernels.ready(gates, dh) else None
+        one = self.dtype.type(1)
         for t in range(T - 1, -1, -1):
             a, d, tc = gates[t], delta[t], tanh_cs[t]
-            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-            d_i, d_f, d_g, d_o = d[:, :H], d[:, H:2 * H], d[:, 2 * H:3 * H], d[:, 3 * H:]
-            np.multiply(a, a, out=d)
-            np.subtract(a, d, out=d)                           # a(1 − a) for i, f, o
-            np.multiply(g, g, out=d_g)
-            np.subtract(1, d_g, out=d_g)                       # 1 − g²
-            d_i *= g                                           # ∂c/∂zi = g ∘ i(1 − i)
-            d_f *= cs[t - 1] if t else self._c0                # ∂c/∂zf = c_{t-1} ∘ f(1 − f)
-            d_g *= i                                           # ∂c/∂zg = i ∘ (1 − g²)
-            d_o *= tc                                          # ∂h/∂zo = tanh(c) ∘ o(1 − o)
-            np.multiply(tc, tc, out=dh_to_dc)
-            np.subtract(1, dh_to_dc, out=dh_to_dc)
-            dh_to_dc *= o                                      # ∂h/∂c = o ∘ (1 − tanh²(c))
-            dh_t = dh[t]
-            np.multiply(dh_t, dh_to_dc, out=dc)
-            dc += dc_next                                      # dc_t
-            d3 = d.reshape(n, 4, H)[:, :3]
-            np.multiply(d3, dc[:, None, :], out=d3)            # δzi, δzf, δzg
-            np.multiply(d_o, dh_t, out=d_o)                    # δzo
-            np.multiply(dc, f, out=dc_next)                    # dc_t ∘ f_t, for step t − 1
+            if step is not None:
+                step(a, cs[t - 1] if t else self._c0, tc, dh[t], dc_next, one, d)
+            else:
+                self._step_back(a, d, tc, cs[t - 1] if t else self._c0, dh[t], dc, dc_next, dh_to_dc)
             if t and not self.return_sequences:                # dh_{t-1} = δ_t · W_hhᵀ
                 np.matmul(d, w_hh_t, out=dh[t - 1])
                 continue
@@ -149,6 +142,30 @@ class LSTM(Recurrent):
         self.initial_state_grad = (back.copy(), dc_next.copy())
         self._hidden_grads = dh
         return self._weight_grads(delta, self._h0, hs, need_input_grad)
+
+    @staticmethod
+    def _step_back(a, d, tc, c_prev, dh_t, dc, dc_next, dh_to_dc) -> None:
+        """δ_t into d and dc_t ∘ f_t into dc_next, for one step (the NumPy path)."""
+        n, H = tc.shape
+        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        d_i, d_f, d_g, d_o = d[:, :H], d[:, H:2 * H], d[:, 2 * H:3 * H], d[:, 3 * H:]
+        np.multiply(a, a, out=d)
+        np.subtract(a, d, out=d)                           # a(1 − a) for i, f, o
+        np.multiply(g, g, out=d_g)
+        np.subtract(1, d_g, out=d_g)                       # 1 − g²
+        d_i *= g                                           # ∂c/∂zi = g ∘ i(1 − i)
+        d_f *= c_prev                                      # ∂c/∂zf = c_{t-1} ∘ f(1 − f)
+        d_g *= i                                           # ∂c/∂zg = i ∘ (1 − g²)
+        d_o *= tc                                          # ∂h/∂zo = tanh(c) ∘ o(1 − o)
+        np.multiply(tc, tc, out=dh_to_dc)
+        np.subtract(1, dh_to_dc, out=dh_to_dc)
+        dh_to_dc *= o                                      # ∂h/∂c = o ∘ (1 − tanh²(c))
+        np.multiply(dh_t, dh_to_dc, out=dc)
+        dc += dc_next                                      # dc_t
+        d3 = d.reshape(n, 4, H)[:, :3]
+        np.multiply(d3, dc[:, None, :], out=d3)            # δzi, δzf, δzg
+        np.multiply(d_o, dh_t, out=d_o)                    # δzo
+        np.multiply(dc, f, out=dc_next)                    # dc_t ∘ f_t, for step t − 1
 
     def get_config(self) -> dict:
         return {**super().get_config(), "forget_bias": self.forget_bias}

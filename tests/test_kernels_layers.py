@@ -1,0 +1,171 @@
+"""Layer kernels (chainrule/kernels/activations.py, recurrent.py) against the NumPy path.
+
+The NumPy code of each layer is checked against finite differences and torch in the layer tests;
+here the path with numba active must follow it (1e-12 relative in float64, 1e-6 in float32) on
+odd shapes and non-contiguous arrays, and the ``kernel_calls`` fixture shows that the compiled
+kernels ran. Skipped without numba.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import kernels
+
+pytest.importorskip("numba")
+
+TOL = {np.float64: 1e-12, np.float32: 1e-6}
+
+
+@pytest.fixture(autouse=True)
+def _restore_settings():
+    saved = dict(kernels._settings)
+    yield
+    kernels._settings.update(saved)
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """The (module, kernel) names the code under test asked to run compiled (also on the small
+    arrays ReLU, Sigmoid and Tanh leave to NumPy by default)."""
+    monkeypatch.setattr(kernels, "ACTIVATION_MIN_SIZE", 0)
+    calls, real = [], kernels.compiled
+    monkeypatch.setattr(kernels, "compiled", lambda module, name: calls.append((module, name)) or real(module, name))
+    return calls
+
+
+def assert_close(actual, expected, dtype, what):
+    """Relative to each entry, with a floor at the tolerance times the array's largest entry."""
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape, what
+    tol = TOL[dtype]
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * scale, err_msg=what)
+
+
+# --- activations ---------------------------------------------------------------------------------
+# layer -> the kernels its forward and backward run with numba active
+ACTIVATIONS = {
+    "Sigmoid": (cr.Sigmoid, ["sigmoid_backward"]),
+    "Tanh": (cr.Tanh, ["tanh_backward"]),
+    "ReLU": (cr.ReLU, ["relu_forward", "relu_backward"]),
+    "LeakyReLU": (lambda: cr.LeakyReLU(alpha=0.2), ["leaky_relu_forward", "leaky_relu_backward"]),
+    "ELU": (lambda: cr.ELU(alpha=0.7), ["elu_backward"]),
+    "GELU": (cr.GELU, ["gelu_inner", "gelu_outer", "gelu_backward"]),
+}
+
+# (input, dL/da) layouts: odd sizes, 3-D, a transposed input, a sliced input, a transposed gradient
+LAYOUTS = {
+    "odd-2d": lambda x, g: (x[:7, :13].copy(), g[:7, :13].copy()),
+    "3d": lambda x, g: (x.reshape(-1)[:105].reshape(3, 5, 7).copy(), g.reshape(-1)[:105].reshape(3, 5, 7).copy()),
+    "transposed-input": lambda x, g: (x[:13, :7].T, g[:7, :13].copy()),
+    "sliced-input": lambda x, g: (x[:, ::3], g[:, :9].copy()),
+    "transposed-grad": lambda x, g: (x[:7, :13].copy(), g[:13, :7].T),
+    "one-row": lambda x, g: (x[:1, :5].copy(), g[:1, :5].copy()),
+}
+
+
+def activation_pass(backend, make, x, grad):
+    kernels.use(backend)
+    layer = make()
+    out = layer.forward(x, training=True)
+    return out.copy(), layer.backward(grad)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(ACTIVATIONS))
+def test_activation_kernel_follows_numpy(name, dtype, layout, kernel_calls):
+    make, names = ACTIVATIONS[name]
+    rng = np.random.default_rng(7)
+    x, grad = LAYOUTS[layout]((3 * rng.normal(size=(20, 26))).astype(dtype), rng.normal(size=(20, 26)).astype(dtype))
+    x.flat[::5] = 0  # the kinks of ReLU, LeakyReLU, ELU
+    out, delta = activation_pass("numpy", make, x, grad)
+    assert kernel_calls == []
+    fast_out, fast_delta = activation_pass("numba", make, x, grad)
+    assert kernel_calls == [("activations", kernel) for kernel in names]
+    assert_close(fast_out, out, dtype, f"{name} forward")
+    assert_close(fast_delta, delta, dtype, f"{name} backward")
+
+
+def test_activation_kernels_leave_other_dtypes_to_numpy(kernel_calls):
+    kernels.use("numba")
+    layer = cr.ReLU()
+    out = layer.forward(np.array([[-1.0, 2.0]], np.float16))
+    delta = layer.backward(np.array([[3.0, 4.0]], np.float32))  # not the output's dtype
+    assert kernel_calls == []
+    np.testing.assert_array_equal(out, [[0, 2]])
+    np.testing.assert_array_equal(delta, [[0, 4]])
+
+
+@pytest.mark.parametrize("layer", [cr.ReLU, cr.Sigmoid, cr.Tanh])
+def test_small_arrays_of_single_ufunc_activations_stay_numpy(layer, kernel_calls, monkeypatch):
+    monkeypatch.setattr(kernels, "ACTIVATION_MIN_SIZE", 12)
+    kernels.use("numba")
+    small, large = layer(), layer()
+    small.backward(small.forward(np.ones((1, 11)), True))
+    assert kernel_calls == []
+    large.backward(large.forward(np.ones((3, 4)), True))
+    assert kernel_calls and all(module == "activations" for module, _ in kernel_calls)
+
+
+# --- LSTM and GRU --------------------------------------------------------------------------------
+RECURRENT = {
+    "LSTM": (cr.LSTM, ["lstm_cell", "lstm_backward"]),
+    "GRU": (cr.GRU, ["gru_preactivations", "gru_candidate", "gru_state", "gru_backward"]),
+}
+
+
+def sequence_pass(backend, make, x, grad, state):
+    """Output, every parameter gradient, dL/dx and dL/d(initial state) of one forward and backward."""
+    kernels.use(backend)
+    layer = make()
+    out = layer.forward(x, training=True, initial_state=state)
+    dx = layer.backward(grad)
+    return out.copy(), {k: v.copy() for k, v in layer.grads.items()}, dx, layer.initial_state_grad
+
+
+@pytest.mark.parametrize("sequences", [True, False], ids=["every-h", "last-h"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(RECURRENT))
+def test_recurrent_kernels_follow_numpy_over_a_sequence(name, dtype, sequences, kernel_calls):
+    cls, names = RECURRENT[name]
+    n, T, n_in, H = 3, 9, 5, 7
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(T, n, n_in)).astype(dtype).transpose(1, 0, 2)  # batch-first view, not contiguous
+    grad = rng.normal(size=(n, T, H) if sequences else (n, H)).astype(dtype)
+    state = tuple(rng.normal(size=(n, H)).astype(dtype) for _ in cls._state_names)
+
+    def make():
+        return cls(n_in, H, return_sequences=sequences, seed=3, dtype=dtype)
+
+    out, grads, dx, state_grad = sequence_pass("numpy", make, x, grad, state)
+    assert kernel_calls == []
+    fast_out, fast_grads, fast_dx, fast_state_grad = sequence_pass("numba", make, x, grad, state)
+    called = [kernel for _, kernel in kernel_calls]
+    assert set(called) == set(names) and kernel_calls[0][0] == "recurrent"
+    assert_close(fast_out, out, dtype, f"{name} output")
+    for key in grads:
+        assert_close(fast_grads[key], grads[key], dtype, f"{name} dL/d{key}")
+    assert_close(fast_dx, dx, dtype, f"{name} dL/dx")
+    for fast, slow in zip(fast_state_grad, state_grad, strict=True):
+        assert_close(fast, slow, dtype, f"{name} dL/d(initial state)")
+
+
+# --- gradcheck with the kernels on ---------------------------------------------------------------
+@pytest.mark.parametrize("layers", [
+    lambda: [cr.Dense(4, 6, seed=0), cr.Sigmoid(), cr.Dense(6, 5, seed=1), cr.Tanh(), cr.Dense(5, 3, seed=2)],
+    lambda: [cr.Dense(4, 6, seed=0), cr.LeakyReLU(0.1), cr.Dense(6, 5, seed=1), cr.ELU(), cr.Dense(5, 5, seed=2),
+             cr.GELU(), cr.Dense(5, 3, seed=3)],
+    lambda: [cr.LSTM(4, 5, return_sequences=True, seed=0), cr.GRU(5, 6, seed=1), cr.Dense(6, 3, seed=2)],
+], ids=["sigmoid-tanh", "leaky-elu-gelu", "lstm-gru"])
+def test_gradcheck_passes_with_the_kernels(layers, kernel_calls):
+    kernels.use("numba")
+    rng = np.random.default_rng(5)
+    net = cr.Sequential(layers(), dtype=np.float64)
+    recurrent = isinstance(net.layers[0], cr.LSTM)
+    X = rng.normal(size=(3, 6, 4) if recurrent else (3, 4))
+    report = cr.gradcheck(net, "cross_entropy", X, np.array([0, 2, 1]), check_input=True)
+    assert report.ok, report
+    assert kernel_calls
