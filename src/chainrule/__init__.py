@@ -91,6 +91,7 @@ from .optim import (
 )
 from .regularizers import L1, L2, Regularizer
 from .step import Step, make_step
+from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -124,4 +125,5 @@ __all__ = [
     "Sequential", "mlp", "L1", "L2", "Regularizer", "Step", "make_step",
     "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",
     "Schedule", "StepLR", "clip_grad_norm",
+    "set_num_threads", "get_num_threads",
 ]
