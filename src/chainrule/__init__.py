@@ -5,6 +5,7 @@ checked against finite differences (:func:`gradcheck`).
 """
 
 from . import credit, datasets, distributed, init, kernels, metrics, plot, sequence
+from ._threads import get_num_threads, set_num_threads
 from .callbacks import (
     Callback,
     CSVLogger,
@@ -91,7 +92,6 @@ from .optim import (
 )
 from .regularizers import L1, L2, Regularizer
 from .step import Step, make_step
-from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
