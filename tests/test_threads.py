@@ -158,9 +158,15 @@ def test_gradcheck_passes_on_threads():
 
 
 # --- the setting -------------------------------------------------------------------------------
-def test_default_is_the_cpus_this_process_may_use():
+def test_default_is_one_thread():
+    assert cr.set_num_threads(None) == 1
+    assert cr.get_num_threads() == 1
+
+
+def test_auto_is_the_cpus_this_process_may_use(monkeypatch):
+    assert cr.set_num_threads("auto") == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("CHAINRULE_NUM_THREADS", "auto")
     assert cr.set_num_threads(None) == len(os.sched_getaffinity(0))
-    assert cr.get_num_threads() == len(os.sched_getaffinity(0))
 
 
 def test_set_num_threads_returns_and_keeps_the_count():
@@ -168,7 +174,7 @@ def test_set_num_threads_returns_and_keeps_the_count():
     assert cr.get_num_threads() == 3
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, 2.0, True, "2", [2], float("nan")])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, 2.0, True, "2", "Auto", [2], float("nan")])
 def test_set_num_threads_refuses_bad_values(bad):
     with pytest.raises(cr.ConfigError, match=r"chainrule\.set_num_threads n"):
         cr.set_num_threads(bad)
@@ -179,7 +185,7 @@ def test_environment_variable_sets_the_count(monkeypatch):
     assert cr.set_num_threads(None) == 3
 
 
-@pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5"])
+@pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5", "cpus"])
 def test_environment_variable_refuses_bad_values(monkeypatch, bad):
     monkeypatch.setenv("CHAINRULE_NUM_THREADS", bad)
     with pytest.raises(cr.ConfigError, match="CHAINRULE_NUM_THREADS"):

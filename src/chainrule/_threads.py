@@ -8,10 +8,18 @@ thread alone. See docs/speed.md ("Threads") for what is split and the measured f
 
 The thread count:
 
-- ``CHAINRULE_NUM_THREADS=n`` in the environment (read on first use), else the number of CPUs
-  this process may run on (``os.sched_getaffinity``);
-- ``chainrule.set_num_threads(n)`` from Python (overrides the variable; ``None`` goes back to it);
-- 1: no thread pool is created and every layer runs on the calling thread.
+- ``CHAINRULE_NUM_THREADS=n`` in the environment (read on first use), ``auto`` for the number of
+  CPUs this process may run on (``os.sched_getaffinity``); without it, 1;
+- ``chainrule.set_num_threads(n)`` from Python, n an int or "auto" (overrides the variable;
+  ``None`` goes back to it);
+- 1: no thread pool is created and every layer runs on the calling thread, as before threads.
+
+The default is 1 because on the 2-core machine where this was measured the split did not pay
+inside a whole training step while NumPy's OpenBLAS ran its own threads (it does by default):
+OpenBLAS's threads keep spinning for a while after each multi-threaded product (a Dense layer's),
+on the core this pool's thread needs. With ``OPENBLAS_NUM_THREADS=1`` two threads here made
+the LeNet step 2-14% faster; with OpenBLAS's threads on they made it 13% slower
+(docs/speed.md, "Threads").
 
 Results do not depend on the thread count: a sample's values are computed by the same NumPy
 calls whichever run it falls in, and sums over samples (weight gradients) are made after the
@@ -45,11 +53,13 @@ def available_cpus() -> int:
 def _from_env() -> int:
     raw = os.environ.get(THREADS_ENV, "").strip()
     if not raw:
+        return 1
+    if raw.lower() == "auto":
         return available_cpus()
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{THREADS_ENV} must be an integer >= 1, got {raw!r}") from None
+        raise ConfigError(f"{THREADS_ENV} must be an integer >= 1 or 'auto', got {raw!r}") from None
     check_positive_int(value, THREADS_ENV)
     return value
 
@@ -62,14 +72,15 @@ def get_num_threads() -> int:
     return threads
 
 
-def set_num_threads(n: int | None) -> int:
+def set_num_threads(n: int | str | None) -> int:
     """Set how many threads a layer may split a large batch over; return the count in force.
 
     Parameters
     ----------
-    n : int or None
-        1 runs every layer on the calling thread (no thread pool). None goes back to
-        ``CHAINRULE_NUM_THREADS`` or, without it, the number of CPUs this process may use.
+    n : int, "auto" or None
+        1 runs every layer on the calling thread (no thread pool); "auto" is the number of
+        CPUs this process may run on. None goes back to ``CHAINRULE_NUM_THREADS`` or, without
+        it, 1.
 
     >>> import chainrule as cr
     >>> cr.set_num_threads(1)
@@ -78,6 +89,10 @@ def set_num_threads(n: int | None) -> int:
     if n is None:
         _state["threads"] = None
         return get_num_threads()
+    if isinstance(n, str):
+        if n != "auto":
+            raise ConfigError(f"chainrule.set_num_threads n must be an integer >= 1 or 'auto', got {n!r}")
+        n = available_cpus()
     check_positive_int(n, "chainrule.set_num_threads n")
     _state["threads"] = int(n)
     return int(n)
