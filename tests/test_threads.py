@@ -225,17 +225,32 @@ def test_split_covers_the_range_once_in_order(n, parts):
 
 def test_parallel_runs_each_part_once_on_separate_threads():
     cr.set_num_threads(3)
-    seen, lock = [], threading.Lock()
-    barrier = threading.Barrier(3, timeout=10)  # three runs at once: only on three threads
+    seen, lock, local = [], threading.Lock(), threading.local()
+    barrier = threading.Barrier(3, timeout=10)  # each thread's first run waits for the others'
 
     def part(start, stop):
-        barrier.wait()
+        if not getattr(local, "met", False):
+            local.met = True
+            barrier.wait()  # (so no thread can take every run before the others start)
         with lock:
             seen.append((start, stop, threading.get_ident()))
 
     _threads.parallel(part, 65, work=1, min_work=0)
-    assert sorted(s[:2] for s in seen) == [(0, 22), (22, 44), (44, 65)]
+    assert sorted(s[:2] for s in seen) == _threads.split(65, 3 * _threads.RUNS_PER_THREAD)
     assert len({s[2] for s in seen}) == 3
+
+
+def test_the_calling_thread_takes_the_runs_of_a_busy_pool():
+    cr.set_num_threads(2)
+    release = threading.Event()
+    _threads._pool(2).submit(release.wait, 10)  # the pool's only thread is busy
+    try:
+        seen = []
+        _threads.parallel(lambda a, b: seen.append((a, b, threading.get_ident())), 9, work=1, min_work=0)
+        assert [s[:2] for s in seen] == _threads.split(9, 2 * _threads.RUNS_PER_THREAD)
+        assert {s[2] for s in seen} == {threading.get_ident()}
+    finally:
+        release.set()
 
 
 def test_parallel_below_the_threshold_runs_here_at_once():
@@ -252,8 +267,9 @@ def test_parallel_inside_a_part_does_not_split_again():
     def part(start, stop):
         _threads.parallel(lambda a, b: inner.append((a, b)), stop - start, work=1, min_work=0)
 
-    _threads.parallel(part, 4, work=1, min_work=0)
-    assert sorted(inner) == [(0, 2), (0, 2)]
+    _threads.parallel(part, 8, work=1, min_work=0)
+    runs = _threads.split(8, 2 * _threads.RUNS_PER_THREAD)
+    assert sorted(inner) == sorted((0, stop - start) for start, stop in runs)
 
 
 def test_parallel_raises_the_error_of_a_part():
