@@ -2,7 +2,7 @@
 
 NumPy releases the GIL inside its BLAS calls and most ufunc loops, so Python threads that each
 work on their own part of a batch run on separate cores. A few layers (Conv2D and Conv1D with
-stride 1, MaxPool2D, AvgPool2D) split their large batches into contiguous runs of samples and
+stride 1, MaxPool2D) split their large batches into contiguous runs of samples and
 run each run on its own thread; everything else (and every small batch) runs on the calling
 thread alone. See docs/speed.md ("Threads") for what is split and the measured figures.
 
@@ -15,15 +15,17 @@ The thread count:
 - 1: no thread pool is created and every layer runs on the calling thread, as before threads.
 
 The default is 1 because on the 2-core machine where this was measured the split did not pay
-inside a whole training step while NumPy's OpenBLAS ran its own threads (it does by default):
-OpenBLAS's threads keep spinning for a while after each multi-threaded product (a Dense layer's),
-on the core this pool's thread needs. With ``OPENBLAS_NUM_THREADS=1`` two threads here made
-the LeNet step 2-14% faster; with OpenBLAS's threads on they made it 13% slower
-(docs/speed.md, "Threads").
+inside a whole training step: with NumPy's OpenBLAS running its own threads (its default) two
+threads made the LeNet step 10-16% slower (OpenBLAS's threads keep spinning for a while after
+each multi-threaded product, a Dense layer's, on the core this pool's thread needs); with
+``OPENBLAS_NUM_THREADS=1`` between 14% slower and 20% faster from run to run, as other jobs
+loaded the machine (docs/speed.md, "Threads").
 
 Results do not depend on the thread count: a sample's values are computed by the same NumPy
 calls whichever run it falls in, and sums over samples (weight gradients) are made after the
-runs join, on the calling thread, as with one thread.
+runs join, on the calling thread, as with one thread. (Where a layer runs one matrix product
+over a run's columns, each entry is the same sum computed by a product of another shape, which
+a BLAS may in principle order differently; tests/test_threads.py checks 1e-12 there.)
 """
 
 from __future__ import annotations
