@@ -16,9 +16,9 @@ The thread count:
 
 The default is 1 because on the 2-core machine where this was measured the split did not pay
 inside a whole training step: with NumPy's OpenBLAS running its own threads (its default) two
-threads made the LeNet step 10-16% slower (OpenBLAS's threads keep spinning for a while after
+threads made the LeNet step 6-16% slower (OpenBLAS's threads keep spinning for a while after
 each multi-threaded product, a Dense layer's, on the core this pool's thread needs); with
-``OPENBLAS_NUM_THREADS=1`` between 14% slower and 20% faster from run to run, as other jobs
+``OPENBLAS_NUM_THREADS=1`` between 25% slower and 20% faster from run to run, as other jobs
 loaded the machine (docs/speed.md, "Threads").
 
 Results do not depend on the thread count: a sample's values are computed by the same NumPy
