@@ -281,3 +281,14 @@ def test_parallel_raises_the_error_of_a_part():
 
     with pytest.raises(ValueError, match="bad run"):
         _threads.parallel(part, 4, work=1, min_work=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("make", [lambda: cr.MaxPool2D(2), lambda: cr.MaxPool2D(3, 1, 1),
+                                  lambda: cr.Conv2D(2, 3, 3, padding=1, seed=0)])
+def test_a_batch_of_no_samples_keeps_its_shapes(threads, make):
+    cr.set_num_threads(threads)
+    layer = make()
+    out = layer.forward(np.zeros((0, 2, 6, 6)), training=True)
+    assert out.shape[0] == 0
+    assert layer.backward(np.zeros_like(out)).shape == (0, 2, 6, 6)

@@ -209,7 +209,7 @@ class MaxPool2D(_Pool2D, Layer):
         out = np.empty(views[0].shape, dtype=x.dtype)
         # one mask per window offset: where that offset holds its window's first maximum
         masks = [np.empty(out.shape, dtype=bool) for _ in views]
-        per = len(out) // n  # rows of the views per sample (C·H' when tiled, else 1)
+        per = len(out) // max(n, 1)  # rows of the views per sample (C·H' when tiled, else 1)
 
         def samples(a: int, b: int) -> None:
             rows = slice(a * per, b * per)
@@ -248,7 +248,7 @@ class MaxPool2D(_Pool2D, Layer):
         masks = self._masks
         if self._tiles:  # one masked copy per window offset
             rows, wo = masks[0].shape
-            per = rows // n
+            per = rows // max(n, 1)
             tiles_grad = np.empty((rows, kh, wo, kw), dtype=grad.dtype)
             grad2 = grad.reshape(rows, wo)
 
