@@ -5,6 +5,7 @@ checked against finite differences (:func:`gradcheck`).
 """
 
 from . import credit, datasets, distributed, init, kernels, metrics, plot, sequence
+from ._threads import get_num_threads, set_num_threads
 from .callbacks import (
     Callback,
     CSVLogger,
@@ -124,4 +125,5 @@ __all__ = [
     "Sequential", "mlp", "L1", "L2", "Regularizer", "Step", "make_step",
     "SGD", "Adagrad", "Adam", "AdamW", "CosineLR", "ExponentialLR", "Optimizer", "RMSProp",
     "Schedule", "StepLR", "clip_grad_norm",
+    "set_num_threads", "get_num_threads",
 ]

@@ -28,9 +28,16 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._checks import as_rng, check_number, check_positive_int
+from .._threads import parallel
 from ..errors import ConfigError, ShapeError
 from ..init import get_initializer
 from .base import Layer
+
+#: below this many column entries (C·kh·kw · n · L) a stride-1 convolution runs on the calling
+#: thread whatever chainrule.set_num_threads says: handing a run to a thread costs about 20 µs
+#: on a 2-core machine, what about 35,000 entries take (6x12x12 -> 16, batch 64: 883,200 entries
+#: in 0.54 ms forward); the threshold is about four times that, not tuned further (docs/speed.md)
+CONV_MIN_WORK = 1 << 17
 
 
 def _pair(value, name: str, low: int = 1) -> tuple[int, int]:
@@ -200,23 +207,37 @@ class _Conv(Layer):
         (kh, kw), (dh, dw) = self.kernel_size, self.dilation
         length = (ho - 1) * wp + wo
         size = xp.itemsize
+        k = c * kh * kw
         # windows[c, u, v, n, l] = x_pad_flat[n, c, u·dh·W_p + v·dw + l]  (a view, nothing copied)
         windows = as_strided(xp, (c, kh, kw, n, length), (xp.strides[1], dh * wp * size, dw * size,
                                                           xp.strides[0], size), writeable=False)
-        cols = windows.reshape(c * kh * kw, n, length)  # the one copy
+        cols = np.empty((k, n, length), dtype=xp.dtype)
+        cols5 = cols.reshape(c, kh, kw, n, length)
         self._cols = cols
+        out = np.empty((n, self.out_channels, ho, wo), dtype=xp.dtype)
         w_mat = self.params["weight"].reshape(self.out_channels, -1)
-        if self._per_sample(cols.shape[0]):
-            z = np.matmul(w_mat, cols.transpose(1, 0, 2))           # (n, C_out, L)
-            z_strides = z.strides[:2]
-        else:
-            z = np.dot(w_mat, cols.reshape(cols.shape[0], -1))       # (C_out, n·L)
-            z_strides = (length * size, n * length * size)
-        if self.use_bias:
-            z += self.params["bias"][:, None]
-        # z at (n, o, i·W_p + j) for j < W': the output without the wasted columns (one copy)
-        out = as_strided(z, (n, self.out_channels, ho, wo), (*z_strides, wp * size, size), writeable=False)
-        return np.ascontiguousarray(out)
+        bias = self.params["bias"][:, None] if self.use_bias else None
+        per_sample = self._per_sample(k)
+
+        def samples(a: int, b: int) -> None:
+            cols5[:, :, :, a:b] = windows[:, :, :, a:b]  # the one copy
+            if per_sample:
+                z = np.matmul(w_mat, cols[:, a:b].transpose(1, 0, 2))  # (b − a, C_out, L)
+                z_strides = z.strides[:2]
+            else:
+                z = np.dot(w_mat, cols[:, a:b].reshape(k, -1))  # (C_out, (b − a)·L)
+                z_strides = (length * size, (b - a) * length * size)
+            if bias is not None:
+                z += bias
+            # z at (n, o, i·W_p + j) for j < W': the output without the wasted columns
+            out[a:b] = as_strided(z, (b - a, self.out_channels, ho, wo), (*z_strides, wp * size, size),
+                                  writeable=False)
+
+        # Speed. With chainrule.set_num_threads(2), each thread takes its own run of samples
+        # (the copy, the products, the output): float32, batch 64, 2 cores, alone, 6x12x12 -> 16
+        # 0.54 -> 0.38-0.41 ms; inside a whole LeNet step it did not pay (docs/speed.md, "Threads")
+        parallel(samples, n, k * n * length, CONV_MIN_WORK)
+        return out
 
     def _per_sample(self, k: int, threshold: int = 8192) -> bool:
         """Whether the products with the (C_out, k) weight matrix run per sample: below
@@ -242,64 +263,111 @@ class _Conv(Layer):
         return np.ascontiguousarray(z.reshape(self.out_channels, n, ho, wo).transpose(1, 0, 2, 3))
 
     # --- backward ---------------------------------------------------------------------
-    def _delta_matrix(self, delta: np.ndarray) -> np.ndarray:
-        """delta in the layout of the forward's columns: (C_out, n, L) with zeros on the wasted
-        columns (stride 1), else (C_out, n·H'·W')."""
-        if self._ndim == 1:
-            delta = delta[:, :, None, :]
-        n, _, ho, wo = delta.shape
-        if self.stride == (1, 1):
-            wp, length = self._padded_shape[3], self._cols.shape[2]
-            d3 = np.zeros((self.out_channels, n, length), dtype=delta.dtype)
-            size = d3.itemsize
-            as_strided(d3, delta.shape, (length * size, n * length * size, wp * size, size))[...] = delta
-            return d3
-        return delta.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)
-
     def backward_params(self, delta: np.ndarray) -> None:
         """Fill ``grads`` only; the first layer of a network needs no dL/dx."""
-        self._params_from(self._delta_matrix(delta))
+        if self.stride == (1, 1):
+            self._backward_flat(delta, need_grad_x=False)
+        else:
+            self._params_from(delta.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)
+                              if self._ndim == 2 else delta.transpose(1, 0, 2).reshape(self.out_channels, -1))
+
+    def _backward_flat(self, delta: np.ndarray, need_grad_x: bool) -> np.ndarray | None:
+        """Stride 1: fill ``grads`` and return dL/dx (when asked), in the forward's column layout.
+
+        δ becomes d2 (C_out, n, L), the layout of the columns with zeros on the wasted columns.
+        dL/dW = Σ_n δ_n · cols_nᵀ: per sample then summed over the samples in order (small
+        weight matrices), or one product over the n·L columns. dL/dcols = W_matᵀ · δ
+        (C·kh·kw, n, L) viewed as (n, C, kh, kw, L); col2im adds the columns of offset (u, v)
+        back onto the flat plane from u·dh·W_p + v·dw on: kh·kw adds of runs of L floats.
+        """
+        if self._ndim == 1:
+            delta = delta[:, :, None, :]
+        n, co, ho, wo = delta.shape
+        cols = self._cols
+        k, _, length = cols.shape
+        _, c, hp, wp = self._padded_shape
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        (pt, pb), (pl, pr) = self.pad
+        size = delta.itemsize
+        w_mat = self.params["weight"].reshape(co, -1)
+        grad_w = self.grads["weight"].reshape(co, -1)  # a view: written in place
+        d2 = np.empty((co, n, length), dtype=delta.dtype)
+        # dL/dW per sample for 1x28x28 -> 6 (batch 64, float32, one thread): 0.14 ms against
+        # 0.45 for one product over the n·L columns
+        dw_per_sample = self._per_sample(k, 1024)
+        products = np.empty((n, co, k), dtype=np.result_type(d2, cols)) if dw_per_sample else None
+        dx_per_sample = self._per_sample(k)
+        grad_xp = np.empty((n, c, hp * wp), dtype=np.result_type(w_mat, d2)) if need_grad_x else None
+        padded = pt or pb or pl or pr
+        grad_x = np.empty((n, c, hp - pt - pb, wp - pl - pr), dtype=grad_xp.dtype) \
+            if need_grad_x and padded else None
+
+        def samples(a: int, b: int) -> None:
+            part = d2[:, a:b]
+            part[...] = 0
+            as_strided(part, (b - a, co, ho, wo), (length * size, n * length * size, wp * size, size))[...] = \
+                delta[a:b]
+            if dw_per_sample:
+                np.matmul(part.transpose(1, 0, 2), cols[:, a:b].transpose(1, 2, 0), out=products[a:b])
+            if not need_grad_x:
+                return
+            if dx_per_sample:
+                dcols = np.matmul(w_mat.T, part.transpose(1, 0, 2)).reshape(b - a, c, kh, kw, length)
+            else:
+                dcols = np.dot(w_mat.T, part.reshape(co, -1))
+                dcols = dcols.reshape(c, kh, kw, b - a, length).transpose(3, 0, 1, 2, 4)
+            g = grad_xp[a:b]
+            g[...] = 0
+            for u in range(kh):
+                for v in range(kw):
+                    start = u * dh * wp + v * dw
+                    g[:, :, start:start + length] += dcols[:, :, u, v]  # (the wasted columns carry zeros)
+            if grad_x is not None:
+                grad_x[a:b] = g.reshape(b - a, c, hp, wp)[:, :, pt:hp - pb, pl:wp - pr]
+
+        # Speed. Each thread takes its own run of samples (δ's layout, the per-sample products,
+        # dL/dcols and col2im); with the split of dL/dW below, forward + backward of 6x12x12 -> 16
+        # (float32, batch 64, 2 cores, alone) took 1.86-1.93 -> 1.39-1.48 ms with
+        # OPENBLAS_NUM_THREADS=1, but 1.70 -> 2.04-2.10 ms with OpenBLAS's own threads on
+        parallel(samples, n, k * n * length, CONV_MIN_WORK)
+        if dw_per_sample:
+            np.add.reduce(products, axis=0, out=grad_w)  # the sum over samples: one thread, in order
+        else:
+            cols2, d2t = cols.reshape(k, -1), d2.reshape(co, -1).T
+
+            def rows(a: int, b: int) -> None:
+                # dL/dW = δ_mat · colsᵀ, computed as its transpose cols · δ_matᵀ: OpenBLAS took
+                # 0.75 ms for δ_mat · colsᵀ and 0.39 ms for cols · δ_matᵀ (either LeNet layer, 1 thread)
+                grad_w[:, a:b] = (cols2[a:b] @ d2t).T
+
+            # Speed. Each thread takes its own run of dL/dW's rows, not of samples: each entry
+            # stays one sum over all n·L columns, and no partial sums per run are added up.
+            parallel(rows, k, k * n * length, CONV_MIN_WORK)
+        if self.use_bias:  # (the wasted columns hold zeros)
+            np.add.reduce(d2.reshape(co, -1), axis=1, out=self.grads["bias"])
+        if not need_grad_x:
+            return None
+        if grad_x is None:
+            grad_x = grad_xp.reshape(n, c, hp, wp)
+        return grad_x[:, :, 0, :] if self._ndim == 1 else grad_x
 
     def _params_from(self, d2: np.ndarray) -> None:
+        """dL/dW and dL/db from δ as the (C_out, n·H'·W') matrix of the strided layout."""
         grad_w = self.grads["weight"].reshape(self.out_channels, -1)  # a view: written in place
-        cols = self._cols
-        if d2.ndim == 3 and self._per_sample(cols.shape[0], 1024):
-            # dL/dW = Σ_n δ_n · cols_nᵀ, per sample, then summed: for 1x28x28 -> 6 (batch 64,
-            # float32, one thread) 0.14 ms against 0.45 for one product over the n·L columns
-            np.add.reduce(np.matmul(d2.transpose(1, 0, 2), cols.transpose(1, 2, 0)), axis=0, out=grad_w)
-        else:
-            # dL/dW = δ_mat · colsᵀ, one product, computed as its transpose cols · δ_matᵀ: OpenBLAS
-            # took 0.75 ms for δ_mat · colsᵀ and 0.39 ms for cols · δ_matᵀ (either LeNet layer, 1 thread)
-            grad_w[...] = (cols.reshape(cols.shape[0], -1) @ d2.reshape(self.out_channels, -1).T).T
-        if self.use_bias:  # (the wasted columns hold zeros)
-            np.add.reduce(d2.reshape(self.out_channels, -1), axis=1, out=self.grads["bias"])
+        # dL/dW = δ_mat · colsᵀ computed as its transpose cols · δ_matᵀ (faster in OpenBLAS)
+        grad_w[...] = (self._cols @ d2.T).T
+        if self.use_bias:
+            np.add.reduce(d2, axis=1, out=self.grads["bias"])
 
     def backward(self, delta: np.ndarray) -> np.ndarray:
-        d2 = self._delta_matrix(delta)
+        if self.stride == (1, 1):
+            return self._backward_flat(delta, need_grad_x=True)
+        d2 = delta.transpose(1, 0, 2, 3) if self._ndim == 2 else delta[:, :, None, :].transpose(1, 0, 2, 3)
+        d2 = d2.reshape(self.out_channels, -1)
         self._params_from(d2)
         n, c, hp, wp = self._padded_shape
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         w_mat = self.params["weight"].reshape(self.out_channels, -1)
-        if d2.ndim == 3:
-            # dL/dcols = W_matᵀ · δ (C·kh·kw columns, n, L), viewed as (n, C, kh, kw, L); col2im adds
-            # the columns of offset (u, v) back onto the flat plane from u·dh·W_p + v·dw on: kh·kw
-            # adds of runs of L floats (the wasted columns carry zeros)
-            length = d2.shape[2]
-            if self._per_sample(w_mat.shape[1]):
-                dcols = np.matmul(w_mat.T, d2.transpose(1, 0, 2)).reshape(n, c, kh, kw, length)
-            else:
-                dcols = np.dot(w_mat.T, d2.reshape(self.out_channels, -1))
-                dcols = dcols.reshape(c, kh, kw, n, length).transpose(3, 0, 1, 2, 4)
-            grad_xp = np.zeros((n, c, hp * wp), dtype=dcols.dtype)
-            for u in range(kh):
-                for v in range(kw):
-                    start = u * dh * wp + v * dw
-                    grad_xp[:, :, start:start + length] += dcols[:, :, u, v]
-            grad_xp = grad_xp.reshape(n, c, hp, wp)
-            (pt, pb), (pl, pr) = self.pad
-            if pt or pb or pl or pr:
-                grad_xp = np.ascontiguousarray(grad_xp[:, :, pt:hp - pb, pl:wp - pr])
-            return grad_xp[:, :, 0, :] if self._ndim == 1 else grad_xp
         ho, wo = (delta.shape[2], delta.shape[3]) if self._ndim == 2 else (1, delta.shape[2])
         # dL/dcols = W_matᵀ · δ_mat (C·kh·kw, n·H'·W'); col2im adds each entry back where it was read.
         # kh·kw whole-array adds, not one per pixel. The other route, dL/dx as the full convolution
