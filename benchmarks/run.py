@@ -1,16 +1,19 @@
-"""chainrule against PyTorch and scikit-learn, side by side in one run.
+"""chainrule against PyTorch (eager and torch.compile), JAX and scikit-learn, side by side in one run.
 
-    python benchmarks/run.py              the full run (about 6 minutes on 2 cores)
-    python benchmarks/run.py --quick      fewer samples, about 3 minutes
+    python benchmarks/run.py              the full run
+    python benchmarks/run.py --quick      fewer samples
     python benchmarks/run.py --check      also compare chainrule/PyTorch ratios with the baseline
 
 The driver imports no numerical library. It first re-executes itself without
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (they pin OpenBLAS to an older, slower kernel), then
-starts one worker process per framework (``cases.py --worker``, same clean environment)
-and alternates them run by run: a warm-up, then every repeat in a rotated framework order,
-with a pause between runs so that one framework's spinning BLAS threads do not slow the
-next. Peak memory is measured in a fresh process per framework. Results go to
-``benchmarks/results/`` as Markdown and JSON, dated, and as ``latest.md`` / ``latest.json``.
+starts one worker process per framework (``cases.py --worker``, same clean environment;
+the compiled peers torch.compile and JAX are in ``peers.py``, optional: one that cannot be
+imported or compiled is reported as "missing: <reason>") and alternates them run by run
+(variants of a framework, such as chainrule with NumPy kernels or JAX's lax.scan epoch,
+too): a warm-up, then every repeat in a rotated framework order, with a pause between runs
+so that one framework's spinning BLAS threads do not slow the next. Peak memory is measured
+in a fresh process per framework. Results go to ``benchmarks/results/`` as Markdown and JSON,
+dated, and as ``latest.md`` / ``latest.json``.
 """
 
 from __future__ import annotations
@@ -711,8 +714,8 @@ def save_baseline(report: dict, path: Path) -> None:
 
 # --- main ----------------------------------------------------------------------------------
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="chainrule against PyTorch and scikit-learn.")
-    parser.add_argument("--quick", action="store_true", help="fewer samples, about 3 minutes")
+    parser = argparse.ArgumentParser(description="chainrule against PyTorch, torch.compile, JAX and scikit-learn.")
+    parser.add_argument("--quick", action="store_true", help="fewer samples")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when a chainrule/PyTorch ratio falls >20 %% below the baseline")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
