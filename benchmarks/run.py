@@ -753,7 +753,9 @@ def main(argv=None) -> int:
         for case in cases:
             t0 = time.perf_counter()
             results[case.id] = run_case(case, runner, repeats, extra, warmup)
-            figs = "  ".join(f"{label_of(n)} {fmt_fig(results[case.id].get(n))}" for n in case.frameworks)
+            res = results[case.id]
+            figs = "  ".join(f"{label_of(n)} {fmt_fig(res.get(n)) if n in res else res.get(f'error_{n}', '–')}"
+                             for n in case.frameworks)
             print(f"  {case.label}: {figs} {case.unit} [{time.perf_counter() - t0:.0f} s]", flush=True)
     finally:
         for worker in workers.values():
