@@ -595,8 +595,8 @@ def render_details(rows: list[dict]) -> str:
     lines = []
     for row in rows:
         variants = row.get("variants", {})
-        if len(variants) < 2 and not row.get("missing"):
-            continue
+        if not row.get("missing") and not any(n in VARIANTS or n in COMPILED for n in variants):
+            continue  # nothing beyond the table's columns
         parts = []
         for name, fig in variants.items():
             part = f"{label_of(name)} {fmt_fig(fig)}"
