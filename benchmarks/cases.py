@@ -7,9 +7,11 @@ the driver can alternate frameworks run by run. ``python cases.py --memory NAME 
 --params JSON`` is the fresh process whose peak resident memory is measured for one run of a
 case (the batch-512 MLP epoch by default).
 
-A worker imports only its own framework: chainrule (NumPy), torch or scikit-learn; the one
-exception is the estimator case, whose chainrule side (``chainrule.sklearn``) is built on
-scikit-learn, imported when that case first runs (run.py runs it last). The clock
+A worker imports only its own framework: chainrule (NumPy), torch, scikit-learn, or one of the
+compiled peers of ``peers.py`` (``torch_compile``, ``jax``); a worker whose framework cannot be
+imported answers ``{"missing": reason}`` and exits. The one exception is the estimator case,
+whose chainrule side (``chainrule.sklearn``) is built on scikit-learn, imported when that case
+first runs (run.py runs it last). The clock
 (``time.perf_counter``) runs around the public call only: ``fit`` / ``predict`` for chainrule
 and scikit-learn, the whole epoch loop (shuffle included) for PyTorch. Models, optimizers and
 data are built before the clock starts.
@@ -212,19 +214,43 @@ class ChainruleCases:
 
         # where chainrule was imported from: the checkout under test, or another installation
         return {"chainrule": self.cr.__version__, "path": os.path.dirname(self.cr.__file__),
-                "numpy": np.__version__, "threadpools": threadpool_info()}
+                "numpy": np.__version__, "kernels": self.cr.kernels.active(),
+                "flush": self.cr.kernels.flush_subnormals(), "threadpools": threadpool_info()}
 
     def _mlp(self, seed=0):
         return self.cr.mlp(list(MLP_SIZES), activation="relu", seed=seed)
 
-    def mlp(self, samples, batch, momentum, seed=0):
+    def mlp(self, samples, batch, momentum, seed=0, kernels=None, flush=None, epochs=1):
+        """``epochs`` of ``fit``; ``kernels`` ("numpy", "numba") and ``flush`` (the subnormal flush
+        on or off) choose a variant for this run only (the defaults: the process's settings).
+
+        With momentum, the answer counts the subnormal values of the momentum buffers after the
+        run (0 < |v| < float32 tiny).
+        """
         cr = self.cr
         X, y = data("mnist", samples)
         net, opt = self._mlp(seed), cr.SGD(lr=0.1, momentum=momentum)
-        start = time.perf_counter()
-        net.fit(X, y, loss=cr.CrossEntropy(), optimizer=opt, epochs=1, batch_size=batch,
-                seed=seed, verbose=0)
-        return time.perf_counter() - start
+        was_kernels, was_flush = cr.kernels.active(), cr.kernels.flush_subnormals()
+        try:
+            if kernels is not None:
+                cr.kernels.use(kernels)
+            if flush is not None:
+                cr.kernels.flush_subnormals(flush)
+            start = time.perf_counter()
+            net.fit(X, y, loss=cr.CrossEntropy(), optimizer=opt, epochs=epochs, batch_size=batch,
+                    seed=seed, verbose=0)
+            seconds = time.perf_counter() - start
+            kernel = cr.kernels.active()
+        finally:
+            cr.kernels.use(was_kernels)
+            cr.kernels.flush_subnormals(was_flush)
+        answer = {"seconds": seconds, "kernels": kernel}
+        if momentum:
+            buffers = [s["momentum"] for s in opt.state.values() if "momentum" in s]
+            tiny = np.finfo(np.float32).tiny
+            answer["subnormals"] = int(sum(np.count_nonzero((b != 0) & (np.abs(b) < tiny)) for b in buffers))
+            answer["state_values"] = int(sum(b.size for b in buffers))
+        return answer
 
     def step(self, samples, batch, seed=0):
         """The median time of one training step within a ``fit`` epoch (steady state), and the
@@ -574,7 +600,18 @@ class SklearnCases:
         return seconds
 
 
-FRAMEWORKS = {"chainrule": ChainruleCases, "torch": TorchCases, "sklearn": SklearnCases}
+def _peer(name: str):
+    """The compiled peers' classes (peers.py), imported when their worker starts."""
+    def build():
+        sys.modules.setdefault("cases", sys.modules[__name__])  # peers.py imports this module
+        import peers
+
+        return {"jax": peers.JaxCases, "torch_compile": peers.TorchCompileCases}[name]()
+    return build
+
+
+FRAMEWORKS = {"chainrule": ChainruleCases, "torch": TorchCases, "sklearn": SklearnCases,
+              "torch_compile": _peer("torch_compile"), "jax": _peer("jax")}
 
 
 # --- entry points --------------------------------------------------------------------------
@@ -582,8 +619,13 @@ def serve(name: str) -> None:
     """Answer JSON commands from stdin, one per line, until stdin closes."""
     reply = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not break the protocol
-    cases = FRAMEWORKS[name]()
-    reply.write(json.dumps({"ready": name, "info": cases.info()}, default=str) + "\n")
+    try:
+        cases = FRAMEWORKS[name]()
+        info = cases.info()
+    except Exception as exc:  # not installed, or broken: the driver prints "missing: <reason>"
+        reply.write(json.dumps({"missing": f"{type(exc).__name__}: {exc}"}) + "\n")
+        return
+    reply.write(json.dumps({"ready": name, "info": info}, default=str) + "\n")
     for line in sys.stdin:
         command = json.loads(line)
         try:

@@ -1,16 +1,19 @@
-"""chainrule against PyTorch and scikit-learn, side by side in one run.
+"""chainrule against PyTorch (eager and torch.compile), JAX and scikit-learn, side by side in one run.
 
-    python benchmarks/run.py              the full run (about 6 minutes on 2 cores)
-    python benchmarks/run.py --quick      fewer samples, about 3 minutes
+    python benchmarks/run.py              the full run
+    python benchmarks/run.py --quick      fewer samples
     python benchmarks/run.py --check      also compare chainrule/PyTorch ratios with the baseline
 
 The driver imports no numerical library. It first re-executes itself without
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (they pin OpenBLAS to an older, slower kernel), then
-starts one worker process per framework (``cases.py --worker``, same clean environment)
-and alternates them run by run: a warm-up, then every repeat in a rotated framework order,
-with a pause between runs so that one framework's spinning BLAS threads do not slow the
-next. Peak memory is measured in a fresh process per framework. Results go to
-``benchmarks/results/`` as Markdown and JSON, dated, and as ``latest.md`` / ``latest.json``.
+starts one worker process per framework (``cases.py --worker``, same clean environment;
+the compiled peers torch.compile and JAX are in ``peers.py``, optional: one that cannot be
+imported or compiled is reported as "missing: <reason>") and alternates them run by run
+(variants of a framework, such as chainrule with NumPy kernels or JAX's lax.scan epoch,
+too): a warm-up, then every repeat in a rotated framework order, with a pause between runs
+so that one framework's spinning BLAS threads do not slow the next. Peak memory is measured
+in a fresh process per framework. Results go to ``benchmarks/results/`` as Markdown and JSON,
+dated, and as ``latest.md`` / ``latest.json``.
 """
 
 from __future__ import annotations
@@ -35,8 +38,21 @@ from forced_env import FORCED_ENV
 
 HERE = Path(__file__).resolve().parent
 CASES_PY = HERE / "cases.py"
-NAMES = {"chainrule": "chainrule", "torch": "PyTorch", "sklearn": "scikit-learn"}
-PEERS = ("torch", "sklearn")
+NAMES = {"chainrule": "chainrule", "torch": "PyTorch", "torch_compile": "torch.compile", "jax": "JAX",
+         "sklearn": "scikit-learn"}
+PEERS = ("torch", "torch_compile", "jax", "sklearn")  # the ratio columns (JAX: its faster variant)
+COMPILED = ("torch_compile", "jax")  # the "compiled" target: the fastest of these
+MEMORY_FRAMEWORKS = ("chainrule", "torch", "sklearn")
+#: a variant is a framework run with more parameters, in that framework's worker: name -> (worker,
+#: parameters, label). "chainrule" itself runs with the process's defaults (kernels "auto": numba
+#: when it is installed; subnormal flush on); "jax" is the jitted step.
+VARIANTS = {
+    "chainrule:numpy": ("chainrule", {"kernels": "numpy"}, "chainrule, NumPy kernels"),
+    "chainrule:noflush": ("chainrule", {"flush": False}, "chainrule, subnormal flush off"),
+    "jax:scan": ("jax", {"mode": "scan"}, "JAX, lax.scan epoch"),
+}
+MLP_PEERS = ("chainrule", "chainrule:numpy", "torch", "torch_compile", "jax", "jax:scan", "sklearn")
+RECURRENT_PEERS = ("chainrule", "torch", "torch_compile", "jax", "jax:scan")
 MLP_SIZES = (784, 256, 128, 10)
 NOISY_SPREAD = 0.25    # (max − min) / median of a case's runs above which more runs are made
 PROBE_QUIET = 0.85     # a run counts when the probes around it reach this share of the reference probe
@@ -65,6 +81,14 @@ def mlp_flops_per_sample(sizes=MLP_SIZES) -> int:
 
 
 # --- the cases -----------------------------------------------------------------------------
+def worker_of(name: str) -> str:
+    return VARIANTS[name][0] if name in VARIANTS else name
+
+
+def label_of(name: str) -> str:
+    return VARIANTS[name][2] if name in VARIANTS else {"jax": "JAX, jit step"}.get(name, NAMES[name])
+
+
 @dataclass
 class Case:
     id: str
@@ -74,7 +98,7 @@ class Case:
     frameworks: tuple[str, ...]
     params: dict = field(default_factory=dict)
     work: float = 1.0              # units of work per run (samples, steps, GFLOP)
-    targets: dict = field(default_factory=dict)   # peer -> minimum chainrule/peer ratio
+    targets: dict = field(default_factory=dict)   # peer or "compiled" -> minimum chainrule/peer ratio
     peer_case: str | None = None   # take the peers' figures from this case
     checked: bool = True           # part of the --check regression test
     memory: tuple[str, str] | None = None  # (row id, label) of its peak-memory row: one run in a fresh process
@@ -84,18 +108,25 @@ def build_cases(quick: bool) -> list[Case]:
     n = 10_000 if quick else 60_000
     steps = 2_000 if quick else 20_000
     epochs = 1_000 if quick else 5_000
-    all3 = ("chainrule", "torch", "sklearn")
     cases = []
-    for batch, target in ((32, 1.5), (128, 1.5), (512, 1.8)):
+    # the speed targets: MLP ≥ 1.5× PyTorch eager and ≥ 1× the fastest compiled peer
+    for batch in (32, 128, 512):
         for momentum in (0.0, 0.9):
             sk_target = {"sklearn": 1.6} if batch == 128 else {}
             cases.append(Case(
                 f"mlp_b{batch}" + ("_momentum" if momentum else ""),
                 f"MLP 784-256-128-10 fit, batch {batch}, SGD" + (" momentum 0.9" if momentum else ""),
-                "mlp", "samples/s", all3, {"samples": n, "batch": batch, "momentum": momentum},
-                work=n, targets={"torch": target, **sk_target},
+                "mlp", "samples/s", MLP_PEERS, {"samples": n, "batch": batch, "momentum": momentum},
+                work=n, targets={"torch": 1.5, "compiled": 1.0, **sk_target},
                 memory=("memory", "peak RSS, fresh process, batch-512 epoch")
                 if batch == 512 and not momentum else None))
+    # the subnormal flush: long enough (1,500+ steps) for decaying momentum to reach the subnormal range
+    sub_epochs = 5 if quick else 1
+    cases.append(Case("subnormal", f"MLP batch 32, SGD momentum 0.9, {sub_epochs} epoch(s) of {n:,}:"
+                      " subnormal flush on (chainrule) / off", "mlp", "samples/s",
+                      ("chainrule", "chainrule:noflush"),
+                      {"samples": n, "batch": 32, "momentum": 0.9, "epochs": sub_epochs},
+                      work=n * sub_epochs, checked=False))
     cases += [
         Case("tiny_222", f"2-2-2 sigmoid, per-sample SGD ({steps:,} steps)", "tiny", "steps/s",
              ("chainrule", "torch"), {"steps": steps}, work=steps, targets={"torch": 5.0}),
@@ -112,8 +143,10 @@ def build_cases(quick: bool) -> list[Case]:
              f" batch {bench_rnn.BATCH}, fit epoch of {bench_rnn.STEPS} steps (BPTT, SGD)")
     for layer, name in (("rnn", "tanh RNN"), ("lstm", "LSTM"), ("gru", "GRU")):
         memory = (f"memory_{layer}", f"peak RSS, fresh process, one {name} epoch") if layer == "gru" else None
-        cases.append(Case(layer, f"{name} {shape}", "recurrent", "steps/s", ("chainrule", "torch"),
-                          {"layer": layer}, work=bench_rnn.STEPS, targets={"torch": 1.0}, memory=memory))
+        peers = ("chainrule", "torch") if layer == "rnn" else RECURRENT_PEERS
+        cases.append(Case(layer, f"{name} {shape}", "recurrent", "steps/s", peers, {"layer": layer},
+                          work=bench_rnn.STEPS, targets={"torch": 1.0 if layer == "rnn" else 1.3},
+                          memory=memory))
     # the convolutional and attention cases (the new layer families): LeNet on 28x28 images,
     # one pre-norm transformer block; both frameworks train the same architecture, same optimizer
     images = 2_560 if quick else 10_240
@@ -162,13 +195,16 @@ class Worker:
             [sys.executable, str(CASES_PY), "--worker", name], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True, env=env, cwd=HERE.parent)
         self.info: dict | None = None
+        self.missing: str | None = None
 
     def wait_ready(self) -> bool:
         line = self.proc.stdout.readline()
-        if not line:
+        answer = json.loads(line) if line else {"missing": "the worker exited at start (see stderr)"}
+        if "missing" in answer:
+            self.missing = answer["missing"]
             self.proc.wait()
             return False
-        self.info = json.loads(line)["info"]
+        self.info = answer["info"]
         return True
 
     def call(self, kind: str, params: dict) -> dict:
@@ -189,16 +225,17 @@ class Worker:
             self.proc.wait(timeout=30)
 
 
-def start_workers(names, env) -> dict[str, Worker]:
+def start_workers(names, env) -> tuple[dict[str, Worker], dict[str, str]]:
+    """The workers that started, and for each that did not the reason ("missing: <reason>")."""
     workers = {name: Worker(name, env) for name in names}
-    ready = {}
+    ready, missing = {}, {}
     for name, worker in workers.items():
         if worker.wait_ready():
             ready[name] = worker
         else:
-            print(f"  {NAMES[name]} is not available (install the extra: pip install -e '.[bench]');"
-                  " its columns stay empty", flush=True)
-    return ready
+            missing[name] = worker.missing
+            print(f"  {NAMES[name]}: missing: {worker.missing} (pip install -e '.[bench]')", flush=True)
+    return ready, missing
 
 
 def noisy(values: list[float]) -> bool:
@@ -218,8 +255,10 @@ class Runner:
     until a quiet probe is seen again.
     """
 
-    def __init__(self, workers: dict[str, Worker], settle: float, attempts: int) -> None:
+    def __init__(self, workers: dict[str, Worker], settle: float, attempts: int,
+                 missing: dict[str, str] | None = None) -> None:
         self.workers, self.settle, self.attempts = workers, settle, attempts
+        self.missing = missing or {}
         self.prober = workers.get("chainrule")
         self.history: dict[str, list[float]] = {}
         self.last: dict | None = None  # the probe after the last run, the next run's "before"
@@ -249,15 +288,18 @@ class Runner:
         return all(v >= PROBE_QUIET * ref[k] for k, v in probe.items())
 
     def run(self, name: str, case: Case, timed: bool = True) -> dict:
+        """One run of ``case`` by framework or variant ``name``."""
+        worker = self.workers[worker_of(name)]
+        params = case.params | (VARIANTS[name][1] if name in VARIANTS else {})
         if not timed:  # a warm-up: no probes
             time.sleep(self.settle)
             self.last = None
-            return self.workers[name].call(case.kind, case.params)
+            return worker.call(case.kind, params)
         for attempt in range(1, self.attempts + 1):
             before = self.last if self.last is not None else self.probe()
             time.sleep(self.settle)
             self.last = None
-            answer = self.workers[name].call(case.kind, case.params)
+            answer = worker.call(case.kind, params)
             if "error" in answer:
                 return answer
             after = self.probe()
@@ -279,11 +321,13 @@ def run_case(case: Case, runner: Runner, repeats: int, extra: int, warmup: int) 
     While some framework's runs still spread by more than NOISY_SPREAD, up to ``extra`` more
     rounds are run, so the median stands on more runs.
     """
-    names = [n for n in case.frameworks if n in runner.workers]
+    names = [n for n in case.frameworks if worker_of(n) in runner.workers]
     runs: dict[str, list[float]] = {n: [] for n in names}
+    extras: dict[str, dict] = {n: {} for n in names}  # compile time (first call), kernels, subnormals
     shares: dict[str, list[float]] = {n: [] for n in names}  # GFLOP/s over the same run's peak
     attempts: dict[str, list[int]] = {n: [] for n in names}
-    errors: dict[str, str] = {}
+    errors: dict[str, str] = {n: f"missing: {runner.missing[worker_of(n)]}" for n in case.frameworks
+                              if worker_of(n) in runner.missing}
     for r in range(1 - warmup, repeats + extra + 1):  # rounds r <= 0 warm up
         if r > repeats and not any(noisy(v) for v in runs.values()):
             break
@@ -292,15 +336,24 @@ def run_case(case: Case, runner: Runner, repeats: int, extra: int, warmup: int) 
             if name in errors:
                 continue
             answer = runner.run(name, case, timed=r > 0)
-            if "error" in answer:
-                errors[name] = answer["error"]
-                print(f"    {NAMES[name]}: {answer['error']}", flush=True)
-            elif r > 0:
+            if "error" in answer:  # a failed compilation, too: the peer is missing from this row
+                errors[name] = f"missing: {answer['error']}"
+                print(f"    {label_of(name)}: missing: {answer['error']}", flush=True)
+                continue
+            if "compile_s" in answer:  # the first call of a compiled peer, timed apart
+                extras[name].setdefault("compile_s", answer["compile_s"])
+            if r > 0:
+                for key in ("kernels", "mode"):
+                    if key in answer:
+                        extras[name][key] = answer[key]
+                if "subnormals" in answer:
+                    extras[name].setdefault("subnormals", []).append(answer["subnormals"])
+                    extras[name]["state_values"] = answer["state_values"]
                 runs[name].append(case.work / answer["seconds"])
                 attempts[name].append(answer["attempts"])
                 if "peak_gflops" in answer:
                     shares[name].append(case.work / answer["seconds"] / answer["peak_gflops"])
-    result = {n: summarize(v) | {"attempts": attempts[n]} for n, v in runs.items() if v}
+    result = {n: summarize(v) | {"attempts": attempts[n]} | extras[n] for n, v in runs.items() if v}
     for n, v in shares.items():
         if v and n in result:
             result[n]["peak_share"] = summarize(v)
@@ -317,7 +370,7 @@ def measure_memory(names, case: Case, env: dict) -> dict:
     makes one run of it (ru_maxrss; "setup" is VmHWM before the run)."""
     result = {}
     for name in names:
-        if name not in case.frameworks:
+        if name not in case.frameworks or name not in MEMORY_FRAMEWORKS:
             continue
         proc = subprocess.run(
             [sys.executable, str(CASES_PY), "--memory", name, "--kind", case.kind,
@@ -376,9 +429,18 @@ def blas_lines(workers: dict[str, Worker]) -> list[str]:
                          f" oneDNN {'on' if info.get('mkldnn') else 'off'}, torch.set_num_threads("
                          f"{info.get('num_threads')}), OpenMP {omp[0].get('num_threads') if omp else '?'}"
                          " threads")
+        elif name == "torch_compile":
+            lines.append(f"torch.compile (PyTorch {info.get('torch')}): {info.get('compile')}, C++ compiler"
+                         f" {info.get('cxx')}, torch.set_num_threads({info.get('num_threads')})")
+        elif name == "jax":
+            lines.append(f"JAX {info.get('jax')} (jaxlib {info.get('jaxlib')}), float32, devices"
+                         f" {', '.join(info.get('devices', []))}")
         else:
             lines.append(f"scikit-learn {info.get('scikit-learn')} (SciPy {info.get('scipy')},"
                          f" NumPy {info.get('numpy')}): {blas}")
+        if name == "chainrule":
+            lines[-1] += (f"; kernels {info.get('kernels')} by default, subnormal flush"
+                          f" {'on' if info.get('flush') else 'off'}")
     return lines
 
 
@@ -432,15 +494,31 @@ def build_rows(cases: list[Case], results: dict, memory: dict[str, dict]) -> lis
     rows = []
     for case in cases:
         res = results.get(case.id, {})
+        peer_case = next((c for c in cases if c.id == case.peer_case), None)
         peer_res = results.get(case.peer_case, {}) if case.peer_case else res
-        figs = {"chainrule": res.get("chainrule")} | {p: peer_res.get(p) for p in PEERS}
+        frameworks = (peer_case or case).frameworks
+        figs = {"chainrule": res.get("chainrule")} | {p: peer_res.get(p) for p in frameworks if p != "chainrule"}
+        variants = {n: f for n, f in figs.items() if f}  # every framework and variant that ran
+        jax = [figs[n] for n in ("jax", "jax:scan") if figs.get(n)]
+        figs["jax"] = max(jax, key=lambda f: f["median"]) if jax else None  # JAX's figure: its faster variant
+        missing = {n: res.get(f"error_{n}") or peer_res.get(f"error_{n}") for n in frameworks
+                   if res.get(f"error_{n}") or peer_res.get(f"error_{n}")}
         ratios = {p: figs["chainrule"]["median"] / figs[p]["median"]
-                  for p in PEERS if figs["chainrule"] and figs[p]}
-        targets = [verdict(ratios.get(p), t) + f" {NAMES[p]}" for p, t in case.targets.items()
-                   if p in ratios]
+                  for p in PEERS if figs["chainrule"] and figs.get(p)}
+        compiled = [p for p in COMPILED if p in ratios]
+        if compiled and len(compiled) == sum(p in frameworks for p in COMPILED):
+            ratios["compiled"] = min(ratios[p] for p in compiled)  # against the fastest compiled peer
+        targets = []
+        for p, t in case.targets.items():
+            who = "fastest of JAX and torch.compile" if p == "compiled" else NAMES[p]
+            if p in ratios:
+                targets.append(verdict(ratios[p], t) + f" {who}")
+            elif figs["chainrule"] and (p in frameworks or p == "compiled"):
+                targets.append(f"≥ {t:g}×: not measured ({who} missing)")
         rows.append({"id": case.id, "label": case.label, "unit": case.unit, "figures": figs,
-                     "ratios": ratios, "targets": targets, "checked": case.checked,
-                     "peers_from": case.peer_case})
+                     "variants": variants, "missing": missing, "ratios": ratios, "targets": targets,
+                     "checked": case.checked, "peers_from": case.peer_case,
+                     "frameworks": list(frameworks)})
     # efficiency: matrix-product FLOP/s of the batch-512 step over NumPy's matmul peak, from the
     # median step time (the target) and from the whole epoch through fit (shuffle, checks)
     peak = results.get("matmul", {}).get("chainrule")
@@ -479,9 +557,21 @@ def build_rows(cases: list[Case], results: dict, memory: dict[str, dict]) -> lis
     return rows
 
 
+def missing_cell(row: dict, name: str) -> str | None:
+    """"missing: <reason>" when ``name`` (or, for JAX, both its variants) was meant to run in this
+    row and did not; None otherwise."""
+    names = ("jax", "jax:scan") if name == "jax" else (name,)
+    reasons = [row.get("missing", {}).get(n) for n in names if n in row.get("frameworks", ())]
+    if reasons and all(reasons):
+        reason = reasons[0].removeprefix("missing: ")
+        return f"missing: {reason[:60]}{'…' if len(reason) > 60 else ''}"
+    return None
+
+
 def render_table(rows: list[dict]) -> str:
-    head = ["case", "unit", "chainrule", "PyTorch", "scikit-learn", "chainrule / PyTorch",
-            "chainrule / scikit-learn", "target"]
+    head = ["case", "unit", "chainrule", "PyTorch", "torch.compile", "JAX (best)", "scikit-learn",
+            "chainrule / PyTorch", "chainrule / torch.compile", "chainrule / JAX", "chainrule / scikit-learn",
+            "target"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for row in rows:
         figs = row["figures"]
@@ -492,10 +582,42 @@ def render_table(rows: list[dict]) -> str:
             cells = [f"{figs[n]['median']:.0f} (setup {figs[n]['setup']:.0f})" if n in figs else "–"
                      for n in NAMES]
         else:
-            cells = [fmt_fig(figs.get(n)) for n in NAMES]
+            cells = [missing_cell(row, n) or fmt_fig(figs.get(n)) for n in NAMES]
         ratios = [f"{row['ratios'][p]:.2f}×" if p in row["ratios"] else "–" for p in PEERS]
         lines.append("| " + " | ".join([row["label"], row["unit"], *cells, *ratios,
                                          "; ".join(row["targets"])]) + " |")
+    return "\n".join(lines)
+
+
+def render_details(rows: list[dict]) -> str:
+    """Per row: every framework and variant, the compiled peers' compile time (their first call,
+    kept out of the figures), chainrule's kernels and, for the subnormal row, the count."""
+    lines = []
+    for row in rows:
+        variants = row.get("variants", {})
+        if not row.get("missing") and not any(n in VARIANTS or n in COMPILED for n in variants):
+            continue  # nothing beyond the table's columns
+        parts = []
+        for name, fig in variants.items():
+            part = f"{label_of(name)} {fmt_fig(fig)}"
+            if "kernels" in fig and name == "chainrule":
+                part += f" (kernels {fig['kernels']})"
+            if "compile_s" in fig:
+                part += f", first call {fig['compile_s']:.1f} s"
+            parts.append(part)
+        parts += [f"{label_of(n)} {reason}" for n, reason in row.get("missing", {}).items()]
+        line = f"- {row['label']} ({row['unit']}): " + "; ".join(parts)
+        ours, numpy = variants.get("chainrule"), variants.get("chainrule:numpy")
+        if ours and numpy:
+            line += f". chainrule {ours.get('kernels', '?')} / NumPy kernels: {ours['median'] / numpy['median']:.2f}×"
+        off = variants.get("chainrule:noflush")
+        if ours and off:
+            line += f". Flush on / off: {ours['median'] / off['median']:.2f}×"
+            for name, fig in (("on", ours), ("off", off)):
+                if "subnormals" in fig:
+                    line += (f"; subnormal momentum values after a run, flush {name}: "
+                             f"{max(fig['subnormals']):,} of {fig['state_values']:,} at most")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -526,6 +648,11 @@ def render_markdown(report: dict, table: str) -> str:
         if report.get("speed") is not None else "- speed: not probed",
         "",
         table,
+        "",
+        "Each framework and variant (figures: median (min–max); \"first call\": the compiled peers'"
+        " compilation and first step or epoch, kept out of the figures):",
+        "",
+        render_details(report["rows"]),
         "",
     ]
     if eff:
@@ -587,8 +714,8 @@ def save_baseline(report: dict, path: Path) -> None:
 
 # --- main ----------------------------------------------------------------------------------
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="chainrule against PyTorch and scikit-learn.")
-    parser.add_argument("--quick", action="store_true", help="fewer samples, about 3 minutes")
+    parser = argparse.ArgumentParser(description="chainrule against PyTorch, torch.compile, JAX and scikit-learn.")
+    parser.add_argument("--quick", action="store_true", help="fewer samples")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when a chainrule/PyTorch ratio falls >20 %% below the baseline")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="results folder")
@@ -608,8 +735,8 @@ def main(argv=None) -> int:
 
     env = forced_env.clean_env()
     print(f"chainrule benchmarks, {now:%Y-%m-%d %H:%M %Z}, {mode} run", flush=True)
-    workers = start_workers(NAMES, env)
-    machine = machine_info(workers)
+    workers, missing = start_workers(NAMES, env)
+    machine = machine_info(workers) | {"missing": missing}
     print(f"CPU: {machine['cpu']}; {machine['cores']} cores ({machine['usable_cores']} usable)")
     for line in machine["blas"]:
         print(line)
@@ -621,12 +748,14 @@ def main(argv=None) -> int:
         wanted = set(args.cases.split(","))
         cases = [c for c in cases if c.id in wanted]
     results = {}
-    runner = Runner(workers, settle, attempts)
+    runner = Runner(workers, settle, attempts, missing)
     try:
         for case in cases:
             t0 = time.perf_counter()
             results[case.id] = run_case(case, runner, repeats, extra, warmup)
-            figs = "  ".join(f"{NAMES[n]} {fmt_fig(results[case.id].get(n))}" for n in case.frameworks)
+            res = results[case.id]
+            figs = "  ".join(f"{label_of(n)} {fmt_fig(res.get(n)) if n in res else res.get(f'error_{n}', '–')}"
+                             for n in case.frameworks)
             print(f"  {case.label}: {figs} {case.unit} [{time.perf_counter() - t0:.0f} s]", flush=True)
     finally:
         for worker in workers.values():
@@ -657,6 +786,7 @@ def main(argv=None) -> int:
               "speed": speed, "machine": machine, "rows": rows, "results": results, "memory": memory,
               "probe_log": runner.log}
     print("\n" + table + "\n")
+    print(render_details(rows) + "\n")
     markdown = render_markdown(report, table)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{now:%Y-%m-%d_%H%M%S}_{mode}"
