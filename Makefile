@@ -34,7 +34,7 @@ test-slow: $(VENV)/.installed-dev
 fuzz: $(VENV)/.installed-dev
 	CHAINRULE_FUZZ_EXAMPLES=750 $(PY) -m pytest tests/test_fuzz.py -q
 
-# `make bench` (QUICK=1: under 2 minutes; CHECK=1: fail on a regression against the baseline)
+# `make bench` (QUICK=1: about 6 minutes; CHECK=1: fail on a regression against the baseline)
 .PHONY: bench
 $(VENV)/.installed-bench: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[bench]"
