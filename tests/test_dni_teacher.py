@@ -18,18 +18,7 @@ from chainrule.credit import DNI, DirectFeedbackAlignment, FeedbackAlignment, La
 EPOCHS = 43  # ceil(10,000 / 235 batches per epoch)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    """128-wide matrix products gain nothing from BLAS threads, and on a shared 2-core machine
-    spinning threads make these runs up to 5x slower; one thread also fixes the summation order
-    (the numbers in docs/credit-assignment.md). threadpoolctl comes with scikit-learn (dev)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")   # (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ scheduler slice for its second thread (the reduced run: about 1.5 s on one threa
 while other processes kept both cores busy). The arithmetic is the same either way.
 """
 
-import contextlib
 import sys
 from pathlib import Path
 
@@ -17,17 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import char_transformer as ct  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it the tests run the same, only slower on a busy machine
-        limit = contextlib.nullcontext()
-    else:
-        limit = threadpool_limits(limits=1, user_api="blas")
-    with limit:
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")   # (tests/conftest.py)
 
 
 def data():

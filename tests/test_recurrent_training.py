@@ -6,24 +6,13 @@ slice for its second thread (seen here: 11 s per LSTM run on one thread, over 15
 threads while other processes kept both cores busy). The arithmetic is the same either way.
 """
 
-import contextlib
 
 import numpy as np
 import pytest
 
 import chainrule as cr
 
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it the tests run the same, only slower on a busy machine
-        limit = contextlib.nullcontext()
-    else:
-        limit = threadpool_limits(limits=1, user_api="blas")
-    with limit:
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")   # (tests/conftest.py)
 
 
 def adding_problem(n, T, rng):

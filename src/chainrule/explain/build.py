@@ -128,13 +128,8 @@ def explain(net, loss, x, y, lr: float | None = None, notation: str | None = Non
 
     n_weights = sum(lvl.dense.params["weight"].size for lvl in levels)
     widest = max([levels[0].n_in] + [lvl.n_out for lvl in levels])
-    too_big = []
-    if n_weights > max_weights:
-        too_big.append(f"{n_weights} weights (bound {max_weights})")
-    if widest > max_units:
-        too_big.append(f"{widest} units in a layer (bound {max_units})")
-    if n > max_samples:
-        too_big.append(f"{n} samples (bound {max_samples})")
+    too_big = _beyond((n_weights, max_weights, "weights"), (widest, max_units, "units in a layer"),
+                      (n, max_samples, "samples"))
     oversized = bool(too_big)
     message = None
     if oversized:
@@ -209,13 +204,8 @@ def _explain_layered(net, work, loss, x, y, lr, n_steps, digits, max_weights, ma
     if T.dtype.kind == "f":
         check_finite(T, "explain y")
     n = X.shape[0]
-    too_big = []
-    if n_params > max_weights:
-        too_big.append(f"{n_params} parameters (bound {max_weights})")
-    if widest > max_units:
-        too_big.append(f"{widest} values per sample in a layer (bound {max_units})")
-    if n > max_samples:
-        too_big.append(f"{n} samples (bound {max_samples})")
+    too_big = _beyond((n_params, max_weights, "parameters"), (widest, max_units, "values per sample in a layer"),
+                      (n, max_samples, "samples"))
     message = None
     steps: list[Step] = []
     if too_big:
@@ -273,6 +263,11 @@ def _explain_layered(net, work, loss, x, y, lr, n_steps, digits, max_weights, ma
     return Trace(steps, title=title or f"explain: {type(work.layers[0]).__name__} network, layer by layer",
                  description=description, notation="matrix", digits=int(digits), lr=lr, n_steps=n_steps,
                  errors=errors, network=work, oversized=bool(too_big), message=message, graph=None, n_samples=n)
+
+
+def _beyond(*sizes) -> list[str]:
+    """What exceeds the size bound: "2720 weights (bound 100)" for each (size, bound, what) over it."""
+    return [f"{size} {what} (bound {bound})" for size, bound, what in sizes if size > bound]
 
 
 def layered_forward(net, X: np.ndarray) -> np.ndarray:
