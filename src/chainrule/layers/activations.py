@@ -34,6 +34,17 @@ def _compiled(name: str, a: np.ndarray, b: np.ndarray, min_size: int = 0):
     return None
 
 
+def _compiled_backward(name: str, a: np.ndarray, grad: np.ndarray, constant) -> np.ndarray | None:
+    """dL/dz from the kernel ``name`` (grad, the layer's output a, one constant of a's dtype), or
+    None when the NumPy code runs (see _compiled): the backward of Sigmoid, Tanh and ReLU."""
+    kernel = _compiled(name, a, grad, kernels.ACTIVATION_MIN_SIZE)
+    if kernel is None:
+        return None
+    delta = np.empty(a.shape, a.dtype)
+    kernel(grad.ravel(), a.ravel(), a.dtype.type(constant), delta.reshape(-1))
+    return delta
+
+
 class Identity(Layer):
     """a = z;  dL/dz = dL/da."""
 
@@ -62,10 +73,8 @@ class Sigmoid(Layer):
 
     def backward(self, grad):
         a = self._output
-        kernel = _compiled("sigmoid_backward", a, grad, kernels.ACTIVATION_MIN_SIZE)
-        if kernel is not None:
-            delta = np.empty(a.shape, a.dtype)
-            kernel(grad.ravel(), a.ravel(), a.dtype.type(1), delta.reshape(-1))
+        delta = _compiled_backward("sigmoid_backward", a, grad, 1)
+        if delta is not None:
             return delta
         return grad * a * (_ONE - a)
 
@@ -82,10 +91,8 @@ class Tanh(Layer):
 
     def backward(self, grad):
         a = self._output
-        kernel = _compiled("tanh_backward", a, grad, kernels.ACTIVATION_MIN_SIZE)
-        if kernel is not None:
-            delta = np.empty(a.shape, a.dtype)
-            kernel(grad.ravel(), a.ravel(), a.dtype.type(1), delta.reshape(-1))
+        delta = _compiled_backward("tanh_backward", a, grad, 1)
+        if delta is not None:
             return delta
         return grad * (_ONE - a * a)
 
@@ -114,10 +121,8 @@ class ReLU(Layer):
 
     def backward(self, grad):
         a = self._output
-        kernel = _compiled("relu_backward", a, grad, kernels.ACTIVATION_MIN_SIZE)
-        if kernel is not None:
-            delta = np.empty(a.shape, a.dtype)
-            kernel(grad.ravel(), a.ravel(), a.dtype.type(0), delta.reshape(-1))
+        delta = _compiled_backward("relu_backward", a, grad, 0)
+        if delta is not None:
             return delta
         return grad * (a > 0)
 
