@@ -274,6 +274,23 @@ def test_parameters_are_checked_at_fit(params, message):
         MLPClassifier(**params).fit(X, y)
 
 
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd", "adam"])
+@pytest.mark.parametrize("name", ["wine", "digits"])
+def test_accuracy_matches_scikit_learn_for_each_solver(name, solver):
+    """Test accuracy on a stratified 75/25 split, both estimators with their defaults but the hidden
+    layer (and max_iter for lbfgs, as scikit-learn's own examples raise it): within one point."""
+    X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(X_train)
+    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    kw = dict(solver=solver, hidden_layer_sizes=(32,), random_state=0, max_iter=500 if solver == "lbfgs" else 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = SkMLPClassifier(**kw).fit(X_train, y_train).score(X_test, y_test)
+        ours = MLPClassifier(**kw).fit(X_train, y_train).score(X_test, y_test)
+    assert ours >= theirs - 0.01 and ours > 0.9, (theirs, ours)
+
+
 # --- solver="lbfgs" --------------------------------------------------------------------------------
 @pytest.mark.parametrize("Ours, Ref, target", [
     (MLPClassifier, SkMLPClassifier, "multiclass"), (MLPClassifier, SkMLPClassifier, "binary"),
@@ -495,3 +512,55 @@ def test_weights_assigned_before_fit_start_a_warm_started_fit():
     wrong.intercepts_ = b
     with pytest.raises(cr.ConfigError, match=r"coefs_\[0\] \(the weight of Dense layer 1\) must have shape \(4, 3\)"):
         wrong.fit(X, y)
+
+
+def test_one_class_predicts_it_with_probability_one():
+    """y with a single class fits (as scikit-learn's MLP does); predict gives that class and
+    predict_proba one column of ones, one per class in classes_."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3))
+    model = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, np.array(["cat"] * 12))
+    assert model.classes_.tolist() == ["cat"]
+    Xt = rng.normal(size=(5, 3))
+    assert model.predict(Xt).tolist() == ["cat"] * 5
+    assert np.array_equal(model.predict_proba(Xt), np.ones((5, 1)))
+    assert model.score(Xt, ["cat"] * 5) == 1.0
+    with pytest.raises(ValueError, match="not in `self.classes_`"):  # a class given to partial_fit but not y's
+        MLPClassifier(solver="sgd").partial_fit(X[:2], [1, 0], classes=[2])
+
+
+def test_early_stopping_split_is_scikit_learns_and_its_error_names_the_users_classes(monkeypatch):
+    """Early stopping's split for two classes is stratified as scikit-learn's (on y == classes_[-1]):
+    the same random_state holds out the same rows. A class too small to split is named as
+    scikit-learn names it and as the user wrote it."""
+    import sklearn.neural_network._multilayer_perceptron as sk_mlp
+
+    import chainrule.sklearn as cr_sklearn
+
+    held_out = {}
+
+    def recording(name, split):
+        def wrapped(*arrays, **kwargs):
+            parts = split(*arrays, **kwargs)
+            held_out[name] = parts[1]  # the validation rows of X
+            return parts
+        return wrapped
+
+    monkeypatch.setattr(cr_sklearn, "train_test_split", recording("ours", cr_sklearn.train_test_split))
+    monkeypatch.setattr(sk_mlp, "train_test_split", recording("ref", sk_mlp.train_test_split))
+    X, y = datasets.load_breast_cancer(return_X_y=True)
+    binary = StandardScaler().fit_transform(X)[:200], np.where(y[:200] == 1, "benign", "malignant")
+    X_iris, y_iris = datasets.load_iris(return_X_y=True)
+    y_iris[0] = 3  # a fourth class of one sample: scikit-learn does not stratify more than two classes
+    for X, labels in (binary, (X_iris, y_iris)):
+        for Model in (MLPClassifier, SkMLPClassifier):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                Model(early_stopping=True, random_state=3, max_iter=1, hidden_layer_sizes=(3,)).fit(X, labels)
+        assert held_out["ours"].shape == (round(0.1 * len(X)), X.shape[1])
+        assert np.array_equal(held_out["ours"], held_out["ref"])
+    with pytest.raises(ValueError, match=r"\['True'\].*'True' is class 'b', 'False' class 'a'"):
+        MLPClassifier(early_stopping=True).fit([[1, 2], [2, 3], [3, 4], [4, 5]], ["a", "a", "a", "b"])

@@ -21,7 +21,6 @@ _mlp = pytest.importorskip("sklearn.neural_network.tests.test_mlp")
 from sklearn.neural_network import MLPClassifier as _SkMLPClassifier  # noqa: E402
 from sklearn.neural_network import MLPRegressor as _SkMLPRegressor  # noqa: E402
 
-from chainrule.errors import DataError  # noqa: E402
 from chainrule.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 #: Tests that read or call scikit-learn's private internals, which chainrule's estimators do
@@ -35,28 +34,11 @@ NOT_APPLICABLE: dict[str, str] = {
 }
 
 #: Tests that apply but that chainrule fails on purpose: it behaves differently, for a stated reason.
-#: Each fails where its ``pytest.raises(..., match=...)`` finds chainrule's error with another message.
-KNOWN_DIFFERENCES: dict[str, str] = {
-    "test_nonfinite_params": (
-        "scikit-learn finishes the fit, then finds non-finite weights and says 'Solver produced non-finite"
-        " parameter weights'; chainrule stops at the first non-finite loss, before that batch's update, so"
-        " no weight is ever non-finite and that sentence would be false: it raises TrainingError (a"
-        " ValueError) naming the epoch and batch, with scikit-learn's advice that the input data may"
-        " contain large values and need to be preprocessed"),
-    "test_early_stopping_stratified": (
-        "scikit-learn stratifies the validation split on its label-binarized y (a boolean column for two"
-        " classes), so its too-few-members message names the class 'True'; chainrule stratifies on y"
-        " and names the class as the user wrote it: [1]"),
-}
+#: Empty: each difference the suite found has been closed (docs/estimators.md).
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 #: Parametrizations that chainrule fails on purpose: (test, estimator class) -> (error, reason).
-KNOWN_DIFFERENT_CASES: dict[tuple[str, type], tuple[type[BaseException], str]] = {
-    ("test_preserve_feature_names", MLPClassifier): (DataError, (
-        "the test fits a classifier on y with a single class (all 1); scikit-learn accepts it and its"
-        " predict_proba then gives two columns for one class, chainrule refuses it (DataError: needs"
-        " samples of at least two classes), as scikit-learn's LogisticRegression and SVC do. Feature"
-        " names on a DataFrame with early stopping: tests/test_sklearn.py")),
-}
+KNOWN_DIFFERENT_CASES: dict[tuple[str, type], tuple[type[BaseException], str]] = {}
 
 _SWAP = {_SkMLPClassifier: MLPClassifier, _SkMLPRegressor: MLPRegressor}
 

@@ -91,6 +91,9 @@ _MIXED: dict[type, type] = {}
 
 #: A diverging fit: a TrainingError, and a ValueError as scikit-learn's MLP raises for non-finite weights.
 _DivergedError = type("TrainingError", (TrainingError, ValueError), {"__module__": __name__})
+#: scikit-learn's words for it, quoted in chainrule's message so that a search for either finds it.
+_SKLEARN_NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large values"
+                      " and need to be preprocessed.")
 
 
 def _as_chainrule_error(exc: Exception) -> ChainruleError:
@@ -391,9 +394,7 @@ class _BaseMLP(BaseEstimator):
 
         sw_val = None
         if self.early_stopping and X_val is None and self.solver != "lbfgs":  # lbfgs: no early stopping
-            stratify = y if isinstance(self, ClassifierMixin) and y.ndim == 1 else None
-            parts = train_test_split(X, y, T, *([sample_weight] if sample_weight is not None else []),
-                                     random_state=rs, test_size=self.validation_fraction, stratify=stratify)
+            parts = self._split(X, y, T, sample_weight, rs)
             X, X_val, _, y_val, T, _ = parts[:6]
             if sample_weight is not None:
                 sample_weight, sw_val = parts[6], parts[7]
@@ -414,6 +415,24 @@ class _BaseMLP(BaseEstimator):
         else:
             self._stochastic(X, T, sw, X_val, y_val, sw_val, rs, incremental)
         return self
+
+    def _split(self, X, y, T, sample_weight, rs) -> list:
+        """fit's validation split for early stopping, scikit-learn's: stratified only for a classifier
+        with one output (one or two classes), on the column ``y == classes_[-1]``; for more classes
+        (a rare class of one sample must not stop the fit) and for regression, a plain shuffle."""
+        stratify = None
+        if isinstance(self, ClassifierMixin) and not self._multilabel and len(self.classes_) <= 2:
+            stratify = (y == self.classes_[-1]).reshape(-1, 1)
+        arrays = (X, y, T, *([sample_weight] if sample_weight is not None else []))
+        try:
+            return train_test_split(*arrays, random_state=rs, test_size=self.validation_fraction,
+                                    stratify=stratify)
+        except ValueError as exc:
+            if stratify is None or "too few members" not in str(exc):
+                raise
+            last, first = (repr(c.tolist() if isinstance(c, np.generic) else c) for c in self.classes_[[-1, 0]])
+            raise ValueError(f"{exc} (for two classes the split is stratified on y == {last}, as scikit-learn's"
+                             f" is: 'True' is class {last}, 'False' class {first})") from None
 
     def _net_input(self, X):
         """X, validated by ``validate_data``, in the network's dtype: a CSR matrix for sparse X (rows are
@@ -551,9 +570,10 @@ class _BaseMLP(BaseEstimator):
             return step(xb, tb, np.ones(xb.shape[0], self.net_.dtype) if wb is None else wb)[1]
         except NonFiniteLoss as exc:
             raise _DivergedError(f"{type(self).__name__}: the loss became {exc.value} at epoch {epoch + 1},"
-                                 f" batch {batch + 1}, and training stopped before that batch's update; the"
-                                 " input data may contain large values and need to be preprocessed: scale"
-                                 " the inputs or lower learning_rate_init") from None
+                                 f" batch {batch + 1}, and training stopped before that batch's update, so the"
+                                 " weights are those before it (scikit-learn's MLP, which applies the update,"
+                                 f" ends such a fit with '{_SKLEARN_NONFINITE}'): scale the inputs or lower"
+                                 " learning_rate_init") from None
 
     def _diverged(self, message: str, epoch: int) -> None:
         """With early stopping, a non-finite training loss ends training as scikit-learn's diverging fit
@@ -736,9 +756,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._out = "logistic"
             else:
                 self.classes_ = unique_labels(classes if classes is not None else y)
-                if len(self.classes_) < 2:
-                    raise ValueError(f"{type(self).__name__} needs samples of at least two classes;"
-                                     f" y has one class only: {self.classes_[0]!r}")
                 self._out = "softmax" if len(self.classes_) > 2 else "logistic"
             self.out_activation_ = "softmax" if self._out == "softmax" else "logistic"
             self._multilabel = kind == "multilabel-indicator"
@@ -754,10 +771,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                     raise ValueError("warm_start can only be used where `y` has the same classes as in"
                                      f" the previous call to fit. Previously got {self.classes_}, `y` has"
                                      f" {unique_labels(y)}")
-                new = np.setdiff1d(unique_labels(y), self.classes_)
-                if len(new):
-                    raise ValueError(f"`y` has classes not in `self.classes_`: {new!r};"
-                                     f" the model knows {self.classes_!r}")
+        if not self._multilabel:
+            new = np.setdiff1d(unique_labels(y), self.classes_)
+            if len(new):
+                raise ValueError(f"`y` has classes not in `self.classes_`: {new!r};"
+                                 f" the model knows {self.classes_!r}")
         return self._encode_known(y)
 
     def _encode_known(self, y) -> np.ndarray:
@@ -790,6 +808,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         z = self._output(X)
         if self._out == "softmax":
             return _softmax(z)
+        if len(self.classes_) == 1:  # the one class seen in fit: probability 1, whatever the output
+            return np.ones((len(z), 1), z.dtype)
         p = _sigmoid(z)
         if not self._multilabel:  # two classes, one output: 1 − σ(z) = σ(−z), exact for large z too
             return np.hstack([_sigmoid(-z), p])
@@ -809,6 +829,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _labels(self, z: np.ndarray) -> np.ndarray:
         if self._out == "softmax":
             return self.classes_[z.argmax(axis=1)]
+        if len(self.classes_) == 1:
+            return np.repeat(self.classes_, len(z))
         if not self._multilabel:
             return self.classes_[(z[:, 0] > 0).astype(np.intp)]
         return (z > 0).astype(np.int64)
