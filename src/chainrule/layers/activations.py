@@ -265,7 +265,9 @@ class GELU(Layer):
         inner = _compiled("gelu_inner", x, x)
         if inner is not None:  # two kernel passes around NumPy's tanh instead of eight passes
             dt, flat = x.dtype.type, x.ravel()
-            h, out = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+            # training: h (kept for backward) is the same array every step (Layer._scratch)
+            h = self._scratch("half", x.shape, x.dtype) if training else np.empty(x.shape, x.dtype)
+            out = np.empty(x.shape, x.dtype)
             inner(flat, dt(_GELU_CUBIC), dt(1), dt(_SQRT_2_OVER_PI), h.reshape(-1))
             np.tanh(h, out=h)
             kernels.compiled("activations", "gelu_outer")(flat, dt(0.5), h.reshape(-1), out.reshape(-1))

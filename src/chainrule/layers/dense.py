@@ -73,7 +73,15 @@ class Dense(Layer):
         self._input = x
         # np.dot: the same BLAS call and result as `@` for 2-d input, ~0.3 µs less overhead per call;
         # a scipy.sparse x (n, n_in) takes `@`, sparse @ dense, which returns a dense z
-        z = np.dot(x, self.params["weight"]) if x.ndim == 2 and isinstance(x, np.ndarray) else x @ self.params["weight"]
+        w = self.params["weight"]
+        if not isinstance(x, np.ndarray):
+            z = x @ w
+        elif x.ndim == 2:
+            z = np.dot(x, w)
+        else:
+            # sequences: one 2-d product over all n·T rows, as in backward; x @ W on (32, 64, 128)
+            # runs one gemm per sample and took 3.1 ms against 1.8 ms (float32, 512 outputs, best of 7)
+            z = np.dot(x.reshape(-1, self.n_in), w).reshape(*x.shape[:-1], self.n_out)
         # Speed. The bias add (and Σ_n δ in backward_params) stays here, not folded into the next
         # activation's compiled kernel, which would need a layer to know its successor: for the two
         # ReLU layers of a 784-256-128-10 MLP (float32, one thread, best of 9) the fused loops

@@ -121,7 +121,7 @@ class Residual(Layer):
         return self
 
     def __getstate__(self) -> dict:  # copies and pickles rebuild the views from the inner layers
-        state = dict(self.__dict__)
+        state = super().__getstate__()
         for key in ("params", "grads", "buffers"):
             state.pop(key, None)
         return state
