@@ -1,4 +1,4 @@
-"""Layer kernels (chainrule/kernels/activations.py, recurrent.py) against the NumPy path.
+"""Layer kernels (chainrule/kernels/activations.py, recurrent.py, attention.py) against the NumPy path.
 
 The NumPy code of each layer is checked against finite differences and torch in the layer tests;
 here the path with numba active must follow it (1e-12 relative in float64, 1e-6 in float32) on
@@ -153,19 +153,47 @@ def test_recurrent_kernels_follow_numpy_over_a_sequence(name, dtype, sequences, 
         assert_close(fast, slow, dtype, f"{name} dL/d(initial state)")
 
 
+# --- attention ------------------------------------------------------------------------------------
+def attention_pass(backend, causal, dtype, x, grad, training):
+    kernels.use(backend)
+    layer = cr.MultiHeadAttention(x.shape[-1], 3, causal=causal, seed=4).astype(dtype)
+    out = layer.forward(x, training=training)
+    dx = layer.backward(grad)
+    return out.copy(), {k: v.copy() for k, v in layer.grads.items()}, dx
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "evaluation"])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_attention_softmax_kernels_follow_numpy(dtype, causal, training, kernel_calls):
+    """Odd sizes (5 samples, 7 steps, 3 heads of 3) and a non-contiguous input."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(7, 5, 9)).astype(dtype).transpose(1, 0, 2)
+    grad = rng.normal(size=(5, 7, 9)).astype(dtype)
+    out, grads, dx = attention_pass("numpy", causal, dtype, x, grad, training)
+    assert kernel_calls == []
+    fast_out, fast_grads, fast_dx = attention_pass("numba", causal, dtype, x, grad, training)
+    assert [name for _, name in kernel_calls] == ["softmax_shift", "softmax_normalize", "softmax_backward"]
+    assert_close(fast_out, out, dtype, "attention output")
+    for key in grads:
+        assert_close(fast_grads[key], grads[key], dtype, f"attention dL/d{key}")
+    assert_close(fast_dx, dx, dtype, "attention dL/dx")
+
+
 # --- gradcheck with the kernels on ---------------------------------------------------------------
 @pytest.mark.parametrize("layers", [
     lambda: [cr.Dense(4, 6, seed=0), cr.Sigmoid(), cr.Dense(6, 5, seed=1), cr.Tanh(), cr.Dense(5, 3, seed=2)],
     lambda: [cr.Dense(4, 6, seed=0), cr.LeakyReLU(0.1), cr.Dense(6, 5, seed=1), cr.ELU(), cr.Dense(5, 5, seed=2),
              cr.GELU(), cr.Dense(5, 3, seed=3)],
     lambda: [cr.LSTM(4, 5, return_sequences=True, seed=0), cr.GRU(5, 6, seed=1), cr.Dense(6, 3, seed=2)],
-], ids=["sigmoid-tanh", "leaky-elu-gelu", "lstm-gru"])
+    lambda: [cr.MultiHeadAttention(4, 2, causal=True, seed=0), cr.Flatten(), cr.Dense(24, 3, seed=1)],
+], ids=["sigmoid-tanh", "leaky-elu-gelu", "lstm-gru", "attention"])
 def test_gradcheck_passes_with_the_kernels(layers, kernel_calls):
     kernels.use("numba")
     rng = np.random.default_rng(5)
     net = cr.Sequential(layers(), dtype=np.float64)
-    recurrent = isinstance(net.layers[0], cr.LSTM)
-    X = rng.normal(size=(3, 6, 4) if recurrent else (3, 4))
+    sequences = isinstance(net.layers[0], (cr.LSTM, cr.MultiHeadAttention))
+    X = rng.normal(size=(3, 6, 4) if sequences else (3, 4))
     report = cr.gradcheck(net, "cross_entropy", X, np.array([0, 2, 1]), check_input=True)
     assert report.ok, report
     assert kernel_calls
