@@ -1,4 +1,4 @@
-"""Layer kernels (chainrule/kernels/activations.py, recurrent.py, attention.py) against the NumPy path.
+"""Layer kernels (chainrule/kernels/activations.py, recurrent.py, attention.py, conv.py) against the NumPy path.
 
 The NumPy code of each layer is checked against finite differences and torch in the layer tests;
 here the path with numba active must follow it (1e-12 relative in float64, 1e-6 in float32) on
@@ -180,6 +180,38 @@ def test_attention_softmax_kernels_follow_numpy(dtype, causal, training, kernel_
     assert_close(fast_dx, dx, dtype, "attention dL/dx")
 
 
+# --- convolution ----------------------------------------------------------------------------------
+def conv_pass(backend, make, x, grad):
+    kernels.use(backend)
+    layer = make()
+    layer.forward(x, training=True)
+    dx = layer.backward(grad)
+    return dx, {k: v.copy() for k, v in layer.grads.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("make, shape, kernel", [
+    # 3·2·3·3 = 54 weights: per-sample products, their dL/dcols layout
+    (lambda dt: cr.Conv2D(2, 3, 3, padding=1, seed=0).astype(dt), (5, 2, 7, 6), "col2im_per_sample"),
+    # 16·6·5·5 = 2,400 weights: one product over the batch (LeNet's second convolution, smaller images)
+    (lambda dt: cr.Conv2D(6, 16, 5, seed=0).astype(dt), (3, 6, 9, 8), "col2im"),
+    (lambda dt: cr.Conv2D(4, 64, (2, 3), dilation=(2, 1), padding=(1, 0), seed=0).astype(dt), (3, 4, 8, 9), "col2im"),
+    (lambda dt: cr.Conv1D(3, 5, 4, padding="same", seed=0).astype(dt), (4, 3, 11), "col2im_per_sample"),
+], ids=["per-sample", "one-product", "dilated-padded", "conv1d"])
+def test_col2im_kernel_gives_the_numpy_adds_to_the_bit(make, shape, kernel, dtype, kernel_calls):
+    """The kernel makes NumPy's adds in NumPy's order: dL/dx is the same to the bit."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=shape).astype(dtype)
+    grad = rng.normal(size=make(dtype).forward(x).shape).astype(dtype)
+    dx, grads = conv_pass("numpy", lambda: make(dtype), x, grad)
+    assert kernel_calls == []
+    fast_dx, fast_grads = conv_pass("numba", lambda: make(dtype), x, grad)
+    assert ("conv", kernel) in kernel_calls
+    np.testing.assert_array_equal(fast_dx, dx)
+    for key in grads:
+        np.testing.assert_array_equal(fast_grads[key], grads[key])
+
+
 # --- gradcheck with the kernels on ---------------------------------------------------------------
 @pytest.mark.parametrize("layers", [
     lambda: [cr.Dense(4, 6, seed=0), cr.Sigmoid(), cr.Dense(6, 5, seed=1), cr.Tanh(), cr.Dense(5, 3, seed=2)],
@@ -187,13 +219,17 @@ def test_attention_softmax_kernels_follow_numpy(dtype, causal, training, kernel_
              cr.GELU(), cr.Dense(5, 3, seed=3)],
     lambda: [cr.LSTM(4, 5, return_sequences=True, seed=0), cr.GRU(5, 6, seed=1), cr.Dense(6, 3, seed=2)],
     lambda: [cr.MultiHeadAttention(4, 2, causal=True, seed=0), cr.Flatten(), cr.Dense(24, 3, seed=1)],
-], ids=["sigmoid-tanh", "leaky-elu-gelu", "lstm-gru", "attention"])
+    lambda: [cr.Conv2D(2, 3, 3, padding=1, seed=0), cr.Tanh(), cr.Conv2D(3, 2, 2, seed=1), cr.Flatten(),
+             cr.Dense(32, 3, seed=2)],
+], ids=["sigmoid-tanh", "leaky-elu-gelu", "lstm-gru", "attention", "conv"])
 def test_gradcheck_passes_with_the_kernels(layers, kernel_calls):
     kernels.use("numba")
     rng = np.random.default_rng(5)
     net = cr.Sequential(layers(), dtype=np.float64)
-    sequences = isinstance(net.layers[0], (cr.LSTM, cr.MultiHeadAttention))
-    X = rng.normal(size=(3, 6, 4) if sequences else (3, 4))
+    first = net.layers[0]
+    shape = (3, 2, 5, 5) if isinstance(first, cr.Conv2D) else (3, 6, 4) if isinstance(
+        first, (cr.LSTM, cr.MultiHeadAttention)) else (3, 4)
+    X = rng.normal(size=shape)
     report = cr.gradcheck(net, "cross_entropy", X, np.array([0, 2, 1]), check_input=True)
     assert report.ok, report
     assert kernel_calls

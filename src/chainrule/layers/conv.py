@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .. import kernels
 from .._checks import as_rng, check_number, check_positive_int
 from .._threads import parallel
 from ..errors import ConfigError, ShapeError
@@ -326,14 +327,19 @@ class _Conv(Layer):
                 dcols = np.matmul(w_mat.T, part.transpose(1, 0, 2), out=dcols_all[a:b])
                 dcols = dcols.reshape(b - a, c, kh, kw, length)
             else:
-                dcols = np.dot(w_mat.T, part.reshape(co, -1))
-                dcols = dcols.reshape(c, kh, kw, b - a, length).transpose(3, 0, 1, 2, 4)
+                dcols = np.dot(w_mat.T, part.reshape(co, -1)).reshape(c, kh, kw, b - a, length)
             g = grad_xp[a:b]
-            g[...] = 0
-            for u in range(kh):
-                for v in range(kw):
-                    start = u * dh * wp + v * dw
-                    g[:, :, start:start + length] += dcols[:, :, u, v]  # (the wasted columns carry zeros)
+            if kernels.ready(g, dcols) and dcols.flags.c_contiguous:  # the same adds, plane by plane
+                name = "col2im_per_sample" if dx_per_sample else "col2im"
+                kernels.compiled("conv", name)(dcols, g, wp, dh, dw)
+            else:
+                if not dx_per_sample:
+                    dcols = dcols.transpose(3, 0, 1, 2, 4)
+                g[...] = 0
+                for u in range(kh):
+                    for v in range(kw):
+                        start = u * dh * wp + v * dw
+                        g[:, :, start:start + length] += dcols[:, :, u, v]  # (the wasted columns carry zeros)
             if grad_x is not None:
                 grad_x[a:b] = g.reshape(b - a, c, hp, wp)[:, :, pt:hp - pb, pl:wp - pr]
 
