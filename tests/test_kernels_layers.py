@@ -202,7 +202,7 @@ def test_col2im_kernel_gives_the_numpy_adds_to_the_bit(make, shape, kernel, dtyp
     """The kernel makes NumPy's adds in NumPy's order: dL/dx is the same to the bit."""
     rng = np.random.default_rng(2)
     x = rng.normal(size=shape).astype(dtype)
-    grad = rng.normal(size=make(dtype).forward(x).shape).astype(dtype)
+    grad = rng.normal(size=(shape[0], *make(dtype).output_shape(shape[1:]))).astype(dtype)
     dx, grads = conv_pass("numpy", lambda: make(dtype), x, grad)
     assert kernel_calls == []
     fast_dx, fast_grads = conv_pass("numba", lambda: make(dtype), x, grad)
