@@ -1,4 +1,5 @@
-"""Layer kernels (chainrule/kernels/activations.py, recurrent.py, attention.py, conv.py) against the NumPy path.
+"""Layer kernels (chainrule/kernels/activations.py, recurrent.py, attention.py, conv.py, norm.py)
+against the NumPy path.
 
 The NumPy code of each layer is checked against finite differences and torch in the layer tests;
 here the path with numba active must follow it (1e-12 relative in float64, 1e-6 in float32) on
@@ -212,13 +213,40 @@ def test_col2im_kernel_gives_the_numpy_adds_to_the_bit(make, shape, kernel, dtyp
         np.testing.assert_array_equal(fast_grads[key], grads[key])
 
 
+# --- layer normalization ------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(5, 7, 9), (3, 13)], ids=["3d", "2d"])
+def test_layer_norm_kernels_follow_numpy(shape, dtype, kernel_calls):
+    rng = np.random.default_rng(6)
+    x = (rng.normal(size=shape) * 3 + 1).astype(dtype)
+    grad = rng.normal(size=shape).astype(dtype)
+
+    def run(backend):
+        kernels.use(backend)
+        layer = cr.LayerNorm(shape[-1]).astype(dtype)
+        layer.params["weight"][...] = rng_w
+        layer.params["bias"][...] = rng_b
+        out = layer.forward(x, training=True)
+        return out, layer.backward(grad), {k: v.copy() for k, v in layer.grads.items()}
+
+    rng_w, rng_b = rng.normal(size=shape[-1]).astype(dtype), rng.normal(size=shape[-1]).astype(dtype)
+    out, dx, grads = run("numpy")
+    assert kernel_calls == []
+    fast_out, fast_dx, fast_grads = run("numba")
+    assert [name for _, name in kernel_calls] == ["layer_norm_forward", "layer_norm_backward"]
+    assert_close(fast_out, out, dtype, "LayerNorm output")
+    assert_close(fast_dx, dx, dtype, "LayerNorm dL/dx")
+    for key in grads:
+        assert_close(fast_grads[key], grads[key], dtype, f"LayerNorm dL/d{key}")
+
+
 # --- gradcheck with the kernels on ---------------------------------------------------------------
 @pytest.mark.parametrize("layers", [
     lambda: [cr.Dense(4, 6, seed=0), cr.Sigmoid(), cr.Dense(6, 5, seed=1), cr.Tanh(), cr.Dense(5, 3, seed=2)],
     lambda: [cr.Dense(4, 6, seed=0), cr.LeakyReLU(0.1), cr.Dense(6, 5, seed=1), cr.ELU(), cr.Dense(5, 5, seed=2),
              cr.GELU(), cr.Dense(5, 3, seed=3)],
     lambda: [cr.LSTM(4, 5, return_sequences=True, seed=0), cr.GRU(5, 6, seed=1), cr.Dense(6, 3, seed=2)],
-    lambda: [cr.MultiHeadAttention(4, 2, causal=True, seed=0), cr.Flatten(), cr.Dense(24, 3, seed=1)],
+    lambda: [cr.MultiHeadAttention(4, 2, causal=True, seed=0), cr.LayerNorm(4), cr.Flatten(), cr.Dense(24, 3, seed=1)],
     lambda: [cr.Conv2D(2, 3, 3, padding=1, seed=0), cr.Tanh(), cr.Conv2D(3, 2, 2, seed=1), cr.Flatten(),
              cr.Dense(32, 3, seed=2)],
 ], ids=["sigmoid-tanh", "leaky-elu-gelu", "lstm-gru", "attention", "conv"])

@@ -18,6 +18,7 @@ def _layers():
         (cr.Conv1D(2, 3, 3, seed=0), (4, 2, 9)),
         (cr.GELU(), (4, 5, 6)),
         (cr.MultiHeadAttention(8, 2, seed=0), (3, 5, 8)),
+        (cr.LayerNorm(6), (4, 5, 6)),
     ]
 
 
