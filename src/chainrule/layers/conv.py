@@ -40,6 +40,10 @@ from .base import Layer
 #: in 0.54 ms forward); the threshold is about four times that, not tuned further (docs/speed.md)
 CONV_MIN_WORK = 1 << 17
 
+#: a stride-1 convolution with fewer weights (C_out·C·kh·kw) runs its products per sample, one
+#: with more as one product over the batch (measured: _Conv._per_sample)
+PER_SAMPLE_WEIGHTS = 1024
+
 
 def _pair(value, name: str, low: int = 1) -> tuple[int, int]:
     """An int or a pair of ints (each >= low) -> (a, b); ConfigError naming ``name`` otherwise."""
@@ -241,16 +245,16 @@ class _Conv(Layer):
         parallel(samples, n, k * n * length, CONV_MIN_WORK)
         return out
 
-    def _per_sample(self, k: int, threshold: int = 1024) -> bool:
+    def _per_sample(self, k: int) -> bool:
         """Whether the products with the (C_out, k) weight matrix run per sample: below
-        ``threshold`` weights (the crossover measured with OpenBLAS, see _forward_flat).
+        PER_SAMPLE_WEIGHTS weights (the crossover measured with OpenBLAS, see _forward_flat).
 
         Speed. The threshold was 8192, measured layer by layer on one thread, where 6x12x12 -> 16
         (2,400 weights) ran faster per sample. Inside a whole LeNet step with OpenBLAS's own
         threads (NumPy's default, 2 cores) one product over the batch won: 5.41 against 6.25 ms
         per step (median of 7 epochs taking turns in one process, 1.04-1.21 per epoch), and with
         OPENBLAS_NUM_THREADS=1 the two were even (5.76 against 5.98 ms, 0.88-1.19)."""
-        return self.out_channels * k < threshold
+        return self.out_channels * k < PER_SAMPLE_WEIGHTS
 
     def _forward_strided(self, xp: np.ndarray, ho: int, wo: int) -> np.ndarray:
         n, c, _, _ = xp.shape
@@ -301,10 +305,9 @@ class _Conv(Layer):
         grad_w = self.grads["weight"].reshape(co, -1)  # a view: written in place
         d2 = self._scratch("delta", (co, n, length), delta.dtype)
         # dL/dW per sample for 1x28x28 -> 6 (batch 64, float32, one thread): 0.14 ms against
-        # 0.45 for one product over the n·L columns
-        dw_per_sample = self._per_sample(k)
-        products = self._scratch("dw", (n, co, k), np.result_type(d2, cols)) if dw_per_sample else None
-        dx_per_sample = self._per_sample(k)
+        # 0.45 for one product over the n·L columns; dL/dcols follows the forward's choice
+        per_sample = self._per_sample(k)
+        products = self._scratch("dw", (n, co, k), np.result_type(d2, cols)) if per_sample else None
         padded = pt or pb or pl or pr
         # dL/dx_pad stays inside the layer only when padded (dL/dx is then a copy of its interior)
         grad_xp = None if not need_grad_x else self._scratch("dx_pad", (n, c, hp * wp), np.result_type(w_mat, d2)) \
@@ -312,28 +315,28 @@ class _Conv(Layer):
         grad_x = np.empty((n, c, hp - pt - pb, wp - pl - pr), dtype=grad_xp.dtype) \
             if need_grad_x and padded else None
 
-        dcols_all = self._scratch("dcols", (n, k, length), grad_xp.dtype) if need_grad_x and dx_per_sample else None
+        dcols_all = self._scratch("dcols", (n, k, length), grad_xp.dtype) if need_grad_x and per_sample else None
 
         def samples(a: int, b: int) -> None:
             part = d2[:, a:b]
             part[...] = 0
             as_strided(part, (b - a, co, ho, wo), (length * size, n * length * size, wp * size, size))[...] = \
                 delta[a:b]
-            if dw_per_sample:
+            if per_sample:
                 np.matmul(part.transpose(1, 0, 2), cols[:, a:b].transpose(1, 2, 0), out=products[a:b])
             if not need_grad_x:
                 return
-            if dx_per_sample:
+            if per_sample:
                 dcols = np.matmul(w_mat.T, part.transpose(1, 0, 2), out=dcols_all[a:b])
                 dcols = dcols.reshape(b - a, c, kh, kw, length)
             else:
                 dcols = np.dot(w_mat.T, part.reshape(co, -1)).reshape(c, kh, kw, b - a, length)
             g = grad_xp[a:b]
             if kernels.ready(g, dcols) and dcols.flags.c_contiguous:  # the same adds, plane by plane
-                name = "col2im_per_sample" if dx_per_sample else "col2im"
+                name = "col2im_per_sample" if per_sample else "col2im"
                 kernels.compiled("conv", name)(dcols, g, wp, dh, dw)
             else:
-                if not dx_per_sample:
+                if not per_sample:
                     dcols = dcols.transpose(3, 0, 1, 2, 4)
                 g[...] = 0
                 for u in range(kh):
@@ -348,7 +351,7 @@ class _Conv(Layer):
         # (float32, batch 64, 2 cores, alone) took 1.86-1.93 -> 1.39-1.48 ms with
         # OPENBLAS_NUM_THREADS=1, but 1.70 -> 2.04-2.10 ms with OpenBLAS's own threads on
         parallel(samples, n, k * n * length, CONV_MIN_WORK)
-        if dw_per_sample:
+        if per_sample:
             np.add.reduce(products, axis=0, out=grad_w)  # the sum over samples: one thread, in order
         else:
             cols2, d2t = cols.reshape(k, -1), d2.reshape(co, -1).T
