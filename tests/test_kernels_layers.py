@@ -191,15 +191,15 @@ def conv_pass(backend, make, x, grad):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("make, shape, kernel", [
+@pytest.mark.parametrize("make, shape", [
     # 3·2·3·3 = 54 weights: per-sample products, their dL/dcols layout
-    (lambda dt: cr.Conv2D(2, 3, 3, padding=1, seed=0).astype(dt), (5, 2, 7, 6), "col2im_per_sample"),
+    (lambda dt: cr.Conv2D(2, 3, 3, padding=1, seed=0).astype(dt), (5, 2, 7, 6)),
     # 16·6·5·5 = 2,400 weights: one product over the batch (LeNet's second convolution, smaller images)
-    (lambda dt: cr.Conv2D(6, 16, 5, seed=0).astype(dt), (3, 6, 9, 8), "col2im"),
-    (lambda dt: cr.Conv2D(4, 64, (2, 3), dilation=(2, 1), padding=(1, 0), seed=0).astype(dt), (3, 4, 8, 9), "col2im"),
-    (lambda dt: cr.Conv1D(3, 5, 4, padding="same", seed=0).astype(dt), (4, 3, 11), "col2im_per_sample"),
+    (lambda dt: cr.Conv2D(6, 16, 5, seed=0).astype(dt), (3, 6, 9, 8)),
+    (lambda dt: cr.Conv2D(4, 64, (2, 3), dilation=(2, 1), padding=(1, 0), seed=0).astype(dt), (3, 4, 8, 9)),
+    (lambda dt: cr.Conv1D(3, 5, 4, padding="same", seed=0).astype(dt), (4, 3, 11)),
 ], ids=["per-sample", "one-product", "dilated-padded", "conv1d"])
-def test_col2im_kernel_gives_the_numpy_adds_to_the_bit(make, shape, kernel, dtype, kernel_calls):
+def test_col2im_kernel_gives_the_numpy_adds_to_the_bit(make, shape, dtype, kernel_calls):
     """The kernel makes NumPy's adds in NumPy's order: dL/dx is the same to the bit."""
     rng = np.random.default_rng(2)
     x = rng.normal(size=shape).astype(dtype)
@@ -207,7 +207,7 @@ def test_col2im_kernel_gives_the_numpy_adds_to_the_bit(make, shape, kernel, dtyp
     dx, grads = conv_pass("numpy", lambda: make(dtype), x, grad)
     assert kernel_calls == []
     fast_dx, fast_grads = conv_pass("numba", lambda: make(dtype), x, grad)
-    assert ("conv", kernel) in kernel_calls
+    assert ("conv", "col2im") in kernel_calls
     np.testing.assert_array_equal(fast_dx, dx)
     for key in grads:
         np.testing.assert_array_equal(fast_grads[key], grads[key])

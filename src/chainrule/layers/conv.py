@@ -333,8 +333,7 @@ class _Conv(Layer):
                 dcols = np.dot(w_mat.T, part.reshape(co, -1)).reshape(c, kh, kw, b - a, length)
             g = grad_xp[a:b]
             if kernels.ready(g, dcols) and dcols.flags.c_contiguous:  # the same adds, plane by plane
-                name = "col2im_per_sample" if per_sample else "col2im"
-                kernels.compiled("conv", name)(dcols, g, wp, dh, dw)
+                kernels.compiled("conv", "col2im")(dcols, per_sample, g, wp, dh, dw)
             else:
                 if not per_sample:
                     dcols = dcols.transpose(3, 0, 1, 2, 4)
