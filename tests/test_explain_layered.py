@@ -172,8 +172,14 @@ def test_refusals_name_the_problem():
     with pytest.raises(ShapeError, match="Conv2D"):
         cr.explain(net, "mse", np.zeros((1, 2, 4, 4)), [[0.0]])
     emb = cr.Sequential(cr.Embedding(5, 2), cr.Residual(cr.LSTM(2, 2, return_sequences=True)), dtype=np.float64)
-    with pytest.raises(ConfigError, match=r"layers\[0\] is Embedding"):
+    with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is LSTM"):
         cr.explain(emb, "mse", np.zeros((1, 3), int), np.zeros((1, 3, 2)))
+    late = cr.Sequential(cr.Dense(2, 2), cr.Embedding(5, 2), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[1\] is an Embedding after another layer"):
+        cr.explain(late, "mse", np.zeros((1, 2)), np.zeros((1, 2, 2)))
+    inner = cr.Sequential(cr.Residual(cr.Embedding(5, 2)), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[0\].layers\[0\] is an Embedding inside a Residual"):
+        cr.explain(inner, "mse", np.zeros((1, 2), int), np.zeros((1, 2, 2)))
     rec = cr.Sequential(cr.Dense(2, 2), cr.Residual(cr.LSTM(2, 2, return_sequences=True)), dtype=np.float64)
     with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is LSTM"):
         cr.explain(rec, "mse", np.zeros((1, 3, 2)), np.zeros((1, 3, 2)))
@@ -222,3 +228,21 @@ def test_a_pre_norm_transformer_block_with_its_skip_connections():
     out = net.forward(x)
     net.backward(cr.MSE().grad(out, y))
     assert np.allclose(trace.value("dE/dE_pos¹"), net.layers[0].grads["weight"], rtol=1e-12, atol=1e-15)
+
+
+def test_token_embeddings_add_the_gradient_of_a_repeated_id():
+    """A tiny token model, Embedding → PositionalEmbedding → Flatten → Dense: the table's gradient,
+    as the trace writes it, equals central differences through the layers' own forward, and the row
+    of an id that occurs twice is the sum of its two positions' rows of dE/dA¹."""
+    net = cr.Sequential(cr.Embedding(4, 2, seed=0), cr.PositionalEmbedding(3, 2, seed=1), cr.Flatten(),
+                        cr.Dense(6, 2, seed=2), dtype=np.float64)
+    x, y = np.array([[1, 3, 1]]), np.array([1])
+    trace = cr.explain(net, "cross_entropy", x, y)
+    assert all(s.rel_error < 1e-7 for s in trace.checks)
+    table = trace.network.layers[0].params["weight"]
+    grad = next(s.value for s in _numbered(trace) if s.name.startswith("dE/dE_tok"))
+    d_a1 = next(s.value for s in _numbered(trace) if s.name.startswith("dE/dA¹"))
+    np.testing.assert_allclose(grad[1], d_a1[0, 0] + d_a1[0, 2], rtol=1e-12)
+    assert not grad[0].any() and not grad[2].any()  # ids 0 and 2 do not occur
+    for idx in np.ndindex(table.shape):
+        assert grad[idx] == pytest.approx(_fd(trace.network, "cross_entropy", x, y, table, idx), abs=1e-8)

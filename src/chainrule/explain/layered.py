@@ -32,6 +32,7 @@ from ..layers import (
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
     GlobalAvgPool2D,
     Identity,
@@ -55,8 +56,8 @@ from .trace import Step
 ELEMENTWISE = (Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Softplus, GELU)
 
 #: Layers the matrix trace writes out (besides Dropout and Identity, which pass their input on).
-SUPPORTED = (Dense, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten, MultiHeadAttention, LayerNorm,
-             PositionalEmbedding, Softmax, *ELEMENTWISE)
+SUPPORTED = (Embedding, Dense, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten, MultiHeadAttention,
+             LayerNorm, PositionalEmbedding, Softmax, *ELEMENTWISE)
 
 #: A factor with more entries than this is checked on this many of them (chosen with a fixed seed).
 CHECKED_ENTRIES = 12
@@ -216,6 +217,8 @@ def param_symbol(l: int, name: str, layer) -> Sym:
         return _sym({"weight": "γ", "bias": "β"}[name], l, tex={"weight": r"\gamma", "bias": r"\beta"}[name])
     if isinstance(layer, PositionalEmbedding):
         return _sym("E_pos", l, tex=r"E_{\mathrm{pos}}", html="E<sub>pos</sub>")
+    if isinstance(layer, Embedding):
+        return _sym("E_tok", l, tex=r"E_{\mathrm{tok}}", html="E<sub>tok</sub>")
     base = {"weight": "W", "bias": "b"}[name.split("_")[0]]
     if "_" not in name:
         return _sym(base, l)
@@ -567,6 +570,24 @@ def passthrough(w: Writer, layer, path: str, l: int, a_in: str):
     return f"{l}.A", back
 
 
+def embedding(w: Writer, layer: Embedding, path: str, l: int, a_in: str):
+    """Aˡ = E_tok[x]: each token id picks its row of the table; the table's gradient adds the rows of
+    dE/dAˡ into the rows of their ids (an id that occurs twice gets both). The ids get no factor."""
+    P = _params(w, layer, path, l)
+    ids = layer.check_indices(w.graph.nodes[a_in].value, "explain x")
+    A, table = _sym("A", l), w.graph.nodes[P["weight"]].sym
+    w.node(f"{l}.A", A, lambda v: v[P["weight"]][ids], [Expr(table, Lit("[x]"))],
+           note=f"row x of {table.text} for each token id x")
+
+    def back(G):
+        d = np.zeros_like(w.graph.nodes[P["weight"]].value)
+        np.add.at(d, ids, G)
+        w.factor(P["weight"], [Expr(SUM, deriv("E", A), Lit(" over the tokens, into the row of each token's id"))], d)
+        return None
+
+    return f"{l}.A", back
+
+
 def positional(w: Writer, layer: PositionalEmbedding, path: str, l: int, a_in: str):
     P = _params(w, layer, path, l)
     A_in, A, E = w.graph.nodes[a_in].sym, _sym("A", l), w.graph.nodes[P["weight"]].sym
@@ -607,7 +628,7 @@ def residual(w: Writer, layer: Residual, path: str, a_in: str, write: Callable):
     return f"{l}.A", back
 
 
-_WRITERS = [(Conv2D, conv2d), ((MaxPool2D, AvgPool2D), pool2d), (GlobalAvgPool2D, global_pool),
+_WRITERS = [(Embedding, embedding), (Conv2D, conv2d), ((MaxPool2D, AvgPool2D), pool2d), (GlobalAvgPool2D, global_pool),
             (Flatten, flatten), (Dense, dense), (ELEMENTWISE, elementwise), (Softmax, softmax),
             (LayerNorm, layer_norm), (MultiHeadAttention, attention), (PositionalEmbedding, positional),
             ((Dropout, Identity), passthrough)]
@@ -619,15 +640,21 @@ def writer_for(layer, path: str):
             return fn
     if isinstance(layer, Residual):
         for i, inner in enumerate(layer.layers):
+            if isinstance(inner, Embedding):
+                raise ConfigError(f"explain: {path}.layers[{i}] is an Embedding inside a Residual; an"
+                                  " Embedding takes the network's integer ids, so it is its first layer")
             writer_for(inner, f"{path}.layers[{i}]")
         return residual
     names = ", ".join(c.__name__ for c in SUPPORTED)
     raise ConfigError(f"explain writes out {names}, Residual, Dropout and Identity; {path} is {layer!r}"
-                      " (embedding and recurrent layers are not written out yet)")
+                      " (recurrent layers are not written out yet)")
 
 
 def check_supported(net) -> None:
     for i, layer in enumerate(net.layers):
+        if i and isinstance(layer, Embedding):
+            raise ConfigError(f"explain: layers[{i}] is an Embedding after another layer; an Embedding takes"
+                              " the network's integer ids, so it is its first layer")
         writer_for(layer, f"layers[{i}]")
 
 
