@@ -246,3 +246,49 @@ def test_token_embeddings_add_the_gradient_of_a_repeated_id():
     assert not grad[0].any() and not grad[2].any()  # ids 0 and 2 do not occur
     for idx in np.ndindex(table.shape):
         assert grad[idx] == pytest.approx(_fd(trace.network, "cross_entropy", x, y, table, idx), abs=1e-8)
+
+
+@pytest.mark.parametrize("returns, activation, before", [(False, "tanh", False), (True, "relu", True)],
+                         ids=["last-state-tanh", "sequence-relu-after-dense"])
+def test_rnn_backpropagation_through_time(returns, activation, before):
+    """Every parameter's gradient as the trace writes it equals central differences through the
+    layers' own forward; the trace's dE/dH at each step gathers the output's part and the next
+    step's dE/dZ·W_hhᵀ."""
+    rng = np.random.default_rng(4)
+    layers = [cr.Dense(2, 2, seed=3)] if before else []
+    layers += [cr.RNN(2, 2, return_sequences=returns, activation=activation, seed=0)]
+    layers += [cr.Flatten(), cr.Dense(6, 1, seed=1)] if returns else [cr.Dense(2, 1, seed=1)]
+    net = cr.Sequential(*layers, dtype=np.float64)
+    x, y = rng.normal(size=(2, 3, 2)), rng.normal(size=(2, 1))
+    trace = cr.explain(net, "mse", x, y, max_samples=2)
+    assert all(s.rel_error < 1e-7 for s in trace.checks)
+    work = trace.network
+    r = len(layers) - (3 if returns else 2)  # the RNN's index
+    numbered = _numbered(trace)
+    for pname, arr in work.layers[r].params.items():
+        where = f'layers[{r}].params["{pname}"]'
+        grad = next(s.value for s in numbered
+                    if any(c.label == s.label and c.where and c.where.startswith(where) for c in trace.checks))
+        for idx in np.ndindex(arr.shape):
+            assert grad[idx] == pytest.approx(_fd(work, "mse", x, y, arr, idx), abs=1e-8)
+    # the step back in time, recomputed from the trace's own numbers: dE/dH_2 = (part from the output) + dE/dZ_3·W_hhᵀ
+    l = r + 1
+    value = {s.name.split(" ")[0]: s.value for s in numbered}
+    dh2, dz3 = value[f"dE/dH{_sup(l)}₂"], value[f"dE/dZ{_sup(l)}₃"]
+    from_out = np.zeros_like(dh2)
+    if returns:
+        from_out = value[f"dE/dA{_sup(l)}"][:, 1]
+    np.testing.assert_allclose(dh2, from_out + dz3 @ work.layers[r].params["weight_hh"].T, rtol=1e-12, atol=1e-15)
+
+
+def _sup(n: int) -> str:
+    return str(n).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+def test_rnn_refusals():
+    stateful = cr.Sequential(cr.RNN(2, 2, stateful=True), cr.Dense(2, 1), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[0\] carries a state between calls"):
+        cr.explain(stateful, "mse", np.zeros((1, 3, 2)), np.zeros((1, 1)))
+    lstm = cr.Sequential(cr.LSTM(2, 2), cr.Dense(2, 1), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[0\] is LSTM.*not written out yet"):
+        cr.explain(lstm, "mse", np.zeros((1, 3, 2)), np.zeros((1, 1)))

@@ -28,6 +28,7 @@ from ..gradcheck import relative_error
 from ..layers import (
     ELU,
     GELU,
+    RNN,
     AvgPool2D,
     Conv2D,
     Dense,
@@ -57,7 +58,7 @@ ELEMENTWISE = (Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Softplus, GELU)
 
 #: Layers the matrix trace writes out (besides Dropout and Identity, which pass their input on).
 SUPPORTED = (Embedding, Dense, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten, MultiHeadAttention,
-             LayerNorm, PositionalEmbedding, Softmax, *ELEMENTWISE)
+             LayerNorm, PositionalEmbedding, RNN, Softmax, *ELEMENTWISE)
 
 #: A factor with more entries than this is checked on this many of them (chosen with a fixed seed).
 CHECKED_ENTRIES = 12
@@ -588,6 +589,94 @@ def embedding(w: Writer, layer: Embedding, path: str, l: int, a_in: str):
     return f"{l}.A", back
 
 
+_SUBSCRIPTS = str.maketrans("0123456789t-", "₀₁₂₃₄₅₆₇₈₉ₜ₋")
+
+
+def _step_sym(base: str, l: int, t) -> Sym:
+    """Z¹₂ (or Z¹ₜ, H¹ₜ₋₁): ``base`` of layer l at time step t."""
+    s = layer_sym(base, l)
+    return Sym(f"{s.text}{str(t).translate(_SUBSCRIPTS)}", f"{base}^{{({l})}}_{{{t}}}",
+               f"{base}<sup>{l}</sup><sub>{t}</sub>")
+
+
+def _input_step(a: Sym, t) -> Sym:
+    """A⁰₂ (or A⁰ₜ): time step t of a layer's input."""
+    return Sym(f"{a.text}{str(t).translate(_SUBSCRIPTS)}", rf"{{{a.tex}}}_{{{t}}}", f"{a.html}<sub>{t}</sub>")
+
+
+def rnn(w: Writer, layer: RNN, path: str, l: int, a_in: str):
+    """Backpropagation through time, step by step: Z_t = x_t·W_ih + H_{t−1}·W_hh + b, H_t = f(Z_t),
+    from H_0 = 0; backward, dE/dH_t gathers what reaches H_t from the output and from Z_{t+1}."""
+    if layer.stateful or layer.initial_state is not None:
+        raise ConfigError(f"explain: {path} carries a state between calls (stateful or initial_state);"
+                          " explain starts every RNN from H_0 = 0: use a fresh RNN")
+    P = _params(w, layer, path, l)
+    sym = {k: w.graph.nodes[key].sym for k, key in P.items()}
+    A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
+    x = w.graph.nodes[a_in].value
+    n, T, _ = x.shape
+    relu = layer.activation == "relu"
+    f_name = "relu" if relu else "tanh"
+    zs, hs = [], []
+    for t in range(1, T + 1):
+        Z, Hs = _step_sym("Z", l, t), _step_sym("H", l, t)
+        x_t = _input_step(A_in, t)
+        recur = [" + ", hs[-1][1], "·", sym["weight_hh"]] if hs else []
+
+        def z_fn(v, t=t, prev=(hs[-1][0] if hs else None)):
+            z = v[a_in][:, t - 1] @ v[P["weight_ih"]] + v[P["bias"]]
+            return z + v[prev] @ v[P["weight_hh"]] if prev is not None else z
+
+        w.node(f"{l}.z{t}", Z, z_fn, [Expr(x_t, "·", sym["weight_ih"], *recur, " + ", sym["bias"])],
+               note=f"{x_t.text} = step {t} of {A_in.text}" + ("; H₀ = 0" if t == 1 else ""))
+        w.node(f"{l}.h{t}", Hs, (lambda v, t=t: np.maximum(v[f"{l}.z{t}"], 0)) if relu
+               else (lambda v, t=t: np.tanh(v[f"{l}.z{t}"])), [Call(f_name, rf"\{f_name}" if not relu
+                                                                    else r"\mathrm{relu}", Z)])
+        zs.append((f"{l}.z{t}", Z))
+        hs.append((f"{l}.h{t}", Hs))
+    keys = [k for k, _ in hs]
+    if layer.return_sequences:
+        w.node(f"{l}.A", A, lambda v: np.stack([v[k] for k in keys], axis=1),
+               [Expr(Lit("["), *[p for k, s_ in hs for p in (s_, Lit(", "))][:-1], Lit("] along time"))])
+    else:
+        w.node(f"{l}.A", A, lambda v: v[keys[-1]], [hs[-1][1]], note="the last step's state")
+    W_ih, W_hh = (layer.params[k].astype(np.float64) for k in ("weight_ih", "weight_hh"))
+
+    def back(G):
+        dz_next, d_zs = None, [None] * T
+        for t in range(T, 0, -1):
+            (hk, Hs), (zk, Z) = hs[t - 1], zs[t - 1]
+            from_out = G[:, t - 1] if layer.return_sequences else (G if t == T else np.zeros_like(G))
+            forms = []
+            if layer.return_sequences or t == T:
+                forms.append(deriv("E", _input_step(A, t) if layer.return_sequences else A))
+            if dz_next is not None:
+                forms += ([" + "] if forms else []) + [deriv("E", zs[t][1]), "·", _t(sym["weight_hh"])]
+            dh = from_out + (dz_next @ W_hh.T if dz_next is not None else 0)
+            w.factor(hk, [Expr(*forms)], dh, note="through time" if dz_next is not None else "")
+            h_val = w.graph.nodes[hk].value
+            slope = (w.graph.nodes[zk].value > 0).astype(np.float64) if relu else 1 - h_val * h_val
+            dz = w.factor(zk, [Expr(deriv("E", Hs), "∘", Lit(f"[{Z.text} > 0]") if relu
+                                    else Expr("(1 - ", Hs, "∘", Hs, ")"))], dh * slope)
+            d_zs[t - 1], dz_next = dz, dz
+        xs = [x[:, t] for t in range(T)]
+        z_t, h_prev = _step_sym("Z", l, "t"), _step_sym("H", l, "t-1")
+        x_t = _input_step(A_in, "t")
+        w.factor(P["weight_ih"], [Expr(SUM, _t(x_t), "·", deriv("E", z_t))],
+                 sum(xs[t].T @ d_zs[t] for t in range(T)), note="summed over the time steps t")
+        h_vals = [w.graph.nodes[k].value for k in keys]
+        w.factor(P["weight_hh"], [Expr(SUM, _t(h_prev), "·", deriv("E", z_t))],
+                 sum(h_vals[t - 1].T @ d_zs[t] for t in range(1, T)), note="from t = 2 on (H₀ = 0)")
+        w.factor(P["bias"], [Expr(SUM, deriv("E", z_t))], sum(d.sum(axis=0) for d in d_zs),
+                 note="over the rows and the time steps")
+        if a_in == "x":
+            return None
+        return w.factor(a_in, [Expr(deriv("E", z_t), "·", _t(sym["weight_ih"]))],
+                        np.stack([d @ W_ih.T for d in d_zs], axis=1), note="at each step t")
+
+    return f"{l}.A", back
+
+
 def positional(w: Writer, layer: PositionalEmbedding, path: str, l: int, a_in: str):
     P = _params(w, layer, path, l)
     A_in, A, E = w.graph.nodes[a_in].sym, _sym("A", l), w.graph.nodes[P["weight"]].sym
@@ -630,7 +719,7 @@ def residual(w: Writer, layer: Residual, path: str, a_in: str, write: Callable):
 
 _WRITERS = [(Embedding, embedding), (Conv2D, conv2d), ((MaxPool2D, AvgPool2D), pool2d), (GlobalAvgPool2D, global_pool),
             (Flatten, flatten), (Dense, dense), (ELEMENTWISE, elementwise), (Softmax, softmax),
-            (LayerNorm, layer_norm), (MultiHeadAttention, attention), (PositionalEmbedding, positional),
+            (LayerNorm, layer_norm), (MultiHeadAttention, attention), (PositionalEmbedding, positional), (RNN, rnn),
             ((Dropout, Identity), passthrough)]
 
 
@@ -647,7 +736,7 @@ def writer_for(layer, path: str):
         return residual
     names = ", ".join(c.__name__ for c in SUPPORTED)
     raise ConfigError(f"explain writes out {names}, Residual, Dropout and Identity; {path} is {layer!r}"
-                      " (recurrent layers are not written out yet)")
+                      " (LSTM, GRU and FixedPointRNN are not written out yet)")
 
 
 def check_supported(net) -> None:
