@@ -75,7 +75,7 @@ def test_attention_example_by_hand():
     assert trace.max_relative_error < 1e-7
 
 
-@pytest.mark.parametrize("name", ["conv", "attention"])
+@pytest.mark.parametrize("name", ["conv", "attention", "rnn"])
 def test_every_factor_is_numbered_and_checked(name):
     trace = example(name).explain()
     factors = _numbered(trace)
@@ -86,7 +86,7 @@ def test_every_factor_is_numbered_and_checked(name):
     assert all(s.rel_error < 1e-7 for s in trace.checks)
 
 
-@pytest.mark.parametrize("name", ["conv", "attention"])
+@pytest.mark.parametrize("name", ["conv", "attention", "rnn"])
 def test_parameter_gradients_match_central_differences_through_the_layers(name):
     ex = example(name)
     trace = ex.explain(lr=None)

@@ -61,10 +61,11 @@ def parse(page: str) -> StrictParser:
     return p
 
 
-DENSE_EXAMPLES = [name for name in EXAMPLES if name not in ("conv", "attention")]
+LAYERED_EXAMPLES = ["conv", "attention", "rnn"]  # written out layer by layer, in matrix form
+DENSE_EXAMPLES = [name for name in EXAMPLES if name not in LAYERED_EXAMPLES]
 
 
-@pytest.mark.parametrize("name", ["conv", "attention"])
+@pytest.mark.parametrize("name", LAYERED_EXAMPLES)
 def test_layer_by_layer_html_is_one_valid_self_contained_page(name):
     page = example(name).explain().to_html()
     p = parse(page)

@@ -13,6 +13,8 @@ conv           One 1×4×4 image through a 2×2 convolution, ReLU, 2×2 max pool
                Dense output: the convolution as one matrix product over the image's patches.
 attention      Self-attention with one head over 2 tokens of dimension 2: queries, keys, values,
                the scores and their softmax, each backward factor written out.
+rnn            A tanh RNN with 2 hidden units over a sequence of 3 steps and a Dense output:
+               backpropagation through time, step by step.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from ..layers import Conv2D, Dense, Flatten, MaxPool2D, MultiHeadAttention, ReLU, Sigmoid
+from ..layers import RNN, Conv2D, Dense, Flatten, MaxPool2D, MultiHeadAttention, ReLU, Sigmoid
 from ..losses import MSE, SSE
 from ..network import Sequential
 
@@ -121,8 +123,20 @@ def attention() -> Example:
                    net, MSE(), tokens, np.array([[[0.5, -0.5], [1.0, 0.0]]]), 0.5)
 
 
+def rnn() -> Example:
+    net = Sequential(RNN(2, 2), Dense(2, 1, weight=[[0.7], [-0.5]], bias=[0.2]), dtype=np.float64)
+    p = net.layers[0].params  # set in float64 (the values exact as written)
+    p["weight_ih"][...] = [[0.5, -0.3], [0.2, 0.8]]
+    p["weight_hh"][...] = [[0.4, 0.1], [-0.6, 0.3]]
+    p["bias"][...] = [0.1, 0.0]
+    sequence = np.array([[[1.0, 0.0], [0.5, -1.0], [0.0, 1.0]]])
+    return Example("rnn", "Backpropagation through time in a tanh RNN, step by step",
+                   "RNN(2, 2) over 3 steps → Dense(2, 1) on the last state, fixed weights, MSE to a target"
+                   " of 1", net, MSE(), sequence, np.array([[1.0]]), 0.2)
+
+
 EXAMPLES = {"mazur": mazur, "xor": xor, "test-score": test_score, "single-neuron": single_neuron, "conv": conv,
-            "attention": attention}
+            "attention": attention, "rnn": rnn}
 
 
 def example(name: str) -> Example:
