@@ -171,8 +171,8 @@ def test_refusals_name_the_problem():
         cr.explain(cr.Sequential(cr.MultiHeadAttention(2, 1), dtype=np.float64), "mse", np.zeros(2), np.zeros(2))
     with pytest.raises(ShapeError, match="Conv2D"):
         cr.explain(net, "mse", np.zeros((1, 2, 4, 4)), [[0.0]])
-    emb = cr.Sequential(cr.Embedding(5, 2), cr.Residual(cr.LSTM(2, 2, return_sequences=True)), dtype=np.float64)
-    with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is LSTM"):
+    emb = cr.Sequential(cr.Embedding(5, 2), cr.Residual(cr.GRU(2, 2, return_sequences=True)), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is GRU"):
         cr.explain(emb, "mse", np.zeros((1, 3), int), np.zeros((1, 3, 2)))
     late = cr.Sequential(cr.Dense(2, 2), cr.Embedding(5, 2), dtype=np.float64)
     with pytest.raises(ConfigError, match=r"layers\[1\] is an Embedding after another layer"):
@@ -180,8 +180,8 @@ def test_refusals_name_the_problem():
     inner = cr.Sequential(cr.Residual(cr.Embedding(5, 2)), dtype=np.float64)
     with pytest.raises(ConfigError, match=r"layers\[0\].layers\[0\] is an Embedding inside a Residual"):
         cr.explain(inner, "mse", np.zeros((1, 2), int), np.zeros((1, 2, 2)))
-    rec = cr.Sequential(cr.Dense(2, 2), cr.Residual(cr.LSTM(2, 2, return_sequences=True)), dtype=np.float64)
-    with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is LSTM"):
+    rec = cr.Sequential(cr.Dense(2, 2), cr.Residual(cr.GRU(2, 2, return_sequences=True)), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is GRU"):
         cr.explain(rec, "mse", np.zeros((1, 3, 2)), np.zeros((1, 3, 2)))
 
 
@@ -248,15 +248,18 @@ def test_token_embeddings_add_the_gradient_of_a_repeated_id():
         assert grad[idx] == pytest.approx(_fd(trace.network, "cross_entropy", x, y, table, idx), abs=1e-8)
 
 
-@pytest.mark.parametrize("returns, activation, before", [(False, "tanh", False), (True, "relu", True)],
-                         ids=["last-state-tanh", "sequence-relu-after-dense"])
-def test_rnn_backpropagation_through_time(returns, activation, before):
+@pytest.mark.parametrize("kind, returns, activation, before", [
+    ("RNN", False, "tanh", False), ("RNN", True, "relu", True),
+    ("LSTM", False, None, False), ("LSTM", True, None, True),
+], ids=["rnn-last-state-tanh", "rnn-sequence-relu-after-dense", "lstm-last-state", "lstm-sequence-after-dense"])
+def test_backpropagation_through_time(kind, returns, activation, before):
     """Every parameter's gradient as the trace writes it equals central differences through the
     layers' own forward; the trace's dE/dH at each step gathers the output's part and the next
     step's dE/dZ·W_hhᵀ."""
     rng = np.random.default_rng(4)
     layers = [cr.Dense(2, 2, seed=3)] if before else []
-    layers += [cr.RNN(2, 2, return_sequences=returns, activation=activation, seed=0)]
+    options = {"activation": activation} if activation else {}
+    layers += [getattr(cr, kind)(2, 2, return_sequences=returns, seed=0, **options)]
     layers += [cr.Flatten(), cr.Dense(6, 1, seed=1)] if returns else [cr.Dense(2, 1, seed=1)]
     net = cr.Sequential(*layers, dtype=np.float64)
     x, y = rng.normal(size=(2, 3, 2)), rng.normal(size=(2, 1))
@@ -285,10 +288,11 @@ def _sup(n: int) -> str:
     return str(n).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
-def test_rnn_refusals():
-    stateful = cr.Sequential(cr.RNN(2, 2, stateful=True), cr.Dense(2, 1), dtype=np.float64)
+@pytest.mark.parametrize("kind", ["RNN", "LSTM"])
+def test_recurrent_refusals(kind):
+    stateful = cr.Sequential(getattr(cr, kind)(2, 2, stateful=True), cr.Dense(2, 1), dtype=np.float64)
     with pytest.raises(ConfigError, match=r"layers\[0\] carries a state between calls"):
         cr.explain(stateful, "mse", np.zeros((1, 3, 2)), np.zeros((1, 1)))
-    lstm = cr.Sequential(cr.LSTM(2, 2), cr.Dense(2, 1), dtype=np.float64)
-    with pytest.raises(ConfigError, match=r"layers\[0\] is LSTM.*not written out yet"):
-        cr.explain(lstm, "mse", np.zeros((1, 3, 2)), np.zeros((1, 1)))
+    gru = cr.Sequential(cr.GRU(2, 2), cr.Dense(2, 1), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[0\] is GRU.*not written out yet"):
+        cr.explain(gru, "mse", np.zeros((1, 3, 2)), np.zeros((1, 1)))

@@ -28,6 +28,7 @@ from ..gradcheck import relative_error
 from ..layers import (
     ELU,
     GELU,
+    LSTM,
     RNN,
     AvgPool2D,
     Conv2D,
@@ -58,7 +59,7 @@ ELEMENTWISE = (Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Softplus, GELU)
 
 #: Layers the matrix trace writes out (besides Dropout and Identity, which pass their input on).
 SUPPORTED = (Embedding, Dense, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten, MultiHeadAttention,
-             LayerNorm, PositionalEmbedding, RNN, Softmax, *ELEMENTWISE)
+             LayerNorm, PositionalEmbedding, RNN, LSTM, Softmax, *ELEMENTWISE)
 
 #: A factor with more entries than this is checked on this many of them (chosen with a fixed seed).
 CHECKED_ENTRIES = 12
@@ -677,6 +678,110 @@ def rnn(w: Writer, layer: RNN, path: str, l: int, a_in: str):
     return f"{l}.A", back
 
 
+def _sigmoid(z):
+    return 0.5 * np.tanh(0.5 * z) + 0.5
+
+
+def lstm(w: Writer, layer: LSTM, path: str, l: int, a_in: str):
+    """The LSTM unrolled in time: Zₜ = xₜ·W_ih + Hₜ₋₁·W_hh + b split into the gates Iₜ, Fₜ, Gₜ, Oₜ
+    (σ, σ, tanh, σ), Cₜ = Fₜ∘Cₜ₋₁ + Iₜ∘Gₜ, Hₜ = Oₜ∘tanh(Cₜ), from H₀ = C₀ = 0. Backward, dE/dCₜ
+    gathers the path through Hₜ and the cell path dE/dCₜ₊₁∘Fₜ₊₁."""
+    if layer.stateful or layer.initial_state is not None:
+        raise ConfigError(f"explain: {path} carries a state between calls (stateful or initial_state);"
+                          " explain starts every LSTM from H₀ = C₀ = 0: use a fresh LSTM")
+    P = _params(w, layer, path, l)
+    sym = {k: w.graph.nodes[key].sym for k, key in P.items()}
+    A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
+    x = w.graph.nodes[a_in].value
+    n, T, _ = x.shape
+    Hn = layer.n_hidden
+    blocks = {"i": slice(0, Hn), "f": slice(Hn, 2 * Hn), "g": slice(2 * Hn, 3 * Hn), "o": slice(3 * Hn, 4 * Hn)}
+    steps = []
+    for t in range(1, T + 1):
+        prev = steps[-1] if steps else None
+        S = {k: _step_sym(k.upper(), l, t) for k in ("z", "i", "f", "g", "o", "c", "h")}
+        key = {k: f"{l}.{k}{t}" for k in S}
+        x_t = _input_step(A_in, t)
+        recur = [" + ", prev["sym"]["h"], "·", sym["weight_hh"]] if prev else []
+
+        def z_fn(v, t=t, prev=prev):
+            z = v[a_in][:, t - 1] @ v[P["weight_ih"]] + v[P["bias"]]
+            return z + v[prev["key"]["h"]] @ v[P["weight_hh"]] if prev else z
+
+        w.node(key["z"], S["z"], z_fn, [Expr(x_t, "·", sym["weight_ih"], *recur, " + ", sym["bias"])],
+               note=f"four blocks of {Hn} columns: i, f, g, o" + ("; H₀ = C₀ = 0" if t == 1 else ""))
+        for g in "ifgo":
+            fn = (lambda v, zk=key["z"], b=blocks[g]: np.tanh(v[zk][:, b])) if g == "g" else \
+                (lambda v, zk=key["z"], b=blocks[g]: _sigmoid(v[zk][:, b]))
+            name = "tanh" if g == "g" else "σ"
+            w.node(key[g], S[g], fn, [Call(name, r"\tanh" if g == "g" else r"\sigma",
+                                           Expr(S["z"], Lit(f"[{g}]")))])
+        cell = [Expr(S["f"], "∘", prev["sym"]["c"], " + ", S["i"], "∘", S["g"])] if prev else \
+            [Expr(S["i"], "∘", S["g"])]
+        w.node(key["c"], S["c"], lambda v, k=key, prev=prev: v[k["f"]] * (v[prev["key"]["c"]] if prev else 0)
+               + v[k["i"]] * v[k["g"]], cell)
+        w.node(key["h"], S["h"], lambda v, k=key: v[k["o"]] * np.tanh(v[k["c"]]),
+               [Expr(S["o"], "∘", Call("tanh", r"\tanh", S["c"]))])
+        steps.append({"key": key, "sym": S})
+    last = steps[-1]
+    if layer.return_sequences:
+        keys = [st["key"]["h"] for st in steps]
+        w.node(f"{l}.A", A, lambda v: np.stack([v[k] for k in keys], axis=1),
+               [Expr(Lit("["), *[p for st in steps for p in (st["sym"]["h"], Lit(", "))][:-1], Lit("] along time"))])
+    else:
+        w.node(f"{l}.A", A, lambda v: v[last["key"]["h"]], [last["sym"]["h"]], note="the last step's state")
+    W_ih, W_hh = (layer.params[k].astype(np.float64) for k in ("weight_ih", "weight_hh"))
+
+    def back(G):
+        d_zs, dz_next, dc_next, f_next = [None] * T, None, None, None
+        for t in range(T, 0, -1):
+            k, S = steps[t - 1]["key"], steps[t - 1]["sym"]
+            val = {g: w.graph.nodes[k[g]].value for g in ("i", "f", "g", "o", "c")}
+            from_out = G[:, t - 1] if layer.return_sequences else (G if t == T else np.zeros((n, Hn)))
+            forms = []
+            if layer.return_sequences or t == T:
+                forms.append(deriv("E", _input_step(A, t) if layer.return_sequences else A))
+            if dz_next is not None:
+                forms += ([" + "] if forms else []) + [deriv("E", steps[t]["sym"]["z"]), "·", _t(sym["weight_hh"])]
+            dh = w.factor(k["h"], [Expr(*forms)], from_out + (dz_next @ W_hh.T if dz_next is not None else 0),
+                          note="through time" if dz_next is not None else "")
+            tc = np.tanh(val["c"])
+            cell_forms = [deriv("E", S["h"]), "∘", S["o"], "∘(1 - tanh²(", S["c"], "))"]
+            if dc_next is not None:
+                cell_forms += [" + ", deriv("E", steps[t]["sym"]["c"]), "∘", steps[t]["sym"]["f"]]
+            dc = w.factor(k["c"], [Expr(*cell_forms)], dh * val["o"] * (1 - tc * tc)
+                          + (dc_next * f_next if dc_next is not None else 0),
+                          note="and along the cell" if dc_next is not None else "")
+            c_prev = w.graph.nodes[steps[t - 2]["key"]["c"]].value if t > 1 else np.zeros((n, Hn))
+            d_gate = {
+                "o": w.factor(k["o"], [Expr(deriv("E", S["h"]), "∘tanh(", S["c"], ")")], dh * tc),
+                "i": w.factor(k["i"], [Expr(deriv("E", S["c"]), "∘", S["g"])], dc * val["g"]),
+                "f": w.factor(k["f"], [Expr(deriv("E", S["c"]), "∘", steps[t - 2]["sym"]["c"]) if t > 1
+                                       else Lit("0 (C₀ = 0)")], dc * c_prev),
+                "g": w.factor(k["g"], [Expr(deriv("E", S["c"]), "∘", S["i"])], dc * val["i"]),
+            }
+            slope = {g: (1 - val[g] ** 2) if g == "g" else val[g] * (1 - val[g]) for g in "ifgo"}
+            dz = w.factor(k["z"], [Expr(Lit("[dE/dI∘I(1 - I), dE/dF∘F(1 - F), dE/dG∘(1 - G²), dE/dO∘O(1 - O)]"))],
+                          np.concatenate([d_gate[g] * slope[g] for g in "ifgo"], axis=1),
+                          note="the four gates' derivatives side by side")
+            d_zs[t - 1], dz_next, dc_next, f_next = dz, dz, dc, val["f"]
+        z_t, h_prev = _step_sym("Z", l, "t"), _step_sym("H", l, "t-1")
+        x_t = _input_step(A_in, "t")
+        w.factor(P["weight_ih"], [Expr(SUM, _t(x_t), "·", deriv("E", z_t))],
+                 sum(x[:, t].T @ d_zs[t] for t in range(T)), note="summed over the time steps t")
+        h_vals = [w.graph.nodes[st["key"]["h"]].value for st in steps]
+        w.factor(P["weight_hh"], [Expr(SUM, _t(h_prev), "·", deriv("E", z_t))],
+                 sum(h_vals[t - 1].T @ d_zs[t] for t in range(1, T)), note="from t = 2 on (H₀ = 0)")
+        w.factor(P["bias"], [Expr(SUM, deriv("E", z_t))], sum(d.sum(axis=0) for d in d_zs),
+                 note="over the rows and the time steps")
+        if a_in == "x":
+            return None
+        return w.factor(a_in, [Expr(deriv("E", z_t), "·", _t(sym["weight_ih"]))],
+                        np.stack([d @ W_ih.T for d in d_zs], axis=1), note="at each step t")
+
+    return f"{l}.A", back
+
+
 def positional(w: Writer, layer: PositionalEmbedding, path: str, l: int, a_in: str):
     P = _params(w, layer, path, l)
     A_in, A, E = w.graph.nodes[a_in].sym, _sym("A", l), w.graph.nodes[P["weight"]].sym
@@ -720,6 +825,7 @@ def residual(w: Writer, layer: Residual, path: str, a_in: str, write: Callable):
 _WRITERS = [(Embedding, embedding), (Conv2D, conv2d), ((MaxPool2D, AvgPool2D), pool2d), (GlobalAvgPool2D, global_pool),
             (Flatten, flatten), (Dense, dense), (ELEMENTWISE, elementwise), (Softmax, softmax),
             (LayerNorm, layer_norm), (MultiHeadAttention, attention), (PositionalEmbedding, positional), (RNN, rnn),
+            (LSTM, lstm),
             ((Dropout, Identity), passthrough)]
 
 
@@ -736,7 +842,7 @@ def writer_for(layer, path: str):
         return residual
     names = ", ".join(c.__name__ for c in SUPPORTED)
     raise ConfigError(f"explain writes out {names}, Residual, Dropout and Identity; {path} is {layer!r}"
-                      " (LSTM, GRU and FixedPointRNN are not written out yet)")
+                      " (GRU and FixedPointRNN are not written out yet)")
 
 
 def check_supported(net) -> None:
