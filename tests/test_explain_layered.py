@@ -171,8 +171,8 @@ def test_refusals_name_the_problem():
         cr.explain(cr.Sequential(cr.MultiHeadAttention(2, 1), dtype=np.float64), "mse", np.zeros(2), np.zeros(2))
     with pytest.raises(ShapeError, match="Conv2D"):
         cr.explain(net, "mse", np.zeros((1, 2, 4, 4)), [[0.0]])
-    emb = cr.Sequential(cr.Embedding(5, 2), cr.Residual(cr.GRU(2, 2, return_sequences=True)), dtype=np.float64)
-    with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is GRU"):
+    emb = cr.Sequential(cr.Embedding(5, 2), cr.Residual(cr.BatchNorm(2)), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is BatchNorm"):
         cr.explain(emb, "mse", np.zeros((1, 3), int), np.zeros((1, 3, 2)))
     late = cr.Sequential(cr.Dense(2, 2), cr.Embedding(5, 2), dtype=np.float64)
     with pytest.raises(ConfigError, match=r"layers\[1\] is an Embedding after another layer"):
@@ -180,8 +180,8 @@ def test_refusals_name_the_problem():
     inner = cr.Sequential(cr.Residual(cr.Embedding(5, 2)), dtype=np.float64)
     with pytest.raises(ConfigError, match=r"layers\[0\].layers\[0\] is an Embedding inside a Residual"):
         cr.explain(inner, "mse", np.zeros((1, 2), int), np.zeros((1, 2, 2)))
-    rec = cr.Sequential(cr.Dense(2, 2), cr.Residual(cr.GRU(2, 2, return_sequences=True)), dtype=np.float64)
-    with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is GRU"):
+    rec = cr.Sequential(cr.Dense(2, 2), cr.Residual(cr.BatchNorm(2)), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[1\].layers\[0\] is BatchNorm"):
         cr.explain(rec, "mse", np.zeros((1, 3, 2)), np.zeros((1, 3, 2)))
 
 
@@ -251,11 +251,13 @@ def test_token_embeddings_add_the_gradient_of_a_repeated_id():
 @pytest.mark.parametrize("kind, returns, activation, before", [
     ("RNN", False, "tanh", False), ("RNN", True, "relu", True),
     ("LSTM", False, None, False), ("LSTM", True, None, True),
-], ids=["rnn-last-state-tanh", "rnn-sequence-relu-after-dense", "lstm-last-state", "lstm-sequence-after-dense"])
+    ("GRU", False, None, False), ("GRU", True, None, True),
+], ids=["rnn-last-state-tanh", "rnn-sequence-relu-after-dense", "lstm-last-state", "lstm-sequence-after-dense",
+        "gru-last-state", "gru-sequence-after-dense"])
 def test_backpropagation_through_time(kind, returns, activation, before):
     """Every parameter's gradient as the trace writes it equals central differences through the
     layers' own forward; the trace's dE/dH at each step gathers the output's part and the next
-    step's dE/dZ·W_hhᵀ."""
+    step's dE/dZ·W_hhᵀ (for the GRU, dE/dQ·W_hhᵀ plus the direct path dE/dH∘Z)."""
     rng = np.random.default_rng(4)
     layers = [cr.Dense(2, 2, seed=3)] if before else []
     options = {"activation": activation} if activation else {}
@@ -274,25 +276,32 @@ def test_backpropagation_through_time(kind, returns, activation, before):
                     if any(c.label == s.label and c.where and c.where.startswith(where) for c in trace.checks))
         for idx in np.ndindex(arr.shape):
             assert grad[idx] == pytest.approx(_fd(work, "mse", x, y, arr, idx), abs=1e-8)
-    # the step back in time, recomputed from the trace's own numbers: dE/dH_2 = (part from the output) + dE/dZ_3·W_hhᵀ
+    # the step back in time, recomputed from the trace's own numbers: dE/dH_2 = (part from the output)
+    # + dE/dZ_3·W_hhᵀ (GRU: + dE/dH_3∘Z_3 + dE/dQ_3·W_hhᵀ)
     l = r + 1
     value = {s.name.split(" ")[0]: s.value for s in numbered}
-    dh2, dz3 = value[f"dE/dH{_sup(l)}₂"], value[f"dE/dZ{_sup(l)}₃"]
+    forward = {s.name.split(" ")[0]: s.value for s in trace.steps if s.section == "forward"}
+    dh2 = value[f"dE/dH{_sup(l)}₂"]
+    w_hh = work.layers[r].params["weight_hh"]
+    if kind == "GRU":
+        through = value[f"dE/dH{_sup(l)}₃"] * forward[f"Z{_sup(l)}₃"] + value[f"dE/dQ{_sup(l)}₃"] @ w_hh.T
+    else:
+        through = value[f"dE/dZ{_sup(l)}₃"] @ w_hh.T
     from_out = np.zeros_like(dh2)
     if returns:
         from_out = value[f"dE/dA{_sup(l)}"][:, 1]
-    np.testing.assert_allclose(dh2, from_out + dz3 @ work.layers[r].params["weight_hh"].T, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(dh2, from_out + through, rtol=1e-12, atol=1e-15)
 
 
 def _sup(n: int) -> str:
     return str(n).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
 
 
-@pytest.mark.parametrize("kind", ["RNN", "LSTM"])
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
 def test_recurrent_refusals(kind):
     stateful = cr.Sequential(getattr(cr, kind)(2, 2, stateful=True), cr.Dense(2, 1), dtype=np.float64)
     with pytest.raises(ConfigError, match=r"layers\[0\] carries a state between calls"):
         cr.explain(stateful, "mse", np.zeros((1, 3, 2)), np.zeros((1, 1)))
-    gru = cr.Sequential(cr.GRU(2, 2), cr.Dense(2, 1), dtype=np.float64)
-    with pytest.raises(ConfigError, match=r"layers\[0\] is GRU.*not written out yet"):
-        cr.explain(gru, "mse", np.zeros((1, 3, 2)), np.zeros((1, 1)))
+    fixed = cr.Sequential(cr.FixedPointRNN(2, 2, 1), dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"layers\[0\] is FixedPointRNN.*not written out yet"):
+        cr.explain(fixed, "mse", np.zeros((1, 2)), np.zeros((1, 1)))

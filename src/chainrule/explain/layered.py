@@ -28,6 +28,7 @@ from ..gradcheck import relative_error
 from ..layers import (
     ELU,
     GELU,
+    GRU,
     LSTM,
     RNN,
     AvgPool2D,
@@ -59,7 +60,7 @@ ELEMENTWISE = (Sigmoid, Tanh, ReLU, LeakyReLU, ELU, Softplus, GELU)
 
 #: Layers the matrix trace writes out (besides Dropout and Identity, which pass their input on).
 SUPPORTED = (Embedding, Dense, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten, MultiHeadAttention,
-             LayerNorm, PositionalEmbedding, RNN, LSTM, Softmax, *ELEMENTWISE)
+             LayerNorm, PositionalEmbedding, RNN, LSTM, GRU, Softmax, *ELEMENTWISE)
 
 #: A factor with more entries than this is checked on this many of them (chosen with a fixed seed).
 CHECKED_ENTRIES = 12
@@ -782,6 +783,103 @@ def lstm(w: Writer, layer: LSTM, path: str, l: int, a_in: str):
     return f"{l}.A", back
 
 
+def gru(w: Writer, layer: GRU, path: str, l: int, a_in: str):
+    """The GRU unrolled in time (PyTorch's gate order r, z, n): Pₜ = xₜ·W_ih + b_ih and
+    Qₜ = Hₜ₋₁·W_hh + b_hh, Rₜ = σ(Pₜ[r] + Qₜ[r]), Zₜ = σ(Pₜ[z] + Qₜ[z]), Nₜ = tanh(Pₜ[n] + Rₜ∘Qₜ[n]),
+    Hₜ = (1 − Zₜ)∘Nₜ + Zₜ∘Hₜ₋₁, from H₀ = 0. Backward, dE/dHₜ gathers the output's part, the direct
+    path dE/dHₜ₊₁∘Zₜ₊₁ and dE/dQₜ₊₁·W_hhᵀ."""
+    if layer.stateful or layer.initial_state is not None:
+        raise ConfigError(f"explain: {path} carries a state between calls (stateful or initial_state);"
+                          " explain starts every GRU from H₀ = 0: use a fresh GRU")
+    P = _params(w, layer, path, l)
+    sym = {k: w.graph.nodes[key].sym for k, key in P.items()}
+    A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
+    x = w.graph.nodes[a_in].value
+    n, T, _ = x.shape
+    Hn = layer.n_hidden
+    r_, z_, n_ = slice(0, Hn), slice(Hn, 2 * Hn), slice(2 * Hn, 3 * Hn)
+    steps = []
+    for t in range(1, T + 1):
+        prev = steps[-1] if steps else None
+        S = {k: _step_sym(k.upper(), l, t) for k in ("p", "q", "r", "z", "n", "h")}
+        key = {k: f"{l}.gru_{k}{t}" for k in S}
+        w.node(key["p"], S["p"], lambda v, t=t: v[a_in][:, t - 1] @ v[P["weight_ih"]] + v[P["bias_ih"]],
+               [Expr(_input_step(A_in, t), "·", sym["weight_ih"], " + ", sym["bias_ih"])],
+               note=f"three blocks of {Hn} columns: r, z, n")
+        if prev:
+            w.node(key["q"], S["q"], lambda v, prev=prev: v[prev["key"]["h"]] @ v[P["weight_hh"]] + v[P["bias_hh"]],
+                   [Expr(prev["sym"]["h"], "·", sym["weight_hh"], " + ", sym["bias_hh"])])
+        else:
+            w.node(key["q"], S["q"], lambda v: np.broadcast_to(v[P["bias_hh"]], (n, 3 * Hn)).copy(),
+                   [Expr(sym["bias_hh"])], note="H₀ = 0")
+        w.node(key["r"], S["r"], lambda v, k=key: _sigmoid(v[k["p"]][:, r_] + v[k["q"]][:, r_]),
+               [Call("σ", r"\sigma", Expr(S["p"], Lit("[r] + "), S["q"], Lit("[r]")))])
+        w.node(key["z"], S["z"], lambda v, k=key: _sigmoid(v[k["p"]][:, z_] + v[k["q"]][:, z_]),
+               [Call("σ", r"\sigma", Expr(S["p"], Lit("[z] + "), S["q"], Lit("[z]")))])
+        w.node(key["n"], S["n"], lambda v, k=key: np.tanh(v[k["p"]][:, n_] + v[k["r"]] * v[k["q"]][:, n_]),
+               [Call("tanh", r"\tanh", Expr(S["p"], Lit("[n] + "), S["r"], "∘", S["q"], Lit("[n]")))])
+        keep = [" + ", S["z"], "∘", prev["sym"]["h"]] if prev else []
+        w.node(key["h"], S["h"], lambda v, k=key, prev=prev: (1 - v[k["z"]]) * v[k["n"]]
+               + (v[k["z"]] * v[prev["key"]["h"]] if prev else 0),
+               [Expr("(1 - ", S["z"], ")∘", S["n"], *keep)])
+        steps.append({"key": key, "sym": S})
+    last = steps[-1]
+    if layer.return_sequences:
+        keys = [st["key"]["h"] for st in steps]
+        w.node(f"{l}.A", A, lambda v: np.stack([v[k] for k in keys], axis=1),
+               [Expr(Lit("["), *[p for st in steps for p in (st["sym"]["h"], Lit(", "))][:-1], Lit("] along time"))])
+    else:
+        w.node(f"{l}.A", A, lambda v: v[last["key"]["h"]], [last["sym"]["h"]], note="the last step's state")
+    W_ih, W_hh = (layer.params[k].astype(np.float64) for k in ("weight_ih", "weight_hh"))
+
+    def back(G):
+        d_ps, d_qs, nxt = [None] * T, [None] * T, None
+        for t in range(T, 0, -1):
+            k, S = steps[t - 1]["key"], steps[t - 1]["sym"]
+            val = {g: w.graph.nodes[k[g]].value for g in ("q", "r", "z", "n")}
+            h_prev = w.graph.nodes[steps[t - 2]["key"]["h"]].value if t > 1 else np.zeros((n, Hn))
+            from_out = G[:, t - 1] if layer.return_sequences else (G if t == T else np.zeros((n, Hn)))
+            forms = []
+            if layer.return_sequences or t == T:
+                forms.append(deriv("E", _input_step(A, t) if layer.return_sequences else A))
+            if nxt is not None:
+                Sn = steps[t]["sym"]
+                forms += ([" + "] if forms else []) + [deriv("E", Sn["h"]), "∘", Sn["z"], " + ",
+                                                       deriv("E", Sn["q"]), "·", _t(sym["weight_hh"])]
+            dh = w.factor(k["h"], [Expr(*forms)], from_out + (nxt[0] * nxt[1] + nxt[2] @ W_hh.T
+                                                              if nxt is not None else 0),
+                          note="through time" if nxt is not None else "")
+            dn = w.factor(k["n"], [Expr(deriv("E", S["h"]), "∘(1 - ", S["z"], ")")], dh * (1 - val["z"]))
+            dz = w.factor(k["z"], [Expr(deriv("E", S["h"]), "∘(", steps[t - 2]["sym"]["h"] if t > 1 else Lit("H₀"),
+                                        " - ", S["n"], ")")], dh * (h_prev - val["n"]))
+            d_in = dn * (1 - val["n"] ** 2)
+            dr = w.factor(k["r"], [Expr(deriv("E", S["n"]), "∘(1 - ", S["n"], "²)∘", S["q"], Lit("[n]"))],
+                          d_in * val["q"][:, n_])
+            d_r, d_z = dr * val["r"] * (1 - val["r"]), dz * val["z"] * (1 - val["z"])
+            dp = w.factor(k["p"], [Lit("[dE/dR∘R(1 - R), dE/dZ∘Z(1 - Z), dE/dN∘(1 - N²)]")],
+                          np.concatenate([d_r, d_z, d_in], axis=1), note="the three blocks side by side")
+            dq = w.factor(k["q"], [Lit("[dE/dR∘R(1 - R), dE/dZ∘Z(1 - Z), dE/dN∘(1 - N²)∘R]")],
+                          np.concatenate([d_r, d_z, d_in * val["r"]], axis=1),
+                          note="the reset gate scales the n block")
+            d_ps[t - 1], d_qs[t - 1], nxt = dp, dq, (dh, val["z"], dq)
+        p_t, q_t, h_prev_sym = _step_sym("P", l, "t"), _step_sym("Q", l, "t"), _step_sym("H", l, "t-1")
+        w.factor(P["weight_ih"], [Expr(SUM, _t(_input_step(A_in, "t")), "·", deriv("E", p_t))],
+                 sum(x[:, t].T @ d_ps[t] for t in range(T)), note="summed over the time steps t")
+        w.factor(P["bias_ih"], [Expr(SUM, deriv("E", p_t))], sum(d.sum(axis=0) for d in d_ps),
+                 note="over the rows and the time steps")
+        h_vals = [w.graph.nodes[st["key"]["h"]].value for st in steps]
+        w.factor(P["weight_hh"], [Expr(SUM, _t(h_prev_sym), "·", deriv("E", q_t))],
+                 sum(h_vals[t - 1].T @ d_qs[t] for t in range(1, T)), note="from t = 2 on (H₀ = 0)")
+        w.factor(P["bias_hh"], [Expr(SUM, deriv("E", q_t))], sum(d.sum(axis=0) for d in d_qs),
+                 note="over the rows and every time step (b_hh enters Q₁ too)")
+        if a_in == "x":
+            return None
+        return w.factor(a_in, [Expr(deriv("E", p_t), "·", _t(sym["weight_ih"]))],
+                        np.stack([d @ W_ih.T for d in d_ps], axis=1), note="at each step t")
+
+    return f"{l}.A", back
+
+
 def positional(w: Writer, layer: PositionalEmbedding, path: str, l: int, a_in: str):
     P = _params(w, layer, path, l)
     A_in, A, E = w.graph.nodes[a_in].sym, _sym("A", l), w.graph.nodes[P["weight"]].sym
@@ -825,7 +923,7 @@ def residual(w: Writer, layer: Residual, path: str, a_in: str, write: Callable):
 _WRITERS = [(Embedding, embedding), (Conv2D, conv2d), ((MaxPool2D, AvgPool2D), pool2d), (GlobalAvgPool2D, global_pool),
             (Flatten, flatten), (Dense, dense), (ELEMENTWISE, elementwise), (Softmax, softmax),
             (LayerNorm, layer_norm), (MultiHeadAttention, attention), (PositionalEmbedding, positional), (RNN, rnn),
-            (LSTM, lstm),
+            (LSTM, lstm), (GRU, gru),
             ((Dropout, Identity), passthrough)]
 
 
@@ -842,7 +940,7 @@ def writer_for(layer, path: str):
         return residual
     names = ", ".join(c.__name__ for c in SUPPORTED)
     raise ConfigError(f"explain writes out {names}, Residual, Dropout and Identity; {path} is {layer!r}"
-                      " (GRU and FixedPointRNN are not written out yet)")
+                      " (FixedPointRNN is not written out yet)")
 
 
 def check_supported(net) -> None:
