@@ -34,7 +34,7 @@ INCLUDE_README = '--8<-- "README.md"'
 EXPLAIN_PAGE = "explain-mazur.md"
 EXPLAIN_HTML = "explain/mazur.html"
 LAYERS_PAGE = "explain-layers.md"
-LAYERS_HTML = {"conv": "explain/conv.html", "attention": "explain/attention.html"}
+LAYERS_HTML = {"conv": "explain/conv.html", "attention": "explain/attention.html", "rnn": "explain/rnn.html"}
 TUTORIALS = "tutorials"
 
 _state: dict = {}
@@ -381,10 +381,11 @@ drawing switch what its lines show. [Open the page on its own](explain/mazur.htm
 
 
 LAYERS_MARKDOWN = """\
-# explain: a convolution and attention, drawn
+# explain: a convolution, attention and an RNN, drawn
 
-`chainrule explain --example conv` and `--example attention` write these pages: a network of
-convolutions or attention in matrix form, layer by layer, every factor of the backward pass
+`chainrule explain --example conv`, `--example attention` and `--example rnn` write these pages: a
+network of convolutions, attention or a recurrent layer in matrix form, layer by layer (the RNN
+unrolled in time), every factor of the backward pass
 numbered and checked against its central difference
 ([the explain guide](explain.md#convolutions-and-attention-layer-by-layer)
 reads them step by step; tutorial 08 redoes the key factors by hand). They are computed when this
@@ -395,6 +396,7 @@ from chainrule.explain.examples import example
 
 example("conv").explain().save("conv.html")
 example("attention").explain().save("attention.html")
+example("rnn").explain().save("rnn.html")
 ```
 
 ## A 2×2 convolution on one 4×4 image
@@ -408,4 +410,10 @@ example("attention").explain().save("attention.html")
 [Open the page on its own](explain/attention.html).
 
 <iframe class="cr-explain-frame" src="{attention_src}" title="explain trace of attention"></iframe>
+
+## Backpropagation through time in a tanh RNN
+
+[Open the page on its own](explain/rnn.html).
+
+<iframe class="cr-explain-frame" src="{rnn_src}" title="explain trace of an RNN"></iframe>
 """
