@@ -606,19 +606,69 @@ def _input_step(a: Sym, t) -> Sym:
     return Sym(f"{a.text}{str(t).translate(_SUBSCRIPTS)}", rf"{{{a.tex}}}_{{{t}}}", f"{a.html}<sub>{t}</sub>")
 
 
+def _unrolled_start(w: Writer, layer, path: str, l: int, a_in: str):
+    """What a recurrent writer starts from: its parameter leaves and their symbols, the input's and
+    output's symbols, (n, T). explain unrolls from a zero state: a layer carrying its own is refused."""
+    if layer.stateful or layer.initial_state is not None:
+        raise ConfigError(f"explain: {path} carries a state between calls (stateful or initial_state);"
+                          f" explain starts every {type(layer).__name__} from a zero state: use a fresh one")
+    P = _params(w, layer, path, l)
+    sym = {k: w.graph.nodes[key].sym for k, key in P.items()}
+    return P, sym, w.graph.nodes[a_in].sym, _sym("A", l), w.graph.nodes[a_in].value.shape[:2]
+
+
+def _unrolled_output(w: Writer, layer, l: int, hs: list[tuple[str, Sym]]) -> None:
+    """Aˡ: every step's Hₜ along time (``return_sequences``) or the last one."""
+    A = _sym("A", l)
+    if layer.return_sequences:
+        keys = [k for k, _ in hs]
+        w.node(f"{l}.A", A, lambda v: np.stack([v[k] for k in keys], axis=1),
+               [Expr(Lit("["), *[p for _, s_ in hs for p in (s_, Lit(", "))][:-1], Lit("] along time"))])
+    else:
+        w.node(f"{l}.A", A, lambda v, k=hs[-1][0]: v[k], [hs[-1][1]], note="the last step's state")
+
+
+def _from_output(G, layer, t: int, T: int, n: int, width: int, A: Sym) -> tuple[np.ndarray, list]:
+    """The part of dE/dHₜ that comes from the layer's output, and its form (none: zeros)."""
+    if layer.return_sequences:
+        return G[:, t - 1], [deriv("E", _input_step(A, t))]
+    if t == T:
+        return G, [deriv("E", A)]
+    return np.zeros((n, width)), []
+
+
+def _unrolled_weights(w: Writer, layer, P: dict, l: int, a_in: str, h_vals: list, d_in: list, d_hh: list,
+                      s_in: Sym, s_hh: Sym):
+    """The weights' factors of a layer unrolled in time, each summed over the steps: dE/dW_ih =
+    Σₜ Aₜᵀ·d_inₜ, dE/dW_hh = Σₜ Hₜ₋₁ᵀ·d_hhₜ (from t = 2: H₀ = 0), the bias (RNN, LSTM: Σ d_in) or
+    the two biases (GRU: Σ d_in and Σ d_hh); then dE/dAˡ⁻¹ (each step's d_inₜ·W_ihᵀ) unless the
+    input is x. ``s_in``, ``s_hh``: the symbols of the nodes d_in and d_hh are the gradients of."""
+    A_in, x, T = w.graph.nodes[a_in].sym, w.graph.nodes[a_in].value, len(d_in)
+    sym = {k: w.graph.nodes[key].sym for k, key in P.items()}
+    w.factor(P["weight_ih"], [Expr(SUM, _t(_input_step(A_in, "t")), "·", deriv("E", s_in))],
+             sum(x[:, t].T @ d_in[t] for t in range(T)), note="summed over the time steps t")
+    w.factor(P["weight_hh"], [Expr(SUM, _t(_step_sym("H", l, "t-1")), "·", deriv("E", s_hh))],
+             sum(h_vals[t - 1].T @ d_hh[t] for t in range(1, T)), note="from t = 2 on (H₀ = 0)")
+    if "bias" in P:
+        w.factor(P["bias"], [Expr(SUM, deriv("E", s_in))], sum(d.sum(axis=0) for d in d_in),
+                 note="over the rows and the time steps")
+    else:
+        w.factor(P["bias_ih"], [Expr(SUM, deriv("E", s_in))], sum(d.sum(axis=0) for d in d_in),
+                 note="over the rows and the time steps")
+        w.factor(P["bias_hh"], [Expr(SUM, deriv("E", s_hh))], sum(d.sum(axis=0) for d in d_hh),
+                 note="over the rows and every time step (b_hh enters Q₁ too)")
+    if a_in == "x":
+        return None
+    W_ih = layer.params["weight_ih"].astype(np.float64)
+    return w.factor(a_in, [Expr(deriv("E", s_in), "·", _t(sym["weight_ih"]))],
+                    np.stack([d @ W_ih.T for d in d_in], axis=1), note="at each step t")
+
+
 def rnn(w: Writer, layer: RNN, path: str, l: int, a_in: str):
     """Backpropagation through time, step by step: Z_t = x_t·W_ih + H_{t−1}·W_hh + b, H_t = f(Z_t),
     from H_0 = 0; backward, dE/dH_t gathers what reaches H_t from the output and from Z_{t+1}."""
-    if layer.stateful or layer.initial_state is not None:
-        raise ConfigError(f"explain: {path} carries a state between calls (stateful or initial_state);"
-                          " explain starts every RNN from H_0 = 0: use a fresh RNN")
-    P = _params(w, layer, path, l)
-    sym = {k: w.graph.nodes[key].sym for k, key in P.items()}
-    A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
-    x = w.graph.nodes[a_in].value
-    n, T, _ = x.shape
+    P, sym, A_in, A, (n, T) = _unrolled_start(w, layer, path, l, a_in)
     relu = layer.activation == "relu"
-    f_name = "relu" if relu else "tanh"
     zs, hs = [], []
     for t in range(1, T + 1):
         Z, Hs = _step_sym("Z", l, t), _step_sym("H", l, t)
@@ -632,26 +682,18 @@ def rnn(w: Writer, layer: RNN, path: str, l: int, a_in: str):
         w.node(f"{l}.z{t}", Z, z_fn, [Expr(x_t, "·", sym["weight_ih"], *recur, " + ", sym["bias"])],
                note=f"{x_t.text} = step {t} of {A_in.text}" + ("; H₀ = 0" if t == 1 else ""))
         w.node(f"{l}.h{t}", Hs, (lambda v, t=t: np.maximum(v[f"{l}.z{t}"], 0)) if relu
-               else (lambda v, t=t: np.tanh(v[f"{l}.z{t}"])), [Call(f_name, rf"\{f_name}" if not relu
-                                                                    else r"\mathrm{relu}", Z)])
+               else (lambda v, t=t: np.tanh(v[f"{l}.z{t}"])),
+               [Call("relu", r"\mathrm{relu}", Z) if relu else Call("tanh", r"\tanh", Z)])
         zs.append((f"{l}.z{t}", Z))
         hs.append((f"{l}.h{t}", Hs))
-    keys = [k for k, _ in hs]
-    if layer.return_sequences:
-        w.node(f"{l}.A", A, lambda v: np.stack([v[k] for k in keys], axis=1),
-               [Expr(Lit("["), *[p for k, s_ in hs for p in (s_, Lit(", "))][:-1], Lit("] along time"))])
-    else:
-        w.node(f"{l}.A", A, lambda v: v[keys[-1]], [hs[-1][1]], note="the last step's state")
-    W_ih, W_hh = (layer.params[k].astype(np.float64) for k in ("weight_ih", "weight_hh"))
+    _unrolled_output(w, layer, l, hs)
+    W_hh = layer.params["weight_hh"].astype(np.float64)
 
     def back(G):
         dz_next, d_zs = None, [None] * T
         for t in range(T, 0, -1):
             (hk, Hs), (zk, Z) = hs[t - 1], zs[t - 1]
-            from_out = G[:, t - 1] if layer.return_sequences else (G if t == T else np.zeros_like(G))
-            forms = []
-            if layer.return_sequences or t == T:
-                forms.append(deriv("E", _input_step(A, t) if layer.return_sequences else A))
+            from_out, forms = _from_output(G, layer, t, T, n, layer.n_hidden, A)
             if dz_next is not None:
                 forms += ([" + "] if forms else []) + [deriv("E", zs[t][1]), "·", _t(sym["weight_hh"])]
             dh = from_out + (dz_next @ W_hh.T if dz_next is not None else 0)
@@ -661,20 +703,9 @@ def rnn(w: Writer, layer: RNN, path: str, l: int, a_in: str):
             dz = w.factor(zk, [Expr(deriv("E", Hs), "∘", Lit(f"[{Z.text} > 0]") if relu
                                     else Expr("(1 - ", Hs, "∘", Hs, ")"))], dh * slope)
             d_zs[t - 1], dz_next = dz, dz
-        xs = [x[:, t] for t in range(T)]
-        z_t, h_prev = _step_sym("Z", l, "t"), _step_sym("H", l, "t-1")
-        x_t = _input_step(A_in, "t")
-        w.factor(P["weight_ih"], [Expr(SUM, _t(x_t), "·", deriv("E", z_t))],
-                 sum(xs[t].T @ d_zs[t] for t in range(T)), note="summed over the time steps t")
-        h_vals = [w.graph.nodes[k].value for k in keys]
-        w.factor(P["weight_hh"], [Expr(SUM, _t(h_prev), "·", deriv("E", z_t))],
-                 sum(h_vals[t - 1].T @ d_zs[t] for t in range(1, T)), note="from t = 2 on (H₀ = 0)")
-        w.factor(P["bias"], [Expr(SUM, deriv("E", z_t))], sum(d.sum(axis=0) for d in d_zs),
-                 note="over the rows and the time steps")
-        if a_in == "x":
-            return None
-        return w.factor(a_in, [Expr(deriv("E", z_t), "·", _t(sym["weight_ih"]))],
-                        np.stack([d @ W_ih.T for d in d_zs], axis=1), note="at each step t")
+        h_vals = [w.graph.nodes[k].value for k, _ in hs]
+        z_t = _step_sym("Z", l, "t")
+        return _unrolled_weights(w, layer, P, l, a_in, h_vals, d_zs, d_zs, z_t, z_t)
 
     return f"{l}.A", back
 
@@ -687,14 +718,7 @@ def lstm(w: Writer, layer: LSTM, path: str, l: int, a_in: str):
     """The LSTM unrolled in time: Zₜ = xₜ·W_ih + Hₜ₋₁·W_hh + b split into the gates Iₜ, Fₜ, Gₜ, Oₜ
     (σ, σ, tanh, σ), Cₜ = Fₜ∘Cₜ₋₁ + Iₜ∘Gₜ, Hₜ = Oₜ∘tanh(Cₜ), from H₀ = C₀ = 0. Backward, dE/dCₜ
     gathers the path through Hₜ and the cell path dE/dCₜ₊₁∘Fₜ₊₁."""
-    if layer.stateful or layer.initial_state is not None:
-        raise ConfigError(f"explain: {path} carries a state between calls (stateful or initial_state);"
-                          " explain starts every LSTM from H₀ = C₀ = 0: use a fresh LSTM")
-    P = _params(w, layer, path, l)
-    sym = {k: w.graph.nodes[key].sym for k, key in P.items()}
-    A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
-    x = w.graph.nodes[a_in].value
-    n, T, _ = x.shape
+    P, sym, A_in, A, (n, T) = _unrolled_start(w, layer, path, l, a_in)
     Hn = layer.n_hidden
     blocks = {"i": slice(0, Hn), "f": slice(Hn, 2 * Hn), "g": slice(2 * Hn, 3 * Hn), "o": slice(3 * Hn, 4 * Hn)}
     steps = []
@@ -724,24 +748,15 @@ def lstm(w: Writer, layer: LSTM, path: str, l: int, a_in: str):
         w.node(key["h"], S["h"], lambda v, k=key: v[k["o"]] * np.tanh(v[k["c"]]),
                [Expr(S["o"], "∘", Call("tanh", r"\tanh", S["c"]))])
         steps.append({"key": key, "sym": S})
-    last = steps[-1]
-    if layer.return_sequences:
-        keys = [st["key"]["h"] for st in steps]
-        w.node(f"{l}.A", A, lambda v: np.stack([v[k] for k in keys], axis=1),
-               [Expr(Lit("["), *[p for st in steps for p in (st["sym"]["h"], Lit(", "))][:-1], Lit("] along time"))])
-    else:
-        w.node(f"{l}.A", A, lambda v: v[last["key"]["h"]], [last["sym"]["h"]], note="the last step's state")
-    W_ih, W_hh = (layer.params[k].astype(np.float64) for k in ("weight_ih", "weight_hh"))
+    _unrolled_output(w, layer, l, [(st["key"]["h"], st["sym"]["h"]) for st in steps])
+    W_hh = layer.params["weight_hh"].astype(np.float64)
 
     def back(G):
         d_zs, dz_next, dc_next, f_next = [None] * T, None, None, None
         for t in range(T, 0, -1):
             k, S = steps[t - 1]["key"], steps[t - 1]["sym"]
             val = {g: w.graph.nodes[k[g]].value for g in ("i", "f", "g", "o", "c")}
-            from_out = G[:, t - 1] if layer.return_sequences else (G if t == T else np.zeros((n, Hn)))
-            forms = []
-            if layer.return_sequences or t == T:
-                forms.append(deriv("E", _input_step(A, t) if layer.return_sequences else A))
+            from_out, forms = _from_output(G, layer, t, T, n, Hn, A)
             if dz_next is not None:
                 forms += ([" + "] if forms else []) + [deriv("E", steps[t]["sym"]["z"]), "·", _t(sym["weight_hh"])]
             dh = w.factor(k["h"], [Expr(*forms)], from_out + (dz_next @ W_hh.T if dz_next is not None else 0),
@@ -766,19 +781,9 @@ def lstm(w: Writer, layer: LSTM, path: str, l: int, a_in: str):
                           np.concatenate([d_gate[g] * slope[g] for g in "ifgo"], axis=1),
                           note="the four gates' derivatives side by side")
             d_zs[t - 1], dz_next, dc_next, f_next = dz, dz, dc, val["f"]
-        z_t, h_prev = _step_sym("Z", l, "t"), _step_sym("H", l, "t-1")
-        x_t = _input_step(A_in, "t")
-        w.factor(P["weight_ih"], [Expr(SUM, _t(x_t), "·", deriv("E", z_t))],
-                 sum(x[:, t].T @ d_zs[t] for t in range(T)), note="summed over the time steps t")
         h_vals = [w.graph.nodes[st["key"]["h"]].value for st in steps]
-        w.factor(P["weight_hh"], [Expr(SUM, _t(h_prev), "·", deriv("E", z_t))],
-                 sum(h_vals[t - 1].T @ d_zs[t] for t in range(1, T)), note="from t = 2 on (H₀ = 0)")
-        w.factor(P["bias"], [Expr(SUM, deriv("E", z_t))], sum(d.sum(axis=0) for d in d_zs),
-                 note="over the rows and the time steps")
-        if a_in == "x":
-            return None
-        return w.factor(a_in, [Expr(deriv("E", z_t), "·", _t(sym["weight_ih"]))],
-                        np.stack([d @ W_ih.T for d in d_zs], axis=1), note="at each step t")
+        z_t = _step_sym("Z", l, "t")
+        return _unrolled_weights(w, layer, P, l, a_in, h_vals, d_zs, d_zs, z_t, z_t)
 
     return f"{l}.A", back
 
@@ -788,14 +793,7 @@ def gru(w: Writer, layer: GRU, path: str, l: int, a_in: str):
     Qₜ = Hₜ₋₁·W_hh + b_hh, Rₜ = σ(Pₜ[r] + Qₜ[r]), Zₜ = σ(Pₜ[z] + Qₜ[z]), Nₜ = tanh(Pₜ[n] + Rₜ∘Qₜ[n]),
     Hₜ = (1 − Zₜ)∘Nₜ + Zₜ∘Hₜ₋₁, from H₀ = 0. Backward, dE/dHₜ gathers the output's part, the direct
     path dE/dHₜ₊₁∘Zₜ₊₁ and dE/dQₜ₊₁·W_hhᵀ."""
-    if layer.stateful or layer.initial_state is not None:
-        raise ConfigError(f"explain: {path} carries a state between calls (stateful or initial_state);"
-                          " explain starts every GRU from H₀ = 0: use a fresh GRU")
-    P = _params(w, layer, path, l)
-    sym = {k: w.graph.nodes[key].sym for k, key in P.items()}
-    A_in, A = w.graph.nodes[a_in].sym, _sym("A", l)
-    x = w.graph.nodes[a_in].value
-    n, T, _ = x.shape
+    P, sym, A_in, A, (n, T) = _unrolled_start(w, layer, path, l, a_in)
     Hn = layer.n_hidden
     r_, z_, n_ = slice(0, Hn), slice(Hn, 2 * Hn), slice(2 * Hn, 3 * Hn)
     steps = []
@@ -823,14 +821,8 @@ def gru(w: Writer, layer: GRU, path: str, l: int, a_in: str):
                + (v[k["z"]] * v[prev["key"]["h"]] if prev else 0),
                [Expr("(1 - ", S["z"], ")∘", S["n"], *keep)])
         steps.append({"key": key, "sym": S})
-    last = steps[-1]
-    if layer.return_sequences:
-        keys = [st["key"]["h"] for st in steps]
-        w.node(f"{l}.A", A, lambda v: np.stack([v[k] for k in keys], axis=1),
-               [Expr(Lit("["), *[p for st in steps for p in (st["sym"]["h"], Lit(", "))][:-1], Lit("] along time"))])
-    else:
-        w.node(f"{l}.A", A, lambda v: v[last["key"]["h"]], [last["sym"]["h"]], note="the last step's state")
-    W_ih, W_hh = (layer.params[k].astype(np.float64) for k in ("weight_ih", "weight_hh"))
+    _unrolled_output(w, layer, l, [(st["key"]["h"], st["sym"]["h"]) for st in steps])
+    W_hh = layer.params["weight_hh"].astype(np.float64)
 
     def back(G):
         d_ps, d_qs, nxt = [None] * T, [None] * T, None
@@ -838,10 +830,7 @@ def gru(w: Writer, layer: GRU, path: str, l: int, a_in: str):
             k, S = steps[t - 1]["key"], steps[t - 1]["sym"]
             val = {g: w.graph.nodes[k[g]].value for g in ("q", "r", "z", "n")}
             h_prev = w.graph.nodes[steps[t - 2]["key"]["h"]].value if t > 1 else np.zeros((n, Hn))
-            from_out = G[:, t - 1] if layer.return_sequences else (G if t == T else np.zeros((n, Hn)))
-            forms = []
-            if layer.return_sequences or t == T:
-                forms.append(deriv("E", _input_step(A, t) if layer.return_sequences else A))
+            from_out, forms = _from_output(G, layer, t, T, n, Hn, A)
             if nxt is not None:
                 Sn = steps[t]["sym"]
                 forms += ([" + "] if forms else []) + [deriv("E", Sn["h"]), "∘", Sn["z"], " + ",
@@ -862,20 +851,9 @@ def gru(w: Writer, layer: GRU, path: str, l: int, a_in: str):
                           np.concatenate([d_r, d_z, d_in * val["r"]], axis=1),
                           note="the reset gate scales the n block")
             d_ps[t - 1], d_qs[t - 1], nxt = dp, dq, (dh, val["z"], dq)
-        p_t, q_t, h_prev_sym = _step_sym("P", l, "t"), _step_sym("Q", l, "t"), _step_sym("H", l, "t-1")
-        w.factor(P["weight_ih"], [Expr(SUM, _t(_input_step(A_in, "t")), "·", deriv("E", p_t))],
-                 sum(x[:, t].T @ d_ps[t] for t in range(T)), note="summed over the time steps t")
-        w.factor(P["bias_ih"], [Expr(SUM, deriv("E", p_t))], sum(d.sum(axis=0) for d in d_ps),
-                 note="over the rows and the time steps")
         h_vals = [w.graph.nodes[st["key"]["h"]].value for st in steps]
-        w.factor(P["weight_hh"], [Expr(SUM, _t(h_prev_sym), "·", deriv("E", q_t))],
-                 sum(h_vals[t - 1].T @ d_qs[t] for t in range(1, T)), note="from t = 2 on (H₀ = 0)")
-        w.factor(P["bias_hh"], [Expr(SUM, deriv("E", q_t))], sum(d.sum(axis=0) for d in d_qs),
-                 note="over the rows and every time step (b_hh enters Q₁ too)")
-        if a_in == "x":
-            return None
-        return w.factor(a_in, [Expr(deriv("E", p_t), "·", _t(sym["weight_ih"]))],
-                        np.stack([d @ W_ih.T for d in d_ps], axis=1), note="at each step t")
+        return _unrolled_weights(w, layer, P, l, a_in, h_vals, d_ps, d_qs, _step_sym("P", l, "t"),
+                                 _step_sym("Q", l, "t"))
 
     return f"{l}.A", back
 
