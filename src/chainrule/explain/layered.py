@@ -52,7 +52,7 @@ from ..layers import (
     Tanh,
 )
 from .formulas import LossForm
-from .symbols import Call, Expr, Frac, Lit, Mat, Num, Part, Sym, deriv, layer_sym, total_error
+from .symbols import Call, Expr, Frac, Lit, Mat, Num, Part, Sym, at_step, deriv, layer_sym, total_error
 from .tape import FD_STEP
 from .trace import Step
 
@@ -591,21 +591,6 @@ def embedding(w: Writer, layer: Embedding, path: str, l: int, a_in: str):
     return f"{l}.A", back
 
 
-_SUBSCRIPTS = str.maketrans("0123456789t-", "₀₁₂₃₄₅₆₇₈₉ₜ₋")
-
-
-def _step_sym(base: str, l: int, t) -> Sym:
-    """Z¹₂ (or Z¹ₜ, H¹ₜ₋₁): ``base`` of layer l at time step t."""
-    s = layer_sym(base, l)
-    return Sym(f"{s.text}{str(t).translate(_SUBSCRIPTS)}", f"{base}^{{({l})}}_{{{t}}}",
-               f"{base}<sup>{l}</sup><sub>{t}</sub>")
-
-
-def _input_step(a: Sym, t) -> Sym:
-    """A⁰₂ (or A⁰ₜ): time step t of a layer's input."""
-    return Sym(f"{a.text}{str(t).translate(_SUBSCRIPTS)}", rf"{{{a.tex}}}_{{{t}}}", f"{a.html}<sub>{t}</sub>")
-
-
 def _unrolled_start(w: Writer, layer, path: str, l: int, a_in: str):
     """What a recurrent writer starts from: its parameter leaves and their symbols, the input's and
     output's symbols, (n, T). explain unrolls from a zero state: a layer carrying its own is refused."""
@@ -631,7 +616,7 @@ def _unrolled_output(w: Writer, layer, l: int, hs: list[tuple[str, Sym]]) -> Non
 def _from_output(G, layer, t: int, T: int, n: int, width: int, A: Sym) -> tuple[np.ndarray, list]:
     """The part of dE/dHₜ that comes from the layer's output, and its form (none: zeros)."""
     if layer.return_sequences:
-        return G[:, t - 1], [deriv("E", _input_step(A, t))]
+        return G[:, t - 1], [deriv("E", at_step(A, t))]
     if t == T:
         return G, [deriv("E", A)]
     return np.zeros((n, width)), []
@@ -645,9 +630,9 @@ def _unrolled_weights(w: Writer, layer, P: dict, l: int, a_in: str, h_vals: list
     input is x. ``s_in``, ``s_hh``: the symbols of the nodes d_in and d_hh are the gradients of."""
     A_in, x, T = w.graph.nodes[a_in].sym, w.graph.nodes[a_in].value, len(d_in)
     sym = {k: w.graph.nodes[key].sym for k, key in P.items()}
-    w.factor(P["weight_ih"], [Expr(SUM, _t(_input_step(A_in, "t")), "·", deriv("E", s_in))],
+    w.factor(P["weight_ih"], [Expr(SUM, _t(at_step(A_in, "t")), "·", deriv("E", s_in))],
              sum(x[:, t].T @ d_in[t] for t in range(T)), note="summed over the time steps t")
-    w.factor(P["weight_hh"], [Expr(SUM, _t(_step_sym("H", l, "t-1")), "·", deriv("E", s_hh))],
+    w.factor(P["weight_hh"], [Expr(SUM, _t(at_step(_sym("H", l), "t-1")), "·", deriv("E", s_hh))],
              sum(h_vals[t - 1].T @ d_hh[t] for t in range(1, T)), note="from t = 2 on (H₀ = 0)")
     if "bias" in P:
         w.factor(P["bias"], [Expr(SUM, deriv("E", s_in))], sum(d.sum(axis=0) for d in d_in),
@@ -671,8 +656,8 @@ def rnn(w: Writer, layer: RNN, path: str, l: int, a_in: str):
     relu = layer.activation == "relu"
     zs, hs = [], []
     for t in range(1, T + 1):
-        Z, Hs = _step_sym("Z", l, t), _step_sym("H", l, t)
-        x_t = _input_step(A_in, t)
+        Z, Hs = at_step(_sym("Z", l), t), at_step(_sym("H", l), t)
+        x_t = at_step(A_in, t)
         recur = [" + ", hs[-1][1], "·", sym["weight_hh"]] if hs else []
 
         def z_fn(v, t=t, prev=(hs[-1][0] if hs else None)):
@@ -704,7 +689,7 @@ def rnn(w: Writer, layer: RNN, path: str, l: int, a_in: str):
                                     else Expr("(1 - ", Hs, "∘", Hs, ")"))], dh * slope)
             d_zs[t - 1], dz_next = dz, dz
         h_vals = [w.graph.nodes[k].value for k, _ in hs]
-        z_t = _step_sym("Z", l, "t")
+        z_t = at_step(_sym("Z", l), "t")
         return _unrolled_weights(w, layer, P, l, a_in, h_vals, d_zs, d_zs, z_t, z_t)
 
     return f"{l}.A", back
@@ -724,9 +709,9 @@ def lstm(w: Writer, layer: LSTM, path: str, l: int, a_in: str):
     steps = []
     for t in range(1, T + 1):
         prev = steps[-1] if steps else None
-        S = {k: _step_sym(k.upper(), l, t) for k in ("z", "i", "f", "g", "o", "c", "h")}
+        S = {k: at_step(_sym(k.upper(), l), t) for k in ("z", "i", "f", "g", "o", "c", "h")}
         key = {k: f"{l}.{k}{t}" for k in S}
-        x_t = _input_step(A_in, t)
+        x_t = at_step(A_in, t)
         recur = [" + ", prev["sym"]["h"], "·", sym["weight_hh"]] if prev else []
 
         def z_fn(v, t=t, prev=prev):
@@ -782,7 +767,7 @@ def lstm(w: Writer, layer: LSTM, path: str, l: int, a_in: str):
                           note="the four gates' derivatives side by side")
             d_zs[t - 1], dz_next, dc_next, f_next = dz, dz, dc, val["f"]
         h_vals = [w.graph.nodes[st["key"]["h"]].value for st in steps]
-        z_t = _step_sym("Z", l, "t")
+        z_t = at_step(_sym("Z", l), "t")
         return _unrolled_weights(w, layer, P, l, a_in, h_vals, d_zs, d_zs, z_t, z_t)
 
     return f"{l}.A", back
@@ -799,10 +784,10 @@ def gru(w: Writer, layer: GRU, path: str, l: int, a_in: str):
     steps = []
     for t in range(1, T + 1):
         prev = steps[-1] if steps else None
-        S = {k: _step_sym(k.upper(), l, t) for k in ("p", "q", "r", "z", "n", "h")}
+        S = {k: at_step(_sym(k.upper(), l), t) for k in ("p", "q", "r", "z", "n", "h")}
         key = {k: f"{l}.gru_{k}{t}" for k in S}
         w.node(key["p"], S["p"], lambda v, t=t: v[a_in][:, t - 1] @ v[P["weight_ih"]] + v[P["bias_ih"]],
-               [Expr(_input_step(A_in, t), "·", sym["weight_ih"], " + ", sym["bias_ih"])],
+               [Expr(at_step(A_in, t), "·", sym["weight_ih"], " + ", sym["bias_ih"])],
                note=f"three blocks of {Hn} columns: r, z, n")
         if prev:
             w.node(key["q"], S["q"], lambda v, prev=prev: v[prev["key"]["h"]] @ v[P["weight_hh"]] + v[P["bias_hh"]],
@@ -852,8 +837,8 @@ def gru(w: Writer, layer: GRU, path: str, l: int, a_in: str):
                           note="the reset gate scales the n block")
             d_ps[t - 1], d_qs[t - 1], nxt = dp, dq, (dh, val["z"], dq)
         h_vals = [w.graph.nodes[st["key"]["h"]].value for st in steps]
-        return _unrolled_weights(w, layer, P, l, a_in, h_vals, d_ps, d_qs, _step_sym("P", l, "t"),
-                                 _step_sym("Q", l, "t"))
+        return _unrolled_weights(w, layer, P, l, a_in, h_vals, d_ps, d_qs, at_step(_sym("P", l), "t"),
+                                 at_step(_sym("Q", l), "t"))
 
     return f"{l}.A", back
 

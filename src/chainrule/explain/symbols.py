@@ -306,6 +306,7 @@ def deriv(num: Sym | str, den: Sym) -> Sym:
 
 # --- the names of the matrix notation ----------------------------------------------------------
 _SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+_SUBSCRIPTS = str.maketrans("0123456789t-", "₀₁₂₃₄₅₆₇₈₉ₜ₋")
 
 
 def layer_sym(base: str, layer: int, transpose: bool = False, updated: bool = False,
@@ -320,3 +321,8 @@ def layer_sym(base: str, layer: int, transpose: bool = False, updated: bool = Fa
     text = f"{base}{str(layer).translate(_SUPERSCRIPTS)}{t}{plus[0]}"
     html = f"{_html.escape(base)}<sup>{layer}</sup>{'<sup>T</sup>' if transpose else ''}{plus[2]}"
     return Sym(text, tex + plus[1], html)
+
+
+def at_step(sym: Sym, t) -> Sym:
+    """Z¹₂, A⁰ₜ, H¹ₜ₋₁: ``sym`` at time step ``t`` (a number, "t" or "t-1") of a layer unrolled in time."""
+    return Sym(f"{sym.text}{str(t).translate(_SUBSCRIPTS)}", rf"{{{sym.tex}}}_{{{t}}}", f"{sym.html}<sub>{t}</sub>")
