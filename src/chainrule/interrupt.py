@@ -2,10 +2,11 @@
 
 While ``fit`` runs in the main thread, :class:`GracefulStop` replaces the handlers of SIGINT
 and SIGTERM with one that only records the request; the training loop looks at it after each
-batch, writes its checkpoint (when one is configured) and returns the History marked
-``interrupted``. A second Ctrl-C while the batch finishes raises KeyboardInterrupt at once, as
-if no handler were installed. The previous handlers come back when ``fit`` returns or raises.
-Outside the main thread (where Python cannot install handlers) nothing is changed.
+batch (or each compiled run of batches, step.DenseRuns), writes its checkpoint (when one is
+configured) and returns the History marked ``interrupted``. A second Ctrl-C while the batch
+finishes raises KeyboardInterrupt at once, as if no handler were installed. The previous
+handlers come back when ``fit`` returns or raises. Outside the main thread (where Python cannot
+install handlers) nothing is changed.
 """
 
 from __future__ import annotations

@@ -285,8 +285,10 @@ class Sequential:
             stopped). The data and settings must be the same; ``epochs`` may be larger.
         graceful_stop : bool
             While fit runs in the main thread, SIGINT (Ctrl-C) and SIGTERM stop it after the
-            current batch: the checkpoint is written and the History comes back with
-            ``interrupted=True``. A second Ctrl-C stops at once (KeyboardInterrupt).
+            current batch (after the current compiled run of at most 4,096 samples where fit
+            runs batches in one compiled call: docs/speed.md): the checkpoint is written and the
+            History comes back with ``interrupted=True``. A second Ctrl-C stops at once
+            (KeyboardInterrupt).
         regularizer : L1 or L2, optional
             A weight penalty (``cr.L2(1e-4)``): added to the loss value, its gradient added to
             every "weight" parameter's after the backward pass (chainrule.regularizers).

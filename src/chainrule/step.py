@@ -22,14 +22,19 @@ A step is four moves, each a method a variant may replace::
   rows of the batch, an Allreduce of the gradients between ``backward`` and ``update``.
 - A regularizer (chainrule.regularizers: ``L1``, ``L2``) adds its penalty to the loss and its
   gradient to the weights' after backward, whichever step it rides on.
+- :class:`DenseRuns` is the plain step of a Dense network with SGD, compiled for a whole run of
+  batches (chainrule.kernels.epoch): fit takes it, when the compiled kernels run and nothing needs
+  the loop between batches, instead of calling the step batch by batch.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
 
+from . import kernels
 from .errors import ConfigError
 
 
@@ -156,3 +161,150 @@ def make_step(net, loss, optimizer, *, rule=None, bptt_steps: int | None = None,
     if bptt_steps is not None:
         return TruncatedBPTT(net, loss, optimizer, bptt_steps, regularizer)
     return Step(net, loss, optimizer, regularizer)
+
+
+class DenseRuns:
+    """The plain :class:`Step` of a network of Dense layers (each followed by at most one Identity,
+    ReLU, Sigmoid or Tanh), with CrossEntropy on class labels, MSE or SSE, and SGD (momentum,
+    dampening, Nesterov and weight decay included, no clipping), run for many batches in one
+    compiled call: ``kernels.epoch.dense_runs`` has the equations.
+
+    The same forward, loss, backward and update as the step, batch by batch, into the same arrays
+    (parameters, ``layer.grads``, the optimizer's momentum buffers), without Python between the
+    batches. What it leaves out is what fit's loop does between batches, so fit takes it only when
+    that is nothing: no metrics, no callback's ``on_batch_end`` (training.py decides).
+
+    Speed (``make bench``, the benchmarks' README): at batch 1 a step of the 2-2-2 and
+    64-32-16-10 sigmoid networks is a few µs of arithmetic under tens of µs of Python calls;
+    at batch 32 the 784-256-128-10 MLP saves the calls between its eight products.
+    """
+
+    #: samples per compiled call: between calls fit's loop checks for a stop request (SIGINT)
+    #: and writes a checkpoint that is due; 4,096 samples are a few ms to a few tens of ms
+    RUN_SAMPLES = 4096
+
+    #: False: fit takes the step batch by batch, with the other kernels still on (to compare the
+    #: two: benchmarks/compiled_runs.py); CHAINRULE_KERNELS=numpy turns every kernel off
+    enabled = True
+
+    _CODES = {"Identity": 0, "ReLU": 1, "Sigmoid": 2, "Tanh": 3}  # kernels.epoch's activation codes
+    _LOSSES = {"CrossEntropy": 0, "MSE": 1, "SSE": 2}
+
+    @classmethod
+    def of(cls, step, X, y, bs: int):
+        """The compiled runs for this step and data, or None where the step must run batch by batch."""
+        from .layers.dense import Dense
+        from .optim import SGD
+
+        if not cls.enabled or type(step) is not Step or step.regularizer is not None or kernels.active() != "numba":
+            return None
+        net, loss, opt = step.net, step.loss, step.optimizer
+        if type(opt) is not SGD or opt.clip_norm is not None or opt.clip_value is not None:
+            return None
+        kind = cls._LOSSES.get(type(loss).__name__)
+        if kind is None or (kind == 0) != (y.dtype.kind in "iu") or (kind and y.ndim != 2):
+            return None
+        dense, codes = [], []
+        for layer in net.layers:
+            name = type(layer).__name__
+            if type(layer) is Dense and not layer.frozen:
+                dense.append(layer)
+                codes.append(0)
+            elif name in cls._CODES and type(layer).__module__.endswith("activations") and dense and codes[-1] == 0:
+                codes[-1] = cls._CODES[name]
+            elif name != "Identity":
+                return None
+        dtype = X.dtype if isinstance(X, np.ndarray) else None
+        arrays = [a for layer in dense for d in (layer.params, layer.grads) for a in d.values()]
+        if (not dense or dtype not in kernels.FLOATS or X.ndim != 2 or not X.flags.c_contiguous
+                or (kind and (y.dtype != dtype or not y.flags.c_contiguous))
+                or any(a.dtype != dtype or not a.flags.c_contiguous for a in arrays)
+                or importlib.util.find_spec("scipy") is None):  # numba's np.dot calls SciPy's BLAS
+            return None
+        if codes[-1] != 0 and kind == 0:  # (fit refuses CrossEntropy after Softmax; logits only)
+            return None
+        return cls(step, dense, codes, kind, X, y, bs)
+
+    def __init__(self, step, dense, codes, kind, X, y, bs) -> None:
+        self.step, self.dense, self.kind, self.X, self.y, self.bs = step, dense, kind, X, y, bs
+        self.codes = np.array(codes, np.intp)
+        n, dtype = len(X), X.dtype
+        sizes = [dense[0].n_in] + [layer.n_out for layer in dense]
+        self.acts = tuple(np.empty((bs, k), dtype) for k in sizes)
+        self.deltas = tuple(np.empty((bs, k), dtype) for k in sizes)
+        self.labels = np.empty(bs if kind == 0 else 0, np.intp)
+        self.targets = np.empty((bs, sizes[-1]) if kind else (0, 0), dtype)
+        self.empty = np.empty(0, dtype)  # the bias of a layer without one
+        # the gradient's factor and the value's, for a full batch and for a last, shorter one
+        m_last = n - (math.ceil(n / bs) - 1) * bs
+        loss, outputs = step.loss, sizes[-1]
+        grad, value = [], []
+        for m in (bs, m_last):
+            if kind == 1:  # MSE: over the batch's elements
+                scale = loss._scale(m * outputs)
+                grad.append(2 * scale)
+                value.append(scale)
+            else:
+                grad.append(loss._scale(m))
+                value.append(loss._scale(m))
+        self.scales = np.array(grad, dtype)
+        self.value_scales = np.array(value, np.float64)
+        self.values = np.empty(math.ceil(n / bs), np.float64)
+        self.order = np.arange(n)
+        self.constants = (dtype.type(0), dtype.type(1), dtype.type(0.5))  # zero, one, half
+        layers = step.net.layers
+        self.index = {id(layer): i for i, layer in enumerate(layers)}
+        # the optimizer's state keys ("layer_index.name", optim.trainable), in the arrays' order
+        self.keys = [f"{self.index[id(layer)]}.{name}" for layer in dense for name in ("weight", "bias")
+                     if name in layer.params]
+        self._cache = None
+
+    def __call__(self, order, start: int, stop: int) -> int:
+        """Run batches ``start`` to ``stop`` − 1 of ``order`` (None: the data's own order); their
+        losses go to ``self.values``. Returns the first batch not run: ``stop``, or the batch whose
+        loss was not finite (nothing of it was updated)."""
+        opt, dtype = self.step.optimizer, self.X.dtype
+        first = False
+        if opt.momentum and any("momentum" not in opt.state.get(key, ()) for key in self.keys):
+            first = True  # (a fit whose SGD has no buffers yet: they start as the first gradient)
+        arrays = self._arrays(opt, first)
+        lr, momentum, keep, decay = opt._in_dtype(dtype, opt.lr, opt.momentum, 1 - opt.dampening, opt.weight_decay)
+        done = kernels.compiled("epoch", "dense_runs")(
+            self.X, self.y if self.kind == 0 else self.labels, self.y if self.kind else self.targets,
+            self.order if order is None else order, start, stop, self.bs, *arrays, self.codes,
+            self.acts, self.deltas, self.labels, self.targets, self.kind, self.scales, self.value_scales,
+            lr, momentum, keep, decay, bool(opt.nesterov), first, kernels.tiny(dtype), *self.constants,
+            self.values)
+        opt.iterations += done - start
+        if first and done == start:  # nothing ran: no buffers made of garbage
+            for key in self.keys:
+                opt.state[key].pop("momentum", None)
+        return done
+
+    def _arrays(self, opt, first: bool) -> tuple:
+        """Per Dense layer: weights, biases, their gradients and their momentum buffers (the
+        gradients without momentum; a bias of size 0 for a layer without one), made once and made
+        again when a parameter array or a buffer was replaced (set_weights copies into the arrays)."""
+        params = [layer.params[name] for layer in self.dense for name in ("weight", "bias") if name in layer.params]
+        states = []
+        for key, p in zip(self.keys, params, strict=True):
+            state = opt.state.setdefault(key, {})
+            if opt.momentum and "momentum" not in state:
+                state["momentum"] = np.empty_like(p)
+            if "step" not in state:  # as the compiled SGD update keeps it (a checkpoint holds the same arrays)
+                state["step"] = np.zeros_like(p)
+            states.append(state.get("momentum"))
+        if self._cache is not None and all(a is b for a, b in zip(self._cache[0], params + states, strict=True)):
+            return self._cache[1]
+
+        def per_layer(name, which):
+            return tuple(which(layer, name) if name in layer.params else self.empty for layer in self.dense)
+
+        def buf(layer, name):
+            return opt.state[f"{self.index[id(layer)]}.{name}"]["momentum"] if opt.momentum else layer.grads[name]
+
+        arrays = (per_layer("weight", lambda la, k: la.params[k]), per_layer("bias", lambda la, k: la.params[k]),
+                  per_layer("weight", lambda la, k: la.grads[k]), per_layer("bias", lambda la, k: la.grads[k]),
+                  per_layer("weight", buf), per_layer("bias", buf))
+        self._cache = (params + states, arrays)
+        return arrays

@@ -1,0 +1,167 @@
+"""The plain training step of a Dense network, run for many batches in one compiled call (numba;
+see __init__ and chainrule.step.DenseRuns, which decides when it runs).
+
+Per batch b of the epoch's order, with the rows ``order[b·bs : (b+1)·bs]`` (m of them):
+
+    A⁰ = X[rows]                                  (m, n₀)   gathered into a work array
+    Zˡ = Aˡ⁻¹·Wˡ + bˡ,  Aˡ = fˡ(Zˡ)                (m, nˡ)   fˡ: identity, ReLU, sigmoid or tanh
+    L, dL/dA^L = the loss of (A^L, targets)                 cross-entropy from logits and labels,
+                                                            MSE or SSE (the loss's own kernel or NumPy
+                                                            code, written the same way below)
+    dL/dZˡ = dL/dAˡ ∘ fˡ′                         (m, nˡ)   from Aˡ, as the activation layers do
+    dL/dWˡ = Aˡ⁻¹ᵀ·dL/dZˡ,  dL/dbˡ = Σ_rows dL/dZˡ          into the layers' own grads arrays
+    dL/dAˡ⁻¹ = dL/dZˡ·Wˡᵀ                                   (not for the first layer)
+    θ ← the SGD update of every parameter                   kernels.optim.sgd, the same function
+
+A batch whose loss is not finite stops the call before its backward pass: nothing of that batch is
+updated, and the call returns its index (else ``stop``). Each element-wise line is the arithmetic
+of the NumPy layer, loss or optimizer it stands for, in the same order and in the array's dtype;
+the products are BLAS calls (numba's np.dot, through SciPy's BLAS), the sums over rows run in
+order as NumPy's add.reduce does over axis 0. What can differ from the layer-by-layer path: the
+last bits of a product where the two BLAS builds differ, of sigmoid and tanh (the C library's tanh
+against NumPy's), and a float32 loss value, summed in float64 here as the loss kernels do.
+
+This module is imported by ``kernels.compiled`` only, after numba: the functions it calls are
+the other kernels, compiled.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from . import compiled
+
+_helper = numba.njit(cache=True, nogil=True, error_model="numpy")
+_sgd = compiled("optim", "sgd")
+_cross_entropy = compiled("losses", "cross_entropy_labels")
+
+# activation codes (chainrule.step.DenseRuns): what follows each Dense layer
+IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
+# loss codes
+CROSS_ENTROPY, MSE, SSE = 0, 1, 2
+
+
+@_helper
+def _bias_activate(z, bias, code, zero, half):
+    """Aˡ = fˡ(Zˡ + bˡ) in place (no bias when it has size 0)."""
+    rows, cols = z.shape
+    for i in range(rows):
+        for j in range(cols):
+            v = z[i, j] + bias[j] if bias.size else z[i, j]
+            if code == RELU:
+                v = zero if v <= zero else v
+            elif code == SIGMOID:  # ½·tanh(z/2) + ½, as the Sigmoid layer
+                v = math.tanh(v * half) * half + half
+            elif code == TANH:
+                v = math.tanh(v)
+            z[i, j] = v
+
+
+@_helper
+def _derivative(grad, a, code, zero, one):
+    """dL/dZ = dL/dA ∘ f′ in place, from A = f(Z): the activation layers' backward."""
+    if code == IDENTITY:
+        return
+    rows, cols = grad.shape
+    for i in range(rows):
+        for j in range(cols):
+            g, out = grad[i, j], a[i, j]
+            if code == RELU:
+                g = g if out > zero else g * zero
+            elif code == SIGMOID:
+                g = g * out * (one - out)
+            else:
+                g = g * (one - out * out)
+            grad[i, j] = g
+
+
+@_helper
+def _row_sum(delta, out):
+    """out = Σ_rows delta, row after row in the dtype (NumPy's add.reduce over axis 0)."""
+    rows, cols = delta.shape
+    for j in range(cols):
+        out[j] = delta[0, j]
+    for i in range(1, rows):
+        for j in range(cols):
+            out[j] += delta[i, j]
+
+
+@_helper
+def _squared(out, targets, m, grad, factor):
+    """Σ (o − t)² over the batch (float64), and grad = (o − t)·factor (factor 1: o − t as is)."""
+    total = 0.0
+    for i in range(m):
+        for k in range(out.shape[1]):
+            d = out[i, k] - targets[i, k]
+            total += float(d) * float(d)
+            grad[i, k] = d * factor
+    return total
+
+
+def dense_runs(X, y_labels, y_rows, order, start, stop, bs, weights, biases, grad_w, grad_b, buf_w, buf_b, codes,
+               acts, deltas, labels, targets, loss, scales, value_scales, lr, momentum, keep,
+               weight_decay, nesterov, first, tiny, zero, one, half, values):
+    """Batches ``start`` to ``stop`` − 1 of the epoch's ``order``; each batch's loss into ``values``.
+
+    The targets: class labels ``y_labels`` (n,) for cross-entropy, else rows ``y_rows`` (n, k) (the
+    other one empty: numba types both branches).
+
+    weights, biases, grad_w, grad_b, buf_w, buf_b: one array per Dense layer (a bias of size 0
+    when the layer has none; buf_*: the momentum buffers, or the gradients without momentum).
+    acts[l] (bs, nˡ) and deltas[l] hold Aˡ and dL/dAˡ. scales[0]/[1]: the gradient's factor for a
+    full and for the last batch, in the dtype; value_scales likewise for the loss value (float64).
+    ``first``: the momentum buffers start as the first gradient. Returns the first batch not run.
+    """
+    n = order.size
+    depth = len(weights)
+    for b in range(start, stop):
+        lo = b * bs
+        m = min(n, lo + bs) - lo
+        last = 1 if m < bs else 0
+        x = acts[0][:m]
+        for i in range(m):
+            x[i] = X[order[lo + i]]
+        if loss == CROSS_ENTROPY:
+            for i in range(m):
+                labels[i] = y_labels[order[lo + i]]
+        else:
+            for i in range(m):
+                targets[i] = y_rows[order[lo + i]]
+        # forward
+        for layer in range(depth):
+            z = acts[layer + 1][:m]
+            np.dot(acts[layer][:m], weights[layer], z)
+            _bias_activate(z, biases[layer], codes[layer], zero, half)
+        # the loss and dL/dA^L
+        out, grad = acts[depth][:m], deltas[depth][:m]
+        if loss == CROSS_ENTROPY:
+            value = _cross_entropy(out, labels[:m], scales[last], grad)
+        elif loss == MSE:
+            value = _squared(out, targets, m, grad, scales[last])
+        else:
+            value = 0.5 * _squared(out, targets, m, grad, scales[last])
+        value *= value_scales[last]
+        values[b] = value
+        if not math.isfinite(value):
+            return b
+        # backward
+        for layer in range(depth - 1, -1, -1):
+            dz = deltas[layer + 1][:m]
+            _derivative(dz, acts[layer + 1][:m], codes[layer], zero, one)
+            np.dot(acts[layer][:m].T, dz, grad_w[layer])
+            if grad_b[layer].size:
+                _row_sum(dz, grad_b[layer])
+            if layer > 0:
+                np.dot(dz, weights[layer].T, deltas[layer][:m])
+        # update
+        for layer in range(depth):
+            _sgd(weights[layer].ravel(), grad_w[layer].ravel(), buf_w[layer].ravel(), lr, momentum, keep,
+                 weight_decay, nesterov, first, tiny)
+            if biases[layer].size:
+                _sgd(biases[layer], grad_b[layer], buf_b[layer], lr, momentum, keep, weight_decay, nesterov,
+                     first, tiny)
+        first = False
+    return stop

@@ -1,0 +1,231 @@
+"""The compiled runs of batches (chainrule.step.DenseRuns, chainrule/kernels/epoch.py) against the
+step fit runs batch by batch.
+
+Each fit below runs twice from the same start: once with the compiled runs, once with them turned
+off (the plain step, layer by layer, with the other kernels still on). The weights, the history,
+the momentum buffers and the step count must agree: to 1e-12 in float64, and in float32 to a few
+units in the last place (the C library's tanh against NumPy's; the products of two BLAS builds),
+1e-6 of the largest weight. ReLU networks agree to the bit. Skipped without numba.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import kernels
+from chainrule.errors import TrainingError
+from chainrule.step import DenseRuns
+
+pytest.importorskip("numba")
+pytest.importorskip("scipy")  # numba's products call SciPy's BLAS; without it the step runs
+
+TOL = {"float64": 1e-12, "float32": 1e-6}
+ACTIVATIONS = {"relu": cr.ReLU, "tanh": cr.Tanh, "sigmoid": cr.Sigmoid, "identity": cr.Identity}
+
+
+@pytest.fixture(autouse=True)
+def _numba_kernels():
+    saved = dict(kernels._settings)
+    kernels.use("numba")
+    yield
+    kernels._settings.update(saved)
+
+
+class Calls:
+    """Counts the compiled calls and records the batches each ran."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.spans: list[tuple[int, int, int]] = []
+        original = DenseRuns.__call__
+
+        def spy(runs, order, start, stop):
+            done = original(runs, order, start, stop)
+            self.spans.append((start, stop, done))
+            return done
+
+        monkeypatch.setattr(DenseRuns, "__call__", spy)
+
+
+def fit_both(monkeypatch, build, X, y, optimizer, **kw):
+    """(network, history, optimizer) with the compiled runs, then without; and the calls made."""
+    calls = Calls(monkeypatch)
+    results = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(DenseRuns, "enabled", False)
+        net, opt = build(), copy.deepcopy(optimizer)
+        history = net.fit(X, y, optimizer=opt, verbose=0, seed=0, **kw)
+        results.append((net, history, opt))
+    return results, calls
+
+
+def assert_same(a, b, dtype):
+    (net_a, hist_a, opt_a), (net_b, hist_b, opt_b) = a, b
+    scale = max(float(np.max(np.abs(w))) for w in net_b.get_weights())
+    for wa, wb in zip(net_a.get_weights(), net_b.get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=TOL[dtype] * scale)
+    np.testing.assert_allclose(hist_a.history["loss"], hist_b.history["loss"], rtol=TOL[dtype] * 10)
+    assert opt_a.iterations == opt_b.iterations
+    assert set(opt_a.state) == set(opt_b.state)
+    for key, state in opt_b.state.items():
+        if "momentum" in state:
+            ref = state["momentum"]
+            np.testing.assert_allclose(opt_a.state[key]["momentum"], ref, rtol=0,
+                                       atol=TOL[dtype] * max(1.0, float(np.max(np.abs(ref)))) * 10)
+
+
+def network(dtype, acts, outputs, use_bias=True):
+    def build():
+        return cr.Sequential(cr.Dense(6, 5, seed=1, use_bias=use_bias), ACTIVATIONS[acts[0]](),
+                             cr.Dense(5, 4, seed=2), ACTIVATIONS[acts[1]](),
+                             cr.Dense(4, outputs, seed=3)).astype(dtype)
+    return build
+
+
+def data(dtype, n=203):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((n, 6)).astype(dtype)
+    return X, rng.integers(0, 3, n), rng.standard_normal((n, 2)).astype(dtype)
+
+
+OPTIMIZERS = [cr.SGD(lr=0.1), cr.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+              cr.SGD(lr=0.05, momentum=0.5, dampening=0.3)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("loss, acts", [("crossentropy", ("relu", "tanh")), ("mse", ("sigmoid", "relu")),
+                                        ("sse", ("tanh", "identity"))])
+@pytest.mark.parametrize("opt", range(len(OPTIMIZERS)), ids=["sgd", "nesterov-decay", "dampening"])
+@pytest.mark.parametrize("batch_size, shuffle", [(16, True), (1, True), (None, False), (50, False)])
+def test_compiled_runs_follow_the_step(monkeypatch, dtype, loss, acts, opt, batch_size, shuffle):
+    X, labels, rows = data(dtype, 203 if batch_size != 1 else 37)
+    y = labels[:len(X)] if loss == "crossentropy" else rows[:len(X)]
+    outputs = 3 if loss == "crossentropy" else 2
+    optimizer = copy.deepcopy(OPTIMIZERS[opt])
+    if batch_size == 1:  # per-sample steps: a tenth of the rate, or momentum diverges
+        optimizer.lr = optimizer.base_lr = optimizer.lr / 10
+    (a, b), calls = fit_both(monkeypatch, network(dtype, acts, outputs), X, y, optimizer, loss=loss,
+                             epochs=2, batch_size=batch_size, shuffle=shuffle)
+    assert calls.spans, "the compiled runs did not run"
+    assert_same(a, b, dtype)
+
+
+def test_relu_networks_agree_to_the_bit(monkeypatch):
+    X, labels, _ = data("float32")
+    (a, b), _ = fit_both(monkeypatch, network("float32", ("relu", "relu"), 3), X, labels,
+                         cr.SGD(lr=0.1, momentum=0.9), loss="crossentropy", epochs=3, batch_size=16)
+    for wa, wb in zip(a[0].get_weights(), b[0].get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert a[1].history["loss"] == b[1].history["loss"]
+
+
+def test_a_layer_without_bias_and_grads_left_as_the_step_leaves_them(monkeypatch):
+    X, labels, _ = data("float64")
+    (a, b), _ = fit_both(monkeypatch, network("float64", ("tanh", "relu"), 3, use_bias=False), X, labels,
+                         cr.SGD(lr=0.1), loss="crossentropy", epochs=1, batch_size=32)
+    assert_same(a, b, "float64")
+    for ga, gb in zip(a[0].grads.values(), b[0].grads.values(), strict=True):  # the last batch's gradients
+        np.testing.assert_allclose(ga, gb, rtol=0, atol=1e-12)
+
+
+def test_momentum_carries_over_to_a_second_fit(monkeypatch):
+    X, _, rows = data("float64")
+    (a, b), _ = fit_both(monkeypatch, network("float64", ("sigmoid", "tanh"), 2), X, rows,
+                         cr.SGD(lr=0.05, momentum=0.9), loss="mse", epochs=1, batch_size=20)
+    for compiled, (net, _, opt) in ((True, a), (False, b)):
+        DenseRuns.enabled = compiled  # (monkeypatch puts it back)
+        net.fit(X, rows, loss="mse", optimizer=opt, epochs=1, batch_size=20, verbose=0, seed=1)
+    assert_same(a, b, "float64")
+
+
+def test_a_loss_that_stops_being_finite_stops_at_the_same_batch(monkeypatch):
+    """The batch whose loss is not finite updates nothing: the same error and the same weights."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 6))
+    X[40] = 1e200  # overflows the products of the batch that holds it
+    y = rng.standard_normal((64, 2))
+    errors = []
+    calls = Calls(monkeypatch)
+    nets = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(DenseRuns, "enabled", False)
+        net = network("float64", ("relu", "relu"), 2)()
+        with pytest.raises(TrainingError) as info:
+            net.fit(X, y, loss="mse", optimizer=cr.SGD(lr=0.01, momentum=0.9), epochs=1, batch_size=8,
+                    shuffle=False, verbose=0)
+        errors.append(str(info.value))
+        nets.append(net)
+    assert calls.spans[-1][2] == 5  # batch 6 (rows 40-47) stopped the call
+    assert errors[0] == errors[1]
+    assert "batch 6 of 8" in errors[0]
+    for wa, wb in zip(nets[0].get_weights(), nets[1].get_weights(), strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=1e-12)
+
+
+def test_a_first_batch_that_diverges_leaves_no_momentum_buffers(monkeypatch):
+    X = np.full((8, 6), 1e200)
+    net = network("float64", ("relu", "relu"), 2)()
+    opt = cr.SGD(lr=0.01, momentum=0.9)
+    with pytest.raises(TrainingError):
+        net.fit(X, np.zeros((8, 2)), loss="mse", optimizer=opt, epochs=1, batch_size=4, verbose=0)
+    assert all("momentum" not in state for state in opt.state.values())
+    assert opt.iterations == 0
+
+
+def test_calls_end_where_a_checkpoint_is_due(monkeypatch, tmp_path):
+    X, labels, _ = data("float64", 230)
+    calls = Calls(monkeypatch)
+    net = network("float64", ("relu", "relu"), 3)()
+    net.fit(X, labels, loss="crossentropy", optimizer=cr.SGD(lr=0.1), epochs=2, batch_size=10, verbose=0,
+            checkpoint=tmp_path / "ckpt.npz", checkpoint_every=7)
+    steps = 0
+    for start, stop, done in calls.spans:
+        assert done == stop
+        steps += stop - start
+        assert steps % 7 == 0 or stop == 23  # every call ends at a due checkpoint or at the epoch's end
+    assert steps == 46
+
+
+def test_the_switch_turns_the_runs_off(monkeypatch):
+    X, labels, _ = data("float64")
+    calls = Calls(monkeypatch)
+    monkeypatch.setattr(DenseRuns, "enabled", False)
+    network("float64", ("relu", "relu"), 3)().fit(X, labels, loss="crossentropy", verbose=0)
+    assert not calls.spans
+
+
+@pytest.mark.parametrize("change", ["metrics", "batch callback", "frozen", "adam", "dropout", "numpy kernels",
+                                    "regularizer", "softmax", "probability rows", "clipping"])
+def test_the_step_runs_batch_by_batch_where_the_loop_or_the_network_needs_it(monkeypatch, change):
+    X, labels, _ = data("float64")
+    y = np.eye(3)[labels] if change == "probability rows" else labels
+    layers = [cr.Dense(6, 5, seed=1), cr.ReLU(), cr.Dense(5, 3, seed=2)]
+    kw = {"loss": "crossentropy", "optimizer": cr.SGD(lr=0.1)}
+    if change == "metrics":
+        kw["metrics"] = ["accuracy"]
+    elif change == "batch callback":
+        kw["callbacks"] = [cr.LambdaCallback(on_batch_end=lambda batch, logs: None)]
+    elif change == "frozen":
+        layers[0].freeze()
+    elif change == "adam":
+        kw["optimizer"] = cr.Adam()
+    elif change == "dropout":
+        layers.insert(2, cr.Dropout(0.1, seed=0))
+    elif change == "numpy kernels":
+        kernels.use("numpy")
+    elif change == "regularizer":
+        kw["regularizer"] = cr.L2(1e-3)
+    elif change == "softmax":
+        layers.append(cr.Softmax())
+        kw["loss"] = "mse"
+        y = np.eye(3)[labels]
+    elif change == "clipping":
+        kw["optimizer"] = cr.SGD(lr=0.1, clip_norm=1.0)
+    calls = Calls(monkeypatch)
+    cr.Sequential(*layers).fit(X, y, epochs=1, batch_size=16, verbose=0, **kw)
+    assert not calls.spans
