@@ -200,7 +200,8 @@ def test_the_switch_turns_the_runs_off(monkeypatch):
 
 
 @pytest.mark.parametrize("change", ["metrics", "batch callback", "frozen", "adam", "dropout", "numpy kernels",
-                                    "regularizer", "softmax", "probability rows", "clipping"])
+                                    "regularizer", "softmax", "probability rows", "clipping",
+                                    "large batches"])
 def test_the_step_runs_batch_by_batch_where_the_loop_or_the_network_needs_it(monkeypatch, change):
     X, labels, _ = data("float64")
     y = np.eye(3)[labels] if change == "probability rows" else labels
@@ -226,6 +227,8 @@ def test_the_step_runs_batch_by_batch_where_the_loop_or_the_network_needs_it(mon
         y = np.eye(3)[labels]
     elif change == "clipping":
         kw["optimizer"] = cr.SGD(lr=0.1, clip_norm=1.0)
+    elif change == "large batches":  # 3·16·(6·5 + 5·3) multiply-adds per batch: over the limit
+        monkeypatch.setattr(DenseRuns, "MAX_BATCH_WORK", 3 * 16 * 45 - 1)
     calls = Calls(monkeypatch)
     cr.Sequential(*layers).fit(X, y, epochs=1, batch_size=16, verbose=0, **kw)
     assert not calls.spans
