@@ -177,21 +177,20 @@ class DenseRuns:
     Speed (on/off in one process, benchmarks/compiled_runs.py, docs/speed.md): at batch 1 a step
     of the 2-2-2 and 64-32-16-10 sigmoid networks is 1-3 µs of arithmetic under 20-35 µs of Python
     calls: 19x and 10.7x the samples per second; ``fit(epochs=1000)`` on one sample 1.9x (one
-    batch per call: fit's own work per epoch stays); the 784-256-128-10 MLP at batch 32 1.15-1.18x.
+    batch per call: fit's own work per epoch stays). Large products: see MAX_BATCH_WORK.
     """
 
     #: samples per compiled call: between calls fit's loop checks for a stop request (SIGINT)
     #: and writes a checkpoint that is due; 4,096 samples are a few ms to a few tens of ms
     RUN_SAMPLES = 4096
 
-    #: the most multiply-adds a batch's products may take (forward, dL/dW, dL/dx): above it the
-    #: step's Python between the products is a few % of the step, no more than what the BLAS
-    #: numba calls (SciPy's) loses to NumPy's where they are different builds: 784-256-128-10,
-    #: float32, one epoch in one process, on/off (benchmarks/compiled_runs.py): batch 32
-    #: (22.5 M) 1.15-1.18x, batch 128 (90 M) 0.94-0.97x, batch 512 0.94-0.96x, where
-    #: SciPy's OpenBLAS 0.3.30 took 2.5-2.7 ms for two 512x784x256 products and NumPy's 0.3.31
-    #: 2.4-2.6 ms
-    MAX_BATCH_WORK = 2**25
+    #: the most multiply-adds a batch's products may take (forward, dL/dW, dL/dx). Above it the
+    #: Python between the products is a small part of a step, and the BLAS numba calls (SciPy's
+    #: OpenBLAS, 0.3.30 here, where NumPy's is 0.3.31) decides: the 784-256-128-10 MLP at batch 32
+    #: (22.5 M) ran 1.11-1.18x the step's samples/s while the machine was quiet and 0.71-0.89x
+    #: while another process loaded it (benchmarks/compiled_runs.py, on/off in one process); at
+    #: batch 128 and 512 0.94-0.97x. Below it the products are small enough for one thread.
+    MAX_BATCH_WORK = 2**22
 
     #: False: fit takes the step batch by batch, with the other kernels still on (to compare the
     #: two: benchmarks/compiled_runs.py); CHAINRULE_KERNELS=numpy turns every kernel off

@@ -46,18 +46,24 @@ CROSS_ENTROPY, MSE, SSE = 0, 1, 2
 
 @_helper
 def _bias_activate(z, bias, code, zero, half):
-    """Aˡ = fˡ(Zˡ + bˡ) in place (no bias when it has size 0)."""
-    rows, cols = z.shape
-    for i in range(rows):
-        for j in range(cols):
-            v = z[i, j] + bias[j] if bias.size else z[i, j]
-            if code == RELU:
-                v = zero if v <= zero else v
-            elif code == SIGMOID:  # ½·tanh(z/2) + ½, as the Sigmoid layer
-                v = math.tanh(v * half) * half + half
-            elif code == TANH:
-                v = math.tanh(v)
-            z[i, j] = v
+    """Aˡ = fˡ(Zˡ + bˡ) in place (no bias when it has size 0). Row by row, each row a 1-D slice
+    and the activation chosen outside the inner loop: LLVM vectorizes those loops (not one that
+    indexes z[i, j] or branches on the code per element)."""
+    for i in range(z.shape[0]):
+        row = z[i]
+        if bias.size:
+            for j in range(row.size):
+                row[j] += bias[j]
+        if code == RELU:
+            for j in range(row.size):
+                v = row[j]
+                row[j] = zero if v <= zero else v
+        elif code == SIGMOID:  # ½·tanh(z/2) + ½, as the Sigmoid layer
+            for j in range(row.size):
+                row[j] = math.tanh(row[j] * half) * half + half
+        elif code == TANH:
+            for j in range(row.size):
+                row[j] = math.tanh(row[j])
 
 
 @_helper
@@ -65,28 +71,29 @@ def _derivative(grad, a, code, zero, one):
     """dL/dZ = dL/dA ∘ f′ in place, from A = f(Z): the activation layers' backward."""
     if code == IDENTITY:
         return
-    rows, cols = grad.shape
-    for i in range(rows):
-        for j in range(cols):
-            g, out = grad[i, j], a[i, j]
-            if code == RELU:
-                g = g if out > zero else g * zero
-            elif code == SIGMOID:
-                g = g * out * (one - out)
-            else:
-                g = g * (one - out * out)
-            grad[i, j] = g
+    for i in range(grad.shape[0]):
+        g, out = grad[i], a[i]
+        if code == RELU:
+            for j in range(g.size):
+                g[j] = g[j] if out[j] > zero else g[j] * zero
+        elif code == SIGMOID:
+            for j in range(g.size):
+                g[j] = g[j] * out[j] * (one - out[j])
+        else:
+            for j in range(g.size):
+                g[j] = g[j] * (one - out[j] * out[j])
 
 
 @_helper
 def _row_sum(delta, out):
     """out = Σ_rows delta, row after row in the dtype (NumPy's add.reduce over axis 0)."""
-    rows, cols = delta.shape
-    for j in range(cols):
-        out[j] = delta[0, j]
-    for i in range(1, rows):
-        for j in range(cols):
-            out[j] += delta[i, j]
+    first = delta[0]
+    for j in range(out.size):
+        out[j] = first[j]
+    for i in range(1, delta.shape[0]):
+        row = delta[i]
+        for j in range(out.size):
+            out[j] += row[j]
 
 
 @_helper
@@ -94,10 +101,11 @@ def _squared(out, targets, m, grad, factor):
     """Σ (o − t)² over the batch (float64), and grad = (o − t)·factor (factor 1: o − t as is)."""
     total = 0.0
     for i in range(m):
-        for k in range(out.shape[1]):
-            d = out[i, k] - targets[i, k]
+        o, t, g = out[i], targets[i], grad[i]
+        for k in range(o.size):
+            d = o[k] - t[k]
             total += float(d) * float(d)
-            grad[i, k] = d * factor
+            g[k] = d * factor
     return total
 
 
