@@ -8,9 +8,9 @@ The cases are run.py's (benchmarks/cases.py, the same data and settings): the 2-
 network per sample (2,000 steps), the same network's ``fit(epochs=1,000)`` on its one sample, the
 64-32-16-10 sigmoid digits network per sample (one epoch, 1,797 steps) and at batch 32, and one
 epoch of the 784-256-128-10 ReLU MLP on 59,904 MNIST-shaped samples at batch 32 (with and without
-momentum 0.9), 128 and 512 (above DenseRuns.MAX_BATCH_WORK, where fit does not take the runs:
-here they are timed with the limit lifted). Prints the median samples (or steps) per second of
-each and the ratio on/off. Needs numba and SciPy. Like run.py, it re-executes itself without OPENBLAS_CORETYPE first.
+momentum 0.9), 128 and 512. Prints the median samples (or steps) per second of
+each and the ratio on/off. Needs numba and NumPy's own BLAS (a NumPy wheel). Like run.py, it re-executes itself without
+OPENBLAS_CORETYPE first.
 """
 
 from __future__ import annotations
@@ -68,7 +68,6 @@ def main(argv=None) -> int:
     if cr.kernels.use("auto") != "numba":
         print("numba is not installed: there are no compiled runs to compare")
         return 1
-    DenseRuns.MAX_BATCH_WORK = 2**40  # the larger cases too, to show what the limit keeps off
     bench = ChainruleCases()
     chosen = cases(bench)
     if args.cases:

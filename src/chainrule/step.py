@@ -29,7 +29,6 @@ A step is four moves, each a method a variant may replace::
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
@@ -177,20 +176,13 @@ class DenseRuns:
     Speed (on/off in one process, benchmarks/compiled_runs.py, docs/speed.md): at batch 1 a step
     of the 2-2-2 and 64-32-16-10 sigmoid networks is 1-3 µs of arithmetic under 20-35 µs of Python
     calls: 19x and 10.7x the samples per second; ``fit(epochs=1000)`` on one sample 1.9x (one
-    batch per call: fit's own work per epoch stays). Large products: see MAX_BATCH_WORK.
+    batch per call: fit's own work per epoch stays); the 784-256-128-10 MLP at batch 32 1.21x.
     """
 
     #: samples per compiled call: between calls fit's loop checks for a stop request (SIGINT)
     #: and writes a checkpoint that is due; 4,096 samples are a few ms to a few tens of ms
     RUN_SAMPLES = 4096
 
-    #: the most multiply-adds a batch's products may take (forward, dL/dW, dL/dx). Above it the
-    #: Python between the products is a small part of a step, and the BLAS numba calls (SciPy's
-    #: OpenBLAS, 0.3.30 here, where NumPy's is 0.3.31) decides: the 784-256-128-10 MLP at batch 32
-    #: (22.5 M) ran 1.11-1.18x the step's samples/s while the machine was quiet and 0.71-0.89x
-    #: while another process loaded it (benchmarks/compiled_runs.py, on/off in one process); at
-    #: batch 128 and 512 0.94-0.97x. Below it the products are small enough for one thread.
-    MAX_BATCH_WORK = 2**22
 
     #: False: fit takes the step batch by batch, with the other kernels still on (to compare the
     #: two: benchmarks/compiled_runs.py); CHAINRULE_KERNELS=numpy turns every kernel off
@@ -227,12 +219,13 @@ class DenseRuns:
         arrays = [a for layer in dense for d in (layer.params, layer.grads) for a in d.values()]
         if (not dense or dtype not in kernels.FLOATS or X.ndim != 2 or not X.flags.c_contiguous
                 or (kind and (y.dtype != dtype or not y.flags.c_contiguous))
-                or any(a.dtype != dtype or not a.flags.c_contiguous for a in arrays)
-                or importlib.util.find_spec("scipy") is None):  # numba's np.dot calls SciPy's BLAS
+                or any(a.dtype != dtype or not a.flags.c_contiguous for a in arrays)):
+            return None
+        from .kernels import blas
+
+        if blas.gemm(dtype) is None:  # the products go to NumPy's own BLAS, or the step runs
             return None
         if codes[-1] != 0 and kind == 0:  # (fit refuses CrossEntropy after Softmax; logits only)
-            return None
-        if 3 * bs * sum(layer.n_in * layer.n_out for layer in dense) > cls.MAX_BATCH_WORK:
             return None
         return cls(step, dense, codes, kind, X, y, bs)
 
@@ -269,6 +262,9 @@ class DenseRuns:
         self.keys = [f"{self.index[id(layer)]}.{name}" for layer in dense for name in ("weight", "bias")
                      if name in layer.params]
         self._cache = None
+        from .kernels import blas
+
+        self.gemm = blas.gemm(dtype)
 
     def __call__(self, order, start: int, stop: int) -> int:
         """Run batches ``start`` to ``stop`` − 1 of ``order`` (None: the data's own order); their
@@ -281,7 +277,7 @@ class DenseRuns:
         arrays = self._arrays(opt, first)
         lr, momentum, keep, decay = opt._in_dtype(dtype, opt.lr, opt.momentum, 1 - opt.dampening, opt.weight_decay)
         done = kernels.compiled("epoch", "dense_runs")(
-            self.X, self.y if self.kind == 0 else self.labels, self.y if self.kind else self.targets,
+            self.gemm, self.X, self.y if self.kind == 0 else self.labels, self.y if self.kind else self.targets,
             self.order if order is None else order, start, stop, self.bs, *arrays, self.codes,
             self.acts, self.deltas, self.labels, self.targets, self.kind, self.scales, self.value_scales,
             lr, momentum, keep, decay, bool(opt.nesterov), first, kernels.tiny(dtype), *self.constants,

@@ -16,10 +16,11 @@ Per batch b of the epoch's order, with the rows ``order[b·bs : (b+1)·bs]`` (m 
 A batch whose loss is not finite stops the call before its backward pass: nothing of that batch is
 updated, and the call returns its index (else ``stop``). Each element-wise line is the arithmetic
 of the NumPy layer, loss or optimizer it stands for, in the same order and in the array's dtype;
-the products are BLAS calls (numba's np.dot, through SciPy's BLAS), the sums over rows run in
-order as NumPy's add.reduce does over axis 0. What can differ from the layer-by-layer path: the
-last bits of a product where the two BLAS builds differ, of sigmoid and tanh (the C library's tanh
-against NumPy's), and a float32 loss value, summed in float64 here as the loss kernels do.
+the products are the gemm calls np.dot makes, into NumPy's own BLAS (kernels/blas.py); the sums
+over rows run in order as NumPy's add.reduce does over axis 0. What can differ from the
+layer-by-layer path: the last bits of sigmoid and tanh (the C library's tanh against NumPy's),
+of a one-row product (NumPy may take gemv there), and a float32 loss value, summed in float64 here
+as the loss kernels do.
 
 This module is imported by ``kernels.compiled`` only, after numba: the functions it calls are
 the other kernels, compiled.
@@ -30,9 +31,9 @@ from __future__ import annotations
 import math
 
 import numba
-import numpy as np
 
 from . import compiled
+from .blas import NO_TRANS, ROW_MAJOR, TRANS
 
 _helper = numba.njit(cache=True, nogil=True, error_model="numpy")
 _sgd = compiled("optim", "sgd")
@@ -42,6 +43,16 @@ _cross_entropy = compiled("losses", "cross_entropy_labels")
 IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
 # loss codes
 CROSS_ENTROPY, MSE, SSE = 0, 1, 2
+
+
+@_helper
+def _product(gemm, a, b, out, transpose_a, transpose_b):
+    """out = op(a)·op(b) by NumPy's BLAS gemm (kernels.blas): op transposes where asked; a, b and
+    out C-contiguous. The call np.dot makes for a, a.T, b or b.T, so the same bits."""
+    m, n = out.shape
+    k = a.shape[0] if transpose_a else a.shape[1]
+    gemm(ROW_MAJOR, TRANS if transpose_a else NO_TRANS, TRANS if transpose_b else NO_TRANS, m, n, k, 1.0,
+         a.ctypes, a.shape[1], b.ctypes, b.shape[1], 0.0, out.ctypes, n)
 
 
 @_helper
@@ -109,11 +120,12 @@ def _squared(out, targets, m, grad, factor):
     return total
 
 
-def dense_runs(X, y_labels, y_rows, order, start, stop, bs, weights, biases, grad_w, grad_b, buf_w, buf_b, codes,
+def dense_runs(gemm, X, y_labels, y_rows, order, start, stop, bs, weights, biases, grad_w, grad_b, buf_w, buf_b, codes,
                acts, deltas, labels, targets, loss, scales, value_scales, lr, momentum, keep,
                weight_decay, nesterov, first, tiny, zero, one, half, values):
     """Batches ``start`` to ``stop`` − 1 of the epoch's ``order``; each batch's loss into ``values``.
 
+    ``gemm``: NumPy's BLAS gemm for the dtype (kernels.blas.gemm), a ctypes function.
     The targets: class labels ``y_labels`` (n,) for cross-entropy, else rows ``y_rows`` (n, k) (the
     other one empty: numba types both branches).
 
@@ -141,7 +153,7 @@ def dense_runs(X, y_labels, y_rows, order, start, stop, bs, weights, biases, gra
         # forward
         for layer in range(depth):
             z = acts[layer + 1][:m]
-            np.dot(acts[layer][:m], weights[layer], z)
+            _product(gemm, acts[layer][:m], weights[layer], z, False, False)
             _bias_activate(z, biases[layer], codes[layer], zero, half)
         # the loss and dL/dA^L
         out, grad = acts[depth][:m], deltas[depth][:m]
@@ -159,11 +171,11 @@ def dense_runs(X, y_labels, y_rows, order, start, stop, bs, weights, biases, gra
         for layer in range(depth - 1, -1, -1):
             dz = deltas[layer + 1][:m]
             _derivative(dz, acts[layer + 1][:m], codes[layer], zero, one)
-            np.dot(acts[layer][:m].T, dz, grad_w[layer])
+            _product(gemm, acts[layer][:m], dz, grad_w[layer], True, False)
             if grad_b[layer].size:
                 _row_sum(dz, grad_b[layer])
             if layer > 0:
-                np.dot(dz, weights[layer].T, deltas[layer][:m])
+                _product(gemm, dz, weights[layer], deltas[layer][:m], False, True)
         # update
         for layer in range(depth):
             _sgd(weights[layer].ravel(), grad_w[layer].ravel(), buf_w[layer].ravel(), lr, momentum, keep,
