@@ -12,6 +12,7 @@ without numba, or where NumPy's BLAS is not found.
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -236,3 +237,37 @@ def test_the_step_runs_batch_by_batch_where_the_loop_or_the_network_needs_it(mon
     calls = Calls(monkeypatch)
     cr.Sequential(*layers).fit(X, y, epochs=1, batch_size=16, verbose=0, **kw)
     assert not calls.spans
+
+
+def test_a_signal_between_calls_stops_there_and_the_resume_gives_the_same_weights(monkeypatch, tmp_path):
+    """SIGINT during a run of batches: fit stops after that call, writes the checkpoint mid-epoch,
+    and resuming from it ends where the uninterrupted fit ends, to the bit."""
+    import signal
+
+    monkeypatch.setattr(DenseRuns, "RUN_SAMPLES", 40)  # 5 batches of 8 a call: 8 calls an epoch
+    X, labels, _ = data("float32", 300)
+    kw = dict(loss="crossentropy", epochs=3, batch_size=8, seed=0, verbose=0)
+
+    def run(**extra):
+        net = network("float32", ("relu", "relu"), 3)()
+        history = net.fit(X, labels, optimizer=cr.SGD(lr=0.05, momentum=0.9), **kw, **extra)
+        return net, history
+
+    whole, _ = run()
+    original, calls = DenseRuns.__call__, []
+
+    def interrupt_on_the_tenth(runs, order, start, stop):
+        done = original(runs, order, start, stop)
+        calls.append((start, done))
+        if len(calls) == 10:  # epoch 2, batches 5 to 9
+            os.kill(os.getpid(), signal.SIGINT)
+        return done
+
+    monkeypatch.setattr(DenseRuns, "__call__", interrupt_on_the_tenth)
+    path = tmp_path / "run.ckpt"
+    _, history = run(checkpoint=path)
+    assert history.interrupted and calls[-1] == (5, 10)
+    monkeypatch.setattr(DenseRuns, "__call__", original)
+    resumed, _ = run(checkpoint=path, resume=path)
+    for wa, wb in zip(resumed.get_weights(), whole.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
