@@ -271,3 +271,16 @@ def test_a_signal_between_calls_stops_there_and_the_resume_gives_the_same_weight
     resumed, _ = run(checkpoint=path, resume=path)
     for wa, wb in zip(resumed.get_weights(), whole.get_weights(), strict=True):
         np.testing.assert_array_equal(wa, wb)
+
+
+def test_an_activation_on_the_logits_is_in_the_chain_too(monkeypatch):
+    """CrossEntropy on the output of a Tanh: the runs apply the Tanh's derivative to dL/doutput."""
+    X, labels, _ = data("float64")
+
+    def build():
+        return cr.Sequential(cr.Dense(6, 5, seed=1), cr.ReLU(), cr.Dense(5, 3, seed=2), cr.Tanh()).astype("float64")
+
+    (a, b), calls = fit_both(monkeypatch, build, X, labels, cr.SGD(lr=0.1), loss="crossentropy", epochs=2,
+                             batch_size=16)
+    assert calls.spans
+    assert_same(a, b, "float64")

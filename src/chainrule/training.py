@@ -284,10 +284,17 @@ class _Run:
         if self.every:
             end = min(end, b + self.every - pos.step % self.every)
         done = runs(self.order, b, end)
-        for i in range(b, done):
-            value = float(runs.values[i])
-            pos.total += value * (min(n, (i + 1) * bs) - i * bs) if self.mean_reduction else value
-            pos.last_loss = value
+        values = runs.values[b:done].tolist()  # Python floats, added one by one as the loop does
+        if values:
+            total, last = pos.total, len(values) - 1
+            if self.mean_reduction:  # Σ loss·rows: every batch has bs rows but the epoch's last
+                for value in values[:last]:
+                    total += value * bs
+                total += values[last] * (min(n, done * bs) - (done - 1) * bs)
+            else:
+                for value in values:
+                    total += value
+            pos.total, pos.last_loss = total, values[last]
         if done < end:
             pos.batch, pos.step = done, pos.step + done - b
             raise self.diverged(NonFiniteLoss(float(runs.values[done])), epoch, done,
