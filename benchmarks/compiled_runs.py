@@ -6,7 +6,8 @@ off (``DenseRuns.enabled``; the other numba kernels on in both), taking turns in
 
 The cases are run.py's (benchmarks/cases.py, the same data and settings): the 2-2-2 sigmoid
 network per sample (2,000 steps), the same network's ``fit(epochs=1,000)`` on its one sample, the
-64-32-16-10 sigmoid digits network per sample (one epoch, 1,797 steps) and at batch 32, and one
+64-32-16-10 sigmoid digits network per sample (one epoch, 1,797 steps), at batch 32, and per
+sample with Adam (lr 0.01), and one
 epoch of the 784-256-128-10 ReLU MLP on 59,904 MNIST-shaped samples at batch 32 (with and without
 momentum 0.9), 128 and 512. Prints the median samples (or steps) per second of
 each and the ratio on/off. Needs numba and NumPy's own BLAS (a NumPy wheel). Like run.py, it re-executes itself without
@@ -26,14 +27,15 @@ from forced_env import reexec_without_forced_env
 HERE = Path(__file__).resolve().parent
 
 
-def digits_batches(cr, batch: int) -> float:
-    """One epoch of the digits network at ``batch`` (run.py times it per sample)."""
+def digits_batches(cr, batch: int, adam: bool = False) -> float:
+    """One epoch of the digits network at ``batch`` (run.py times it per sample with SGD)."""
     from cases import data
 
     X, Y = data("digits")
     net = cr.mlp([64, 32, 16, 10], activation="sigmoid", output_activation="sigmoid", seed=0)
+    optimizer = cr.Adam(lr=0.01) if adam else cr.SGD(lr=0.5)
     start = time.perf_counter()
-    net.fit(X, Y, loss=cr.SSE(), optimizer=cr.SGD(lr=0.5), epochs=1, batch_size=batch, seed=0, verbose=0)
+    net.fit(X, Y, loss=cr.SSE(), optimizer=optimizer, epochs=1, batch_size=batch, seed=0, verbose=0)
     return time.perf_counter() - start
 
 
@@ -45,6 +47,7 @@ def cases(bench):
         "tiny_epochs": (lambda: bench.tiny_epochs(1000), 1000),
         "digits": (lambda: bench.digits(), 1797),
         "digits_b32": (lambda: digits_batches(bench.cr, 32), 1797),
+        "digits_adam": (lambda: digits_batches(bench.cr, 1, adam=True), 1797),
         "mlp_b32": (lambda: bench.mlp(mlp, 32, 0.0)["seconds"], mlp),
         "mlp_b32_momentum": (lambda: bench.mlp(mlp, 32, 0.9)["seconds"], mlp),
         "mlp_b128": (lambda: bench.mlp(mlp, 128, 0.0)["seconds"], mlp),

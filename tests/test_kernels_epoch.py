@@ -77,10 +77,12 @@ def assert_same(a, b, dtype):
     assert opt_a.iterations == opt_b.iterations
     assert set(opt_a.state) == set(opt_b.state)
     for key, state in opt_b.state.items():
-        if "momentum" in state:
-            ref = state["momentum"]
-            np.testing.assert_allclose(opt_a.state[key]["momentum"], ref, rtol=0,
-                                       atol=TOL[dtype] * max(1.0, float(np.max(np.abs(ref)))) * 10)
+        assert opt_a.state[key].get("t") == state.get("t")  # Adam's step counts
+        for name in ("momentum", "m", "v"):
+            if name in state:
+                ref = state[name]
+                np.testing.assert_allclose(opt_a.state[key][name], ref, rtol=0,
+                                           atol=TOL[dtype] * max(1.0, float(np.max(np.abs(ref)))) * 10)
 
 
 def network(dtype, acts, outputs, use_bias=True):
@@ -98,13 +100,14 @@ def data(dtype, n=203):
 
 
 OPTIMIZERS = [cr.SGD(lr=0.1), cr.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-              cr.SGD(lr=0.05, momentum=0.5, dampening=0.3)]
+              cr.SGD(lr=0.05, momentum=0.5, dampening=0.3), cr.Adam(lr=0.01, weight_decay=1e-3),
+              cr.AdamW(lr=0.01, betas=(0.8, 0.99), weight_decay=0.05)]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("loss, acts", [("crossentropy", ("relu", "tanh")), ("mse", ("sigmoid", "relu")),
                                         ("sse", ("tanh", "identity"))])
-@pytest.mark.parametrize("opt", range(len(OPTIMIZERS)), ids=["sgd", "nesterov-decay", "dampening"])
+@pytest.mark.parametrize("opt", range(len(OPTIMIZERS)), ids=["sgd", "nesterov-decay", "dampening", "adam", "adamw"])
 @pytest.mark.parametrize("batch_size, shuffle", [(16, True), (1, True), (None, False), (50, False)])
 def test_compiled_runs_follow_the_step(monkeypatch, dtype, loss, acts, opt, batch_size, shuffle):
     X, labels, rows = data(dtype, 203 if batch_size != 1 else 37)
@@ -128,6 +131,19 @@ def test_relu_networks_agree_to_the_bit(monkeypatch):
     assert a[1].history["loss"] == b[1].history["loss"]
 
 
+def test_relu_networks_agree_to_the_bit_with_adam_and_its_step_counts(monkeypatch):
+    X, labels, _ = data("float32")
+    (a, b), _ = fit_both(monkeypatch, network("float32", ("relu", "relu"), 3), X, labels,
+                         cr.AdamW(lr=0.01, weight_decay=0.01), loss="crossentropy", epochs=2, batch_size=16)
+    for wa, wb in zip(a[0].get_weights(), b[0].get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert a[1].history["loss"] == b[1].history["loss"]
+    for key, state in b[2].state.items():
+        assert a[2].state[key]["t"] == state["t"] == 26
+        np.testing.assert_array_equal(a[2].state[key]["m"], state["m"])
+        np.testing.assert_array_equal(a[2].state[key]["v"], state["v"])
+
+
 def test_a_layer_without_bias_and_grads_left_as_the_step_leaves_them(monkeypatch):
     X, labels, _ = data("float64")
     (a, b), _ = fit_both(monkeypatch, network("float64", ("tanh", "relu"), 3, use_bias=False), X, labels,
@@ -137,10 +153,11 @@ def test_a_layer_without_bias_and_grads_left_as_the_step_leaves_them(monkeypatch
         np.testing.assert_allclose(ga, gb, rtol=0, atol=1e-12)
 
 
-def test_momentum_carries_over_to_a_second_fit(monkeypatch):
+@pytest.mark.parametrize("optimizer", [cr.SGD(lr=0.05, momentum=0.9), cr.Adam(lr=0.01)], ids=["momentum", "adam"])
+def test_the_update_state_carries_over_to_a_second_fit(monkeypatch, optimizer):
     X, _, rows = data("float64")
     (a, b), _ = fit_both(monkeypatch, network("float64", ("sigmoid", "tanh"), 2), X, rows,
-                         cr.SGD(lr=0.05, momentum=0.9), loss="mse", epochs=1, batch_size=20)
+                         optimizer, loss="mse", epochs=1, batch_size=20)
     for compiled, (net, _, opt) in ((True, a), (False, b)):
         DenseRuns.enabled = compiled  # (monkeypatch puts it back)
         net.fit(X, rows, loss="mse", optimizer=opt, epochs=1, batch_size=20, verbose=0, seed=1)
@@ -204,7 +221,7 @@ def test_the_switch_turns_the_runs_off(monkeypatch):
     assert not calls.spans
 
 
-@pytest.mark.parametrize("change", ["metrics", "batch callback", "frozen", "adam", "dropout", "numpy kernels",
+@pytest.mark.parametrize("change", ["metrics", "batch callback", "frozen", "rmsprop", "dropout", "numpy kernels",
                                     "regularizer", "softmax", "probability rows", "clipping",
                                     "no NumPy BLAS"])
 def test_the_step_runs_batch_by_batch_where_the_loop_or_the_network_needs_it(monkeypatch, change):
@@ -218,8 +235,8 @@ def test_the_step_runs_batch_by_batch_where_the_loop_or_the_network_needs_it(mon
         kw["callbacks"] = [cr.LambdaCallback(on_batch_end=lambda batch, logs: None)]
     elif change == "frozen":
         layers[0].freeze()
-    elif change == "adam":
-        kw["optimizer"] = cr.Adam()
+    elif change == "rmsprop":
+        kw["optimizer"] = cr.RMSProp()
     elif change == "dropout":
         layers.insert(2, cr.Dropout(0.1, seed=0))
     elif change == "numpy kernels":

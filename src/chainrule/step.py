@@ -165,13 +165,13 @@ def make_step(net, loss, optimizer, *, rule=None, bptt_steps: int | None = None,
 class DenseRuns:
     """The plain :class:`Step` of a network of Dense layers (each followed by at most one Identity,
     ReLU, Sigmoid or Tanh), with CrossEntropy on class labels, MSE or SSE, and SGD (momentum,
-    dampening, Nesterov and weight decay included, no clipping), run for many batches in one
-    compiled call: ``kernels.epoch.dense_runs`` has the equations.
+    dampening, Nesterov and weight decay included), Adam or AdamW, without clipping, run for many
+    batches in one compiled call: ``kernels.epoch.dense_runs`` has the equations.
 
     The same forward, loss, backward and update as the step, batch by batch, into the same arrays
-    (parameters, ``layer.grads``, the optimizer's momentum buffers), without Python between the
-    batches. What it leaves out is what fit's loop does between batches, so fit takes it only when
-    that is nothing: no metrics, no callback's ``on_batch_end`` (training.py decides).
+    (parameters, ``layer.grads``, the optimizer's state), without Python between the batches.
+    What it leaves out is what fit's loop does between batches, so fit takes it only when that is
+    nothing: no metrics, no callback's ``on_batch_end`` (training.py decides).
 
     Speed (on/off in one process, benchmarks/compiled_runs.py, docs/speed.md): at batch 1 a step
     of the 2-2-2 and 64-32-16-10 sigmoid networks is 1-3 µs of arithmetic under 20-35 µs of Python
@@ -195,12 +195,12 @@ class DenseRuns:
         from .layers.activations import Identity, ReLU, Sigmoid, Tanh
         from .layers.dense import Dense
         from .losses import MSE, SSE, CrossEntropy
-        from .optim import SGD
+        from .optim import SGD, Adam, AdamW
 
         if not cls.enabled or type(step) is not Step or step.regularizer is not None or kernels.active() != "numba":
             return None
         net, loss, opt = step.net, step.loss, step.optimizer
-        if type(opt) is not SGD or opt.clip_norm is not None or opt.clip_value is not None:
+        if type(opt) not in (SGD, Adam, AdamW) or opt.clip_norm is not None or opt.clip_value is not None:
             return None
         kind = {CrossEntropy: 0, MSE: 1, SSE: 2}.get(type(loss))
         if kind is None or (kind == 0) != (y.dtype.kind in "iu") or (kind and y.ndim != 2):
@@ -259,6 +259,15 @@ class DenseRuns:
         # the optimizer's state keys ("layer_index.name", optim.trainable), in the arrays' order
         self.keys = [f"{self.index[id(layer)]}.{name}" for layer in dense for name in ("weight", "bias")
                      if name in layer.params]
+        # Adam's step counts in the kernel's order: every layer's weight, then every layer's bias
+        # (None where a layer has no bias: a count nothing reads)
+        self.keys_by_kind = [f"{self.index[id(layer)]}.{name}" if name in layer.params else None
+                             for name in ("weight", "bias") for layer in dense]
+        from .optim import SGD
+
+        self.adam = type(step.optimizer) is not SGD
+        self.step_scalars = np.empty(2, dtype)
+        self.no_steps = np.zeros(2 * len(dense), np.int64)
         self._cache = None
         from .kernels import blas
 
@@ -268,32 +277,53 @@ class DenseRuns:
         """Run batches ``start`` to ``stop`` − 1 of ``order`` (None: the data's own order); their
         losses go to ``self.values``. Returns the first batch not run: ``stop``, or the batch whose
         loss was not finite (nothing of it was updated)."""
-        opt, dtype = self.step.optimizer, self.X.dtype
+        opt, dtype, adam = self.step.optimizer, self.X.dtype, self.adam
         first = False
-        if opt.momentum and any("momentum" not in opt.state.get(key, ()) for key in self.keys):
+        if not adam and opt.momentum and any("momentum" not in opt.state.get(key, ()) for key in self.keys):
             first = True  # (a fit whose SGD has no buffers yet: they start as the first gradient)
         arrays = self._arrays(opt, first)
-        lr, momentum, keep, decay = opt._in_dtype(dtype, opt.lr, opt.momentum, 1 - opt.dampening, opt.weight_decay)
+        if adam:
+            b1, b2 = opt.betas
+            hyper = (opt.lr, 0, 0, 0 if opt.decoupled else opt.weight_decay, b1, 1 - b1, b2, 1 - b2, opt.eps,
+                     1 - opt.lr * opt.weight_decay if opt.decoupled else 1)
+            flush_v = "v" in opt.flushed
+        else:
+            hyper = (opt.lr, opt.momentum, 1 - opt.dampening, opt.weight_decay, 0, 0, 0, 0, 0, 1)
+            flush_v = False
+        hyper = np.array([*opt._in_dtype(dtype, *hyper), kernels.tiny(dtype), kernels.tiny(dtype, flush_v)], dtype)
+        hyper64 = np.array([opt.lr, *(opt.betas if adam else (0.0, 0.0))], np.float64)
+        steps = np.array([opt.state[key]["t"] if key is not None else 0 for key in self.keys_by_kind], np.int64) \
+            if adam else self.no_steps
         done = kernels.compiled("epoch", "dense_runs")(
             self.gemm, self.X, self.y if self.kind == 0 else self.labels, self.y if self.kind else self.targets,
-            self.order if order is None else order, start, stop, self.bs, *arrays, self.codes,
+            self.order if order is None else order, start, stop, self.bs, *arrays, steps, self.codes,
             self.acts, self.deltas, self.labels, self.targets, self.kind, self.scales, self.value_scales,
-            lr, momentum, keep, decay, bool(opt.nesterov), first, kernels.tiny(dtype), *self.constants,
-            self.values)
+            int(adam), hyper, hyper64, self.step_scalars, bool(not adam and opt.nesterov), first,
+            *self.constants, self.values)
         opt.iterations += done - start
+        if adam:  # each parameter's step count, as optim.Adam keeps it
+            for key, t in zip(self.keys_by_kind, steps.tolist(), strict=True):
+                if key is not None:
+                    opt.state[key]["t"] = t
         if first and done == start:  # nothing ran: no buffers made of garbage
             for key in self.keys:
                 opt.state[key].pop("momentum", None)
         return done
 
     def _arrays(self, opt, first: bool) -> tuple:
-        """Per Dense layer: weights, biases, their gradients and their momentum buffers (the
-        gradients without momentum; a bias of size 0 for a layer without one), made once and made
-        again when a parameter array or a buffer was replaced (set_weights copies into the arrays)."""
+        """Per Dense layer: weights, biases, their gradients and the update's state (SGD: the
+        momentum buffers, or the gradients without momentum; Adam: m and v), a bias of size 0 for a
+        layer without one; made once and made again when a parameter array or a state array was
+        replaced (set_weights copies into the arrays)."""
         params = [layer.params[name] for layer in self.dense for name in ("weight", "bias") if name in layer.params]
         states = []
         for key, p in zip(self.keys, params, strict=True):
             state = opt.state.setdefault(key, {})
+            if self.adam:
+                if "m" not in state:  # as optim.Adam starts them
+                    state["m"], state["v"], state["t"] = np.zeros_like(p), np.zeros_like(p), 0
+                states += [state["m"], state["v"]]
+                continue
             if opt.momentum and "momentum" not in state:
                 state["momentum"] = np.empty_like(p)
             if "step" not in state:  # as the compiled SGD update keeps it (a checkpoint holds the same arrays)
@@ -305,11 +335,19 @@ class DenseRuns:
         def per_layer(name, which):
             return tuple(which(layer, name) if name in layer.params else self.empty for layer in self.dense)
 
+        def state(layer, name, entry):
+            return opt.state[f"{self.index[id(layer)]}.{name}"][entry]
+
         def buf(layer, name):
-            return opt.state[f"{self.index[id(layer)]}.{name}"]["momentum"] if opt.momentum else layer.grads[name]
+            if self.adam:
+                return state(layer, name, "m")
+            return state(layer, name, "momentum") if opt.momentum else layer.grads[name]
+
+        def aux(layer, name):
+            return state(layer, name, "v") if self.adam else layer.grads[name]
 
         arrays = (per_layer("weight", lambda la, k: la.params[k]), per_layer("bias", lambda la, k: la.params[k]),
                   per_layer("weight", lambda la, k: la.grads[k]), per_layer("bias", lambda la, k: la.grads[k]),
-                  per_layer("weight", buf), per_layer("bias", buf))
+                  per_layer("weight", buf), per_layer("bias", buf), per_layer("weight", aux), per_layer("bias", aux))
         self._cache = (params + states, arrays)
         return arrays

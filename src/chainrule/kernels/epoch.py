@@ -11,7 +11,7 @@ Per batch b of the epoch's order, with the rows ``order[b·bs : (b+1)·bs]`` (m 
     dL/dZˡ = dL/dAˡ ∘ fˡ′                         (m, nˡ)   from Aˡ, as the activation layers do
     dL/dWˡ = Aˡ⁻¹ᵀ·dL/dZˡ,  dL/dbˡ = Σ_rows dL/dZˡ          into the layers' own grads arrays
     dL/dAˡ⁻¹ = dL/dZˡ·Wˡᵀ                                   (not for the first layer)
-    θ ← the SGD update of every parameter                   kernels.optim.sgd, the same function
+    θ ← the update of every parameter                       kernels.optim.sgd or .adam, the same functions
 
 A batch whose loss is not finite stops the call before its backward pass: nothing of that batch is
 updated, and the call returns its index (else ``stop``). Each element-wise line is the arithmetic
@@ -37,12 +37,17 @@ from .blas import NO_TRANS, ROW_MAJOR, TRANS
 
 _helper = numba.njit(cache=True, nogil=True, error_model="numpy")
 _sgd = compiled("optim", "sgd")
+_adam = compiled("optim", "adam")
 _cross_entropy = compiled("losses", "cross_entropy_labels")
 
 # activation codes (chainrule.step.DenseRuns): what follows each Dense layer
 IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
 # loss codes
 CROSS_ENTROPY, MSE, SSE = 0, 1, 2
+# update rules: SGD (kernels.optim.sgd) and Adam/AdamW (kernels.optim.adam)
+SGD, ADAM = 0, 1
+# the rules' settings in ``hyper`` (in the parameters' dtype) and ``hyper64`` (float64)
+LR, MOMENTUM, KEEP, WEIGHT_DECAY, BETA1, ONE_MINUS_BETA1, BETA2, ONE_MINUS_BETA2, EPS, DECAY, TINY, TINY_V = range(12)
 
 
 @_helper
@@ -108,6 +113,26 @@ def _row_sum(delta, out):
 
 
 @_helper
+def _sgd_step(param, grad, buf, hyper, nesterov, first):
+    """kernels.optim.sgd with the settings of ``hyper``."""
+    _sgd(param, grad, buf, hyper[LR], hyper[MOMENTUM], hyper[KEEP], hyper[WEIGHT_DECAY], nesterov, first,
+         hyper[TINY])
+
+
+@_helper
+def _adam_step(param, grad, m, v, steps, index, hyper, hyper64, step_scalars):
+    """kernels.optim.adam at step t = ++steps[index]: lr/(1 − β₁ᵗ) and 1/√(1 − β₂ᵗ) in float64, as
+    optim.Adam computes them in Python, then rounded to the dtype."""
+    steps[index] += 1
+    t = float(steps[index])
+    step_scalars[0] = hyper64[0] / (1 - hyper64[1] ** t)
+    step_scalars[1] = 1 / math.sqrt(1 - hyper64[2] ** t)
+    _adam(param, grad, m, v, step_scalars[0], hyper[BETA1], hyper[ONE_MINUS_BETA1], hyper[BETA2],
+          hyper[ONE_MINUS_BETA2], step_scalars[1], hyper[EPS], hyper[WEIGHT_DECAY], hyper[DECAY], hyper[TINY],
+          hyper[TINY_V])
+
+
+@_helper
 def _squared(out, targets, m, grad, factor):
     """Σ (o − t)² over the batch (float64), and grad = (o − t)·factor (factor 1: o − t as is)."""
     total = 0.0
@@ -120,20 +145,25 @@ def _squared(out, targets, m, grad, factor):
     return total
 
 
-def dense_runs(gemm, X, y_labels, y_rows, order, start, stop, bs, weights, biases, grad_w, grad_b, buf_w, buf_b, codes,
-               acts, deltas, labels, targets, loss, scales, value_scales, lr, momentum, keep,
-               weight_decay, nesterov, first, tiny, zero, one, half, values):
+def dense_runs(gemm, X, y_labels, y_rows, order, start, stop, bs, weights, biases, grad_w, grad_b, buf_w, buf_b,
+               aux_w, aux_b, steps, codes, acts, deltas, labels, targets, loss, scales, value_scales, rule, hyper,
+               hyper64, step_scalars, nesterov, first, zero, one, half, values):
     """Batches ``start`` to ``stop`` − 1 of the epoch's ``order``; each batch's loss into ``values``.
 
     ``gemm``: NumPy's BLAS gemm for the dtype (kernels.blas.gemm), a ctypes function.
     The targets: class labels ``y_labels`` (n,) for cross-entropy, else rows ``y_rows`` (n, k) (the
     other one empty: numba types both branches).
 
-    weights, biases, grad_w, grad_b, buf_w, buf_b: one array per Dense layer (a bias of size 0
-    when the layer has none; buf_*: the momentum buffers, or the gradients without momentum).
-    acts[l] (bs, nˡ) and deltas[l] hold Aˡ and dL/dAˡ. scales[0]/[1]: the gradient's factor for a
-    full and for the last batch, in the dtype; value_scales likewise for the loss value (float64).
-    ``first``: the momentum buffers start as the first gradient. Returns the first batch not run.
+    weights, biases, grad_w, grad_b: one array per Dense layer (a bias of size 0 when the layer has
+    none). The update's state, per parameter: SGD's momentum buffers in buf_* (the gradients
+    without momentum); Adam's m in buf_* and v in aux_*, and its step count t in ``steps`` (the
+    weights' then the biases', counted up here). acts[l] (bs, nˡ) and deltas[l] hold Aˡ and dL/dAˡ.
+    scales[0]/[1]: the gradient's factor for a full and for the last batch, in the dtype;
+    value_scales likewise for the loss value (float64). ``hyper``: the rule's settings in the dtype
+    (the indices above), ``hyper64``: lr, β₁, β₂ as Python floats, from which Adam's bias
+    corrections lr/(1 − β₁ᵗ) and 1/√(1 − β₂ᵗ) are computed in float64 as optim.Adam does, then
+    rounded to the dtype through ``step_scalars`` (a 2-array of it). ``first``: SGD's momentum
+    buffers start as the first gradient. Returns the first batch not run.
     """
     n = order.size
     depth = len(weights)
@@ -178,10 +208,15 @@ def dense_runs(gemm, X, y_labels, y_rows, order, start, stop, bs, weights, biase
                 _product(gemm, dz, weights[layer], deltas[layer][:m], False, True)
         # update
         for layer in range(depth):
-            _sgd(weights[layer].ravel(), grad_w[layer].ravel(), buf_w[layer].ravel(), lr, momentum, keep,
-                 weight_decay, nesterov, first, tiny)
-            if biases[layer].size:
-                _sgd(biases[layer], grad_b[layer], buf_b[layer], lr, momentum, keep, weight_decay, nesterov,
-                     first, tiny)
+            if rule == SGD:
+                _sgd_step(weights[layer].ravel(), grad_w[layer].ravel(), buf_w[layer].ravel(), hyper, nesterov, first)
+                if biases[layer].size:
+                    _sgd_step(biases[layer], grad_b[layer], buf_b[layer], hyper, nesterov, first)
+            else:
+                _adam_step(weights[layer].ravel(), grad_w[layer].ravel(), buf_w[layer].ravel(), aux_w[layer].ravel(),
+                           steps, layer, hyper, hyper64, step_scalars)
+                if biases[layer].size:
+                    _adam_step(biases[layer], grad_b[layer], buf_b[layer], aux_b[layer], steps, depth + layer, hyper,
+                               hyper64, step_scalars)
         first = False
     return stop
