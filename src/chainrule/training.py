@@ -12,6 +12,10 @@ checking beyond one test that the loss is finite (and one that the parameters ar
 epoch). With ``checkpoint=`` the loop writes its whole state (chainrule.checkpoint) every
 ``checkpoint_every`` batches and after each epoch; ``resume=`` puts such a state back. SIGINT
 and SIGTERM stop it after the current batch (chainrule.interrupt).
+
+With numba, where nothing needs the loop between batches (no metrics, no callback's
+``on_batch_end``), the plain step of a Dense network runs a run of batches per compiled call
+(chainrule.step.DenseRuns: the same step, the loop's accounting done per run).
 """
 
 from __future__ import annotations
