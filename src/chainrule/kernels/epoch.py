@@ -23,7 +23,10 @@ of a one-row product (NumPy may take gemv there), and a float32 loss value, summ
 as the loss kernels do.
 
 This module is imported by ``kernels.compiled`` only, after numba: the functions it calls are
-the other kernels, compiled.
+the other kernels, compiled. numba's disk cache knows a compiled function by its own file: after
+an edit of kernels/optim.py or kernels/losses.py, touch this file (or empty ``__pycache__``), or
+the cached loop keeps the old update and loss (tests/test_kernels_epoch.py would show it: it
+compares the two paths).
 """
 
 from __future__ import annotations
