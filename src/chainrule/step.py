@@ -203,7 +203,7 @@ class DenseRuns:
         if type(opt) not in (SGD, Adam, AdamW) or opt.clip_norm is not None or opt.clip_value is not None:
             return None
         kind = {CrossEntropy: 0, MSE: 1, SSE: 2}.get(type(loss))
-        if kind is None or (kind == 0) != (y.dtype.kind in "iu") or (kind and y.ndim != 2):
+        if kind is None or (kind == 0) != (y.dtype.kind in "iu") or y.ndim != (1 if kind == 0 else 2):
             return None
         activations = {ReLU: 1, Sigmoid: 2, Tanh: 3}  # kernels.epoch's codes (0: none, Identity)
         dense, codes = [], []
