@@ -296,3 +296,13 @@ def test_an_activation_on_the_logits_is_in_the_chain_too(monkeypatch):
                              batch_size=16)
     assert calls.spans
     assert_same(a, b, "float64")
+
+
+@pytest.mark.parametrize("optimizer", [cr.SGD(lr=0.1, momentum=0.9, schedule=cr.StepLR(1, gamma=0.5)),
+                                       cr.Adam(lr=0.01, schedule=cr.ExponentialLR(0.7))], ids=["sgd", "adam"])
+def test_a_schedule_changes_the_rate_between_epochs_as_in_the_step(monkeypatch, optimizer):
+    X, labels, _ = data("float64")
+    (a, b), calls = fit_both(monkeypatch, network("float64", ("relu", "tanh"), 3), X, labels, optimizer,
+                             loss="crossentropy", epochs=3, batch_size=32)
+    assert calls.spans and a[2].lr == b[2].lr
+    assert_same(a, b, "float64")

@@ -272,13 +272,20 @@ class SGD(Optimizer):
         np.multiply(g, self._lr_of(p.dtype), out=step)
         p -= step
 
-    def _update_compiled(self, p, g, state):
-        buf = state.get("momentum")
-        first = buf is None
+    def _compiled_state(self, p, state) -> bool:
+        """Make the state the compiled update keeps for ``p`` (the momentum buffer, filled by the
+        first update; "step", unused there but kept finite so a checkpoint holds the same arrays
+        either way); True when the buffer is new: the next update starts it as the gradient."""
+        first = "momentum" not in state
         if self.momentum and first:
-            buf = state["momentum"] = np.empty(p.shape, p.dtype)
-        if "step" not in state:  # unused here: kept (finite) so a checkpoint holds the same arrays either way
+            state["momentum"] = np.empty(p.shape, p.dtype)
+        if "step" not in state:
             state["step"] = np.zeros_like(p)
+        return first
+
+    def _update_compiled(self, p, g, state):
+        first = self._compiled_state(p, state)
+        buf = state.get("momentum")
         param, grad = p.ravel(), g.ravel()  # views when contiguous, else copies (written back below)
         momentum = buf.ravel() if self.momentum else grad  # no buffer without momentum
         kernels.compiled("optim", "sgd")(
@@ -325,9 +332,7 @@ class Adam(Optimizer):
                 p *= 1 - self.lr * self.weight_decay
             else:
                 g = g + self.weight_decay * p
-        if "m" not in state:
-            state["m"], state["v"] = np.zeros_like(p), np.zeros_like(p)
-            state["t"] = 0
+        self._start_state(p, state)
         m, v = state["m"], state["v"]
         state["t"] += 1
         t = state["t"]
@@ -343,15 +348,23 @@ class Adam(Optimizer):
         denom *= step_size
         p -= denom
 
+    @staticmethod
+    def _start_state(p, state) -> None:
+        """The first moments m, v (zeros) and the step count t of a parameter not updated yet."""
+        if "m" not in state:
+            state["m"], state["v"], state["t"] = np.zeros_like(p), np.zeros_like(p), 0
+
+    def _weight_decay_terms(self) -> tuple[float, float]:
+        """(λ added to the gradient, the factor θ is multiplied by first): (λ, 1) coupled, as Adam;
+        (0, 1 − lr·λ) decoupled, as AdamW."""
+        return (0, 1 - self.lr * self.weight_decay) if self.decoupled else (self.weight_decay, 1)
+
     def _update_compiled(self, p, g, state):
         b1, b2 = self.betas
-        if "m" not in state:
-            state["m"], state["v"] = np.zeros_like(p), np.zeros_like(p)
-            state["t"] = 0
+        self._start_state(p, state)
         state["t"] += 1
         t = state["t"]
-        coupled = 0 if self.decoupled else self.weight_decay
-        decay = 1 - self.lr * self.weight_decay if self.decoupled else 1
+        coupled, decay = self._weight_decay_terms()
         param, m, v = p.ravel(), state["m"].ravel(), state["v"].ravel()
         kernels.compiled("optim", "adam")(
             param, g.ravel(), m, v,

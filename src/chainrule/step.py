@@ -22,9 +22,9 @@ A step is four moves, each a method a variant may replace::
   rows of the batch, an Allreduce of the gradients between ``backward`` and ``update``.
 - A regularizer (chainrule.regularizers: ``L1``, ``L2``) adds its penalty to the loss and its
   gradient to the weights' after backward, whichever step it rides on.
-- :class:`DenseRuns` is the plain step of a Dense network with SGD, compiled for a whole run of
-  batches (chainrule.kernels.epoch): fit takes it, when the compiled kernels run and nothing needs
-  the loop between batches, instead of calling the step batch by batch.
+- :class:`DenseRuns` is the plain step of a Dense network with SGD or Adam, compiled for a whole
+  run of batches (chainrule.kernels.epoch): fit takes it, when the compiled kernels run and nothing
+  needs the loop between batches, instead of calling the step batch by batch.
 """
 
 from __future__ import annotations
@@ -184,7 +184,6 @@ class DenseRuns:
     #: and writes a checkpoint that is due; 4,096 samples are a few ms to a few tens of ms
     RUN_SAMPLES = 4096
 
-
     #: False: fit takes the step batch by batch, with the other kernels still on (to compare the
     #: two: benchmarks/compiled_runs.py); CHAINRULE_KERNELS=numpy turns every kernel off
     enabled = True
@@ -202,16 +201,19 @@ class DenseRuns:
         net, loss, opt = step.net, step.loss, step.optimizer
         if type(opt) not in (SGD, Adam, AdamW) or opt.clip_norm is not None or opt.clip_value is not None:
             return None
-        kind = {CrossEntropy: 0, MSE: 1, SSE: 2}.get(type(loss))
-        if kind is None or (kind == 0) != (y.dtype.kind in "iu") or y.ndim != (1 if kind == 0 else 2):
+        from .kernels import epoch  # (numba is active: the codes below are the kernel's)
+
+        kind = {CrossEntropy: epoch.CROSS_ENTROPY, MSE: epoch.MSE, SSE: epoch.SSE}.get(type(loss))
+        labels = kind == epoch.CROSS_ENTROPY
+        if kind is None or labels != (y.dtype.kind in "iu") or y.ndim != (1 if labels else 2):
             return None
-        activations = {ReLU: 1, Sigmoid: 2, Tanh: 3}  # kernels.epoch's codes (0: none, Identity)
+        activations = {ReLU: epoch.RELU, Sigmoid: epoch.SIGMOID, Tanh: epoch.TANH}
         dense, codes = [], []
         for layer in net.layers:
             if type(layer) is Dense and not layer.frozen:
                 dense.append(layer)
-                codes.append(0)
-            elif type(layer) in activations and dense and codes[-1] == 0:
+                codes.append(epoch.IDENTITY)
+            elif type(layer) in activations and dense and codes[-1] == epoch.IDENTITY:
                 codes[-1] = activations[type(layer)]
             elif type(layer) is not Identity:
                 return None
@@ -254,21 +256,19 @@ class DenseRuns:
         self.values = np.empty(math.ceil(n / bs), np.float64)
         self.order = np.arange(n)
         self.constants = (dtype.type(0), dtype.type(1), dtype.type(0.5))  # zero, one, half
-        layers = step.net.layers
-        self.index = {id(layer): i for i, layer in enumerate(layers)}
-        # the optimizer's state keys ("layer_index.name", optim.trainable), in the arrays' order
-        self.keys = [f"{self.index[id(layer)]}.{name}" for layer in dense for name in ("weight", "bias")
-                     if name in layer.params]
-        # Adam's step counts in the kernel's order: every layer's weight, then every layer's bias
-        # (None where a layer has no bias: a count nothing reads)
-        self.keys_by_kind = [f"{self.index[id(layer)]}.{name}" if name in layer.params else None
-                             for name in ("weight", "bias") for layer in dense]
+        index = {id(layer): i for i, layer in enumerate(step.net.layers)}
+        # every parameter in the kernel's order (each layer's weight, then each layer's bias):
+        # (layer, name, the optimizer's state key "layer_index.name" as optim.trainable makes it),
+        # the key None for a layer without a bias
+        self.slots = [(layer, name, f"{index[id(layer)]}.{name}" if name in layer.params else None)
+                      for name in ("weight", "bias") for layer in dense]
+        self.keys = [key for _, _, key in self.slots if key is not None]
         from .optim import SGD
 
         self.adam = type(step.optimizer) is not SGD
         self.step_scalars = np.empty(2, dtype)
-        self.no_steps = np.zeros(2 * len(dense), np.int64)
-        self._cache = None
+        self.steps = np.zeros(len(self.slots), np.int64)  # Adam's step counts (SGD: unused)
+        self._cache = self._settings = None
         from .kernels import blas
 
         self.gemm = blas.gemm(dtype)
@@ -278,31 +278,32 @@ class DenseRuns:
         losses go to ``self.values``. Returns the first batch not run: ``stop``, or the batch whose
         loss was not finite (nothing of it was updated)."""
         opt, dtype, adam = self.step.optimizer, self.X.dtype, self.adam
-        first = False
-        if not adam and opt.momentum and any("momentum" not in opt.state.get(key, ()) for key in self.keys):
-            first = True  # (a fit whose SGD has no buffers yet: they start as the first gradient)
-        arrays = self._arrays(opt, first)
+        arrays, first = self._arrays(opt)
         if adam:
             b1, b2 = opt.betas
-            hyper = (opt.lr, 0, 0, 0 if opt.decoupled else opt.weight_decay, b1, 1 - b1, b2, 1 - b2, opt.eps,
-                     1 - opt.lr * opt.weight_decay if opt.decoupled else 1)
+            coupled, decay = opt._weight_decay_terms()
+            hyper = (opt.lr, 0, 0, coupled, b1, 1 - b1, b2, 1 - b2, opt.eps, decay)
             flush_v = "v" in opt.flushed
+            for i, (_, _, key) in enumerate(self.slots):
+                self.steps[i] = opt.state[key]["t"] if key is not None else 0
         else:
             hyper = (opt.lr, opt.momentum, 1 - opt.dampening, opt.weight_decay, 0, 0, 0, 0, 0, 1)
             flush_v = False
-        hyper = np.array([*opt._in_dtype(dtype, *hyper), kernels.tiny(dtype), kernels.tiny(dtype, flush_v)], dtype)
-        hyper64 = np.array([opt.lr, *(opt.betas if adam else (0.0, 0.0))], np.float64)
-        steps = np.array([opt.state[key]["t"] if key is not None else 0 for key in self.keys_by_kind], np.int64) \
-            if adam else self.no_steps
+        settings = (hyper, flush_v, kernels.flush_subnormals())
+        if settings != self._settings:  # (made again when the learning rate or the flush changes)
+            self._settings, self._hyper = settings, (
+                np.array([*opt._in_dtype(dtype, *hyper), kernels.tiny(dtype), kernels.tiny(dtype, flush_v)], dtype),
+                np.array([opt.lr, *(opt.betas if adam else (0.0, 0.0))], np.float64))
+        hyper, hyper64 = self._hyper
         done = kernels.compiled("epoch", "dense_runs")(
             self.gemm, self.X, self.y if self.kind == 0 else self.labels, self.y if self.kind else self.targets,
-            self.order if order is None else order, start, stop, self.bs, *arrays, steps, self.codes,
+            self.order if order is None else order, start, stop, self.bs, *arrays, self.steps, self.codes,
             self.acts, self.deltas, self.labels, self.targets, self.kind, self.scales, self.value_scales,
             int(adam), hyper, hyper64, self.step_scalars, bool(not adam and opt.nesterov), first,
             *self.constants, self.values)
         opt.iterations += done - start
         if adam:  # each parameter's step count, as optim.Adam keeps it
-            for key, t in zip(self.keys_by_kind, steps.tolist(), strict=True):
+            for (_, _, key), t in zip(self.slots, self.steps.tolist(), strict=True):
                 if key is not None:
                     opt.state[key]["t"] = t
         if first and done == start:  # nothing ran: no buffers made of garbage
@@ -310,44 +311,43 @@ class DenseRuns:
                 opt.state[key].pop("momentum", None)
         return done
 
-    def _arrays(self, opt, first: bool) -> tuple:
-        """Per Dense layer: weights, biases, their gradients and the update's state (SGD: the
-        momentum buffers, or the gradients without momentum; Adam: m and v), a bias of size 0 for a
-        layer without one; made once and made again when a parameter array or a state array was
-        replaced (set_weights copies into the arrays)."""
-        params = [layer.params[name] for layer in self.dense for name in ("weight", "bias") if name in layer.params]
-        states = []
-        for key, p in zip(self.keys, params, strict=True):
-            state = opt.state.setdefault(key, {})
-            if self.adam:
-                if "m" not in state:  # as optim.Adam starts them
-                    state["m"], state["v"], state["t"] = np.zeros_like(p), np.zeros_like(p), 0
-                states += [state["m"], state["v"]]
+    def _arrays(self, opt) -> tuple[tuple, bool]:
+        """The kernel's arrays, each a tuple over the Dense layers: weights, biases, their
+        gradients, and the update's state (SGD: the momentum buffers, or the gradients without
+        momentum; Adam: m, and v in the last two), a bias of size 0 for a layer without one; and
+        whether SGD's momentum buffers are new (they start as the first gradient). The state is
+        made as the optimizer's compiled update makes it; the tuples are made again only when a
+        parameter or a state array was replaced (set_weights copies into the arrays)."""
+        first, used = False, []
+        for layer, name, key in self.slots:
+            if key is None:
                 continue
-            if opt.momentum and "momentum" not in state:
-                state["momentum"] = np.empty_like(p)
-            if "step" not in state:  # as the compiled SGD update keeps it (a checkpoint holds the same arrays)
-                state["step"] = np.zeros_like(p)
-            states.append(state.get("momentum"))
-        if self._cache is not None and all(a is b for a, b in zip(self._cache[0], params + states, strict=True)):
-            return self._cache[1]
-
-        def per_layer(name, which):
-            return tuple(which(layer, name) if name in layer.params else self.empty for layer in self.dense)
-
-        def state(layer, name, entry):
-            return opt.state[f"{self.index[id(layer)]}.{name}"][entry]
-
-        def buf(layer, name):
+            p, state = layer.params[name], opt.state.setdefault(key, {})
             if self.adam:
-                return state(layer, name, "m")
-            return state(layer, name, "momentum") if opt.momentum else layer.grads[name]
+                opt._start_state(p, state)
+                used += [p, state["m"], state["v"]]
+            else:
+                first = (opt._compiled_state(p, state) and bool(opt.momentum)) or first
+                used += [p, state.get("momentum")]
+        if self._cache is None or not all(a is b for a, b in zip(self._cache[0], used, strict=True)):
+            def per_layer(name, source):
+                return tuple(source(layer, name, key) if key is not None else self.empty
+                             for layer, slot_name, key in self.slots if slot_name == name)
 
-        def aux(layer, name):
-            return state(layer, name, "v") if self.adam else layer.grads[name]
+            def param(layer, name, key):
+                return layer.params[name]
 
-        arrays = (per_layer("weight", lambda la, k: la.params[k]), per_layer("bias", lambda la, k: la.params[k]),
-                  per_layer("weight", lambda la, k: la.grads[k]), per_layer("bias", lambda la, k: la.grads[k]),
-                  per_layer("weight", buf), per_layer("bias", buf), per_layer("weight", aux), per_layer("bias", aux))
-        self._cache = (params + states, arrays)
-        return arrays
+            def grad(layer, name, key):
+                return layer.grads[name]
+
+            def buf(layer, name, key):
+                if self.adam:
+                    return opt.state[key]["m"]
+                return opt.state[key]["momentum"] if opt.momentum else layer.grads[name]
+
+            def aux(layer, name, key):
+                return opt.state[key]["v"] if self.adam else layer.grads[name]
+
+            self._cache = (used, tuple(per_layer(name, source) for source in (param, grad, buf, aux)
+                                       for name in ("weight", "bias")))
+        return self._cache[1], first
