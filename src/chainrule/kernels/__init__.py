@@ -2,9 +2,11 @@
 
 The NumPy code in optim.py, losses.py and the layers is the reference: readable, documented, and
 what runs without numba. A kernel is a plain Python function in this package (optim.py,
-losses.py, activations.py, recurrent.py, attention.py, conv.py, norm.py) with the same equations written as a loop over
-elements, in numba's nopython subset, so it runs one pass over memory where NumPy runs one pass
-per operation. It is compiled the first time it is called (``numba.njit(cache=True)``: later
+losses.py, activations.py, recurrent.py, attention.py, conv.py, norm.py) with the same equations
+written as a loop over elements, in numba's nopython subset, so it runs one pass over memory where
+NumPy runs one pass per operation. epoch.py runs a Dense network's whole training step for many
+batches (chainrule.step.DenseRuns), calling the others and NumPy's own BLAS (blas.py). A kernel
+is compiled the first time it is called (``numba.njit(cache=True)``: later
 processes load the machine code from disk) and chosen at run time:
 
 - ``CHAINRULE_KERNELS=auto`` (the default): numba when it is installed (``pip install
