@@ -1,4 +1,4 @@
-"""Layer kernels (chainrule/kernels/activations.py, recurrent.py, attention.py, conv.py, norm.py)
+"""Layer kernels (chainrule/kernels/activations.py, recurrent.py, attention.py, conv.py, pooling.py, norm.py)
 against the NumPy path.
 
 The NumPy code of each layer is checked against finite differences and torch in the layer tests;
@@ -14,6 +14,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import kernels
+from chainrule.layers import conv as conv_module
 
 pytest.importorskip("numba")
 
@@ -190,17 +191,24 @@ def conv_pass(backend, make, x, grad):
     return dx, {k: v.copy() for k, v in layer.grads.items()}
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("make, shape", [
+CONV_CASES = [
     # 3·2·3·3 = 54 weights: per-sample products, their dL/dcols layout
     (lambda dt: cr.Conv2D(2, 3, 3, padding=1, seed=0).astype(dt), (5, 2, 7, 6)),
     # 16·6·5·5 = 2,400 weights: one product over the batch (LeNet's second convolution, smaller images)
     (lambda dt: cr.Conv2D(6, 16, 5, seed=0).astype(dt), (3, 6, 9, 8)),
     (lambda dt: cr.Conv2D(4, 64, (2, 3), dilation=(2, 1), padding=(1, 0), seed=0).astype(dt), (3, 4, 8, 9)),
     (lambda dt: cr.Conv1D(3, 5, 4, padding="same", seed=0).astype(dt), (4, 3, 11)),
-], ids=["per-sample", "one-product", "dilated-padded", "conv1d"])
-def test_col2im_kernel_gives_the_numpy_adds_to_the_bit(make, shape, dtype, kernel_calls):
-    """The kernel makes NumPy's adds in NumPy's order: dL/dx is the same to the bit."""
+    (lambda dt: cr.Conv2D(3, 2, 3, use_bias=False, seed=0).astype(dt), (1, 3, 3, 3)),
+]
+CONV_IDS = ["per-sample", "one-product", "dilated-padded", "conv1d", "no-bias-one-pixel"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("make, shape", CONV_CASES, ids=CONV_IDS)
+def test_col2im_kernel_gives_the_numpy_adds_to_the_bit(make, shape, dtype, kernel_calls, monkeypatch):
+    """Where NumPy's BLAS is not found (the column path with numba active), the col2im kernel
+    makes NumPy's adds in NumPy's order: dL/dx is the same to the bit."""
+    monkeypatch.setattr(conv_module.blas, "gemm", lambda dtype: None)
     rng = np.random.default_rng(2)
     x = rng.normal(size=shape).astype(dtype)
     grad = rng.normal(size=(shape[0], *make(dtype).output_shape(shape[1:]))).astype(dtype)
@@ -211,6 +219,99 @@ def test_col2im_kernel_gives_the_numpy_adds_to_the_bit(make, shape, dtype, kerne
     np.testing.assert_array_equal(fast_dx, dx)
     for key in grads:
         np.testing.assert_array_equal(fast_grads[key], grads[key])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("make, shape", CONV_CASES, ids=CONV_IDS)
+def test_sample_by_sample_convolution_follows_numpy(make, shape, dtype, kernel_calls):
+    """The compiled stride-1 path (conv_forward, conv_backward: the columns sample by sample,
+    NumPy's BLAS) gives the NumPy column path's output, dL/dx, dL/dW and dL/db, in training and
+    evaluation, and as a network's first layer (no dL/dx)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=shape).astype(dtype)
+    grad = rng.normal(size=(shape[0], *make(dtype).output_shape(shape[1:]))).astype(dtype)
+
+    def run(backend):
+        kernels.use(backend)
+        layer = make(dtype)
+        evaluated = layer.forward(x)
+        out = layer.forward(x, training=True)
+        dx = layer.backward(grad)
+        grads = {k: v.copy() for k, v in layer.grads.items()}
+        layer.forward(x, training=True)
+        layer.grads["weight"][...] = np.nan
+        layer.backward_params(grad)
+        return evaluated, out, dx, grads, {k: v.copy() for k, v in layer.grads.items()}
+
+    expected = run("numpy")
+    assert kernel_calls == []
+    actual = run("numba")
+    assert ("conv", "conv_forward") in kernel_calls and ("conv", "conv_backward") in kernel_calls
+    for name, got, want in zip(["evaluation output", "output", "dL/dx"], actual[:3], expected[:3], strict=True):
+        assert_close(got, want, dtype, name)
+    for got, want in zip(actual[3:], expected[3:], strict=True):
+        for key in want:
+            assert_close(got[key], want[key], dtype, f"dL/d{key}")
+
+
+def test_strided_convolution_stays_numpy(kernel_calls):
+    layer = cr.Conv2D(2, 3, 3, stride=2, seed=0)
+    x = np.random.default_rng(0).normal(size=(2, 2, 7, 7)).astype(np.float32)
+    kernels.use("numba")
+    layer.backward(np.ones((2, 3, 3, 3), np.float32) + 0 * layer.forward(x, training=True))
+    assert not [call for call in kernel_calls if call[0] == "conv"]
+
+
+# --- max pooling ---------------------------------------------------------------------------------
+def pool_pass(backend, layer, x, grad):
+    kernels.use(backend)
+    out = layer.forward(x, training=True)
+    return out.copy(), layer.backward(grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("args, shape", [
+    ((2,), (3, 4, 8, 10)),           # windows that tile the image
+    ((2,), (2, 3, 9, 7)),            # a row and a column past the last window
+    ((2, 2, 1), (2, 2, 7, 8)),       # padded
+    ((2, 2, (0, 1)), (1, 2, 5, 5)),
+    ((2,), (1, 1, 2, 2)),
+], ids=["tiled", "odd", "padded", "padded-columns", "one-window"])
+def test_max_pool_2x2_kernels_give_the_numpy_path_to_the_bit(args, shape, dtype, kernel_calls):
+    """Output and dL/dx equal to the bit, ties (zeros after a ReLU) and a NaN in a window included:
+    the first maximum in window order takes the gradient, the last offset where the maximum is NaN."""
+    rng = np.random.default_rng(4)
+    x = np.maximum(rng.normal(size=shape), 0).astype(dtype)  # many windows of equal zeros
+    x.reshape(-1)[3] = np.nan
+    grad = rng.normal(size=(shape[0], *cr.MaxPool2D(*args).output_shape(shape[1:]))).astype(dtype)
+    out, dx = pool_pass("numpy", cr.MaxPool2D(*args), x, grad)
+    assert kernel_calls == []
+    fast_out, fast_dx = pool_pass("numba", cr.MaxPool2D(*args), x, grad)
+    assert [name for _, name in kernel_calls] == ["max_pool_2x2", "max_pool_2x2_backward"]
+    np.testing.assert_array_equal(fast_out, out)
+    np.testing.assert_array_equal(fast_dx, dx)
+    assert np.isnan(fast_out).sum() == 1
+
+
+@pytest.mark.parametrize("args", [(3, 2, 1), (2, 1), ((2, 3),)], ids=["3x3", "stride-1", "2x3"])
+def test_other_max_pools_stay_numpy(args, kernel_calls):
+    kernels.use("numba")
+    layer = cr.MaxPool2D(*args)
+    out = layer.forward(np.random.default_rng(0).normal(size=(2, 2, 7, 7)).astype(np.float32), training=True)
+    layer.backward(np.ones_like(out))
+    assert kernel_calls == []
+
+
+@pytest.mark.parametrize("args", [(2,), (2, 2, 1)], ids=["tiled", "padded"])
+def test_max_pool_backward_after_the_kernels_were_switched_off(args):
+    """A forward with the kernels and a backward without them route the gradient the same way."""
+    rng = np.random.default_rng(5)
+    x, layer, reference = rng.normal(size=(2, 3, 9, 9)), cr.MaxPool2D(*args), cr.MaxPool2D(*args)
+    kernels.use("numba")
+    grad = rng.normal(size=layer.forward(x, training=True).shape)
+    kernels.use("numpy")
+    reference.forward(x, training=True)
+    np.testing.assert_array_equal(layer.backward(grad), reference.backward(grad))
 
 
 # --- layer normalization ------------------------------------------------------------------------

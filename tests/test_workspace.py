@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from chainrule import kernels
 
 
 def _layers():
@@ -42,7 +43,15 @@ def test_outputs_and_input_gradients_are_not_reused_by_the_next_step(layer, shap
     np.testing.assert_array_equal(fresh.backward(2 * np.ones_like(y2)), g2)
 
 
-def test_work_arrays_are_kept_in_training_only_and_never_pickled():
+@pytest.fixture
+def backend():
+    saved = dict(kernels._settings)
+    yield kernels.use
+    kernels._settings.update(saved)
+
+
+def test_work_arrays_are_kept_in_training_only_and_never_pickled(backend):
+    backend("numpy")  # the column path: the batch's columns
     conv = cr.Conv2D(1, 2, 3, seed=0).astype(np.float64)
     x = np.random.default_rng(0).normal(size=(2, 1, 6, 6))
     conv.forward(x)  # evaluation: nothing kept
@@ -55,3 +64,22 @@ def test_work_arrays_are_kept_in_training_only_and_never_pickled():
     assert conv._workspace["cols"] is not first
     assert "_workspace" not in pickle.loads(pickle.dumps(conv)).__dict__
     assert "_workspace" not in copy.copy(conv).__dict__
+
+
+def test_the_compiled_paths_keep_their_work_arrays_in_training_only(backend):
+    """The sample-by-sample convolution and the 2×2 pool (numba): nothing kept in evaluation, the
+    same arrays step after step, none in a pickle or a copy."""
+    pytest.importorskip("numba")
+    backend("numba")
+    rng = np.random.default_rng(0)
+    for layer, x in ((cr.Conv2D(1, 2, 3, seed=0).astype(np.float64), rng.normal(size=(2, 1, 6, 6))),
+                     (cr.MaxPool2D(2), rng.normal(size=(2, 3, 6, 6)))):
+        layer.forward(x)
+        assert not getattr(layer, "_workspace", None)
+        layer.backward(np.ones_like(layer.forward(x, training=True)))
+        first = dict(layer._workspace)
+        assert first
+        layer.backward(np.ones_like(layer.forward(x, training=True)))
+        assert all(layer._workspace[key] is array for key, array in first.items())
+        assert "_workspace" not in pickle.loads(pickle.dumps(layer)).__dict__
+        assert "_workspace" not in copy.copy(layer).__dict__

@@ -2,7 +2,7 @@
 
 The NumPy code in optim.py, losses.py and the layers is the reference: readable, documented, and
 what runs without numba. A kernel is a plain Python function in this package (optim.py,
-losses.py, activations.py, recurrent.py, attention.py, conv.py, norm.py) with the same equations
+losses.py, activations.py, recurrent.py, attention.py, conv.py, pooling.py, norm.py) with the same equations
 written as a loop over elements, in numba's nopython subset, so it runs one pass over memory where
 NumPy runs one pass per operation. epoch.py runs a Dense network's whole training step for many
 batches (chainrule.step.DenseRuns), calling the others and NumPy's own BLAS (blas.py). A kernel

@@ -4,7 +4,10 @@ Both run the same code: Conv1D is a Conv2D whose images are one row high. The co
 one matrix product (or one per sample) over an im2col copy of the padded input, so there is no
 Python loop over pixels. With stride 1 the columns are runs of the flattened padded planes
 (``_forward_flat``: the copy moves long runs and the products run per sample where OpenBLAS is
-faster so); other strides use the (C·kh·kw, n·H'·W') layout (``_forward_strided``).
+faster so); other strides use the (C·kh·kw, n·H'·W') layout (``_forward_strided``). With numba (the ``fast``
+extra) a stride-1 layer runs the same equations compiled, one sample at a time, its columns kept
+in cache (``_forward_samples``, ``_backward_samples``; chainrule/kernels/conv.py): the whole
+batch's columns are never written.
 
 Speed, forward + backward (dL/dW, dL/db and dL/dx), float32, batch 64, one thread, best of 30
 interleaved rounds on a shared 2-core machine (CPU time), the flat-plane layout against the
@@ -32,6 +35,7 @@ from .._checks import as_rng, check_number, check_positive_int
 from .._threads import parallel
 from ..errors import ConfigError, ShapeError
 from ..init import get_initializer
+from ..kernels import blas
 from .base import Layer
 
 #: below this many column entries (C·kh·kw · n · L) a stride-1 convolution runs on the calling
@@ -213,6 +217,9 @@ class _Conv(Layer):
         length = (ho - 1) * wp + wo
         size = xp.itemsize
         k = c * kh * kw
+        gemm = self._sample_gemm(xp)
+        if gemm is not None:  # compiled, sample by sample (see _forward_samples)
+            return self._forward_samples(gemm, xp, ho, wo, training)
         # windows[c, u, v, n, l] = x_pad_flat[n, c, u·dh·W_p + v·dw + l]  (a view, nothing copied)
         windows = as_strided(xp, (c, kh, kw, n, length), (xp.strides[1], dh * wp * size, dw * size,
                                                           xp.strides[0], size), writeable=False)
@@ -244,6 +251,92 @@ class _Conv(Layer):
         # 0.54 -> 0.38-0.41 ms; inside a whole LeNet step it did not pay (docs/speed.md, "Threads")
         parallel(samples, n, k * n * length, CONV_MIN_WORK)
         return out
+
+    def _sample_gemm(self, xp: np.ndarray):
+        """NumPy's BLAS gemm (kernels/blas.py) when the compiled sample-by-sample path runs this
+        stride-1 layer: numba active, float32 or float64, the weight and its gradient
+        C-contiguous and NumPy's BLAS found; else None (the NumPy column path)."""
+        weight, grad = self.params["weight"], self.grads["weight"]
+        if not kernels.ready(xp, weight) or grad.dtype != xp.dtype or not (
+                weight.flags.c_contiguous and grad.flags.c_contiguous):
+            return None
+        return blas.gemm(xp.dtype)
+
+    def _forward_samples(self, gemm, xp: np.ndarray, ho: int, wo: int, training: bool) -> np.ndarray:
+        """Stride 1, compiled (kernels/conv.py, ``conv_forward``): the equations of
+        ``_forward_flat`` sample by sample, each sample's columns in one (C·kh·kw, L) work array
+        that stays in cache, its product by NumPy's BLAS, the bias added while the wasted columns
+        are cut. Nothing of the batch's size is kept for the backward but the input.
+
+        Speed. The column path writes the whole batch's columns (LeNet at batch 64, float32:
+        4.3 MB for the first layer, 3.5 MB for the second) and reads them back for the products
+        and again for dL/dW; in a training step that traffic cost more than the copies and
+        products themselves: per LeNet step (forward + backward, one thread, in situ), the first
+        convolution 1.0 -> 0.6 ms, the second 1.5 -> 1.3 ms, the step 3.3 -> 2.6 ms
+        (docs/speed.md, "Convolution").
+        """
+        n, c, hp, wp = xp.shape
+        (kh, kw), (dh, dw), co = self.kernel_size, self.dilation, self.out_channels
+        k, length = c * kh * kw, (ho - 1) * wp + wo
+        out = np.empty((n, co, ho, wo), dtype=xp.dtype)
+        bias = self.params["bias"] if self.use_bias else np.empty(0, xp.dtype)
+        planes = xp.reshape(n, c, hp * wp)
+        w_mat = self.params["weight"].reshape(co, k)
+        forward = kernels.compiled("conv", "conv_forward")
+
+        def samples(a: int, b: int) -> None:
+            # per run of samples its own work arrays (the runs are fixed for a batch size and thread count)
+            cols = self._work(training, f"cols{a}", (k, length), xp.dtype)
+            z = self._work(training, f"z{a}", (co, length), xp.dtype)
+            forward(gemm, planes, a, b, kh, kw, dh, dw, wp, w_mat, bias, cols, z, out)
+
+        parallel(samples, n, k * n * length, CONV_MIN_WORK)
+        self._cols, self._planes = None, planes
+        return out
+
+    def _work(self, training: bool, key: str, shape: tuple, dtype) -> np.ndarray:
+        """A work array: the layer's scratch in training (the same each step), a new one else."""
+        return self._scratch(key, shape, dtype) if training else np.empty(shape, dtype)
+
+    def _backward_samples(self, delta: np.ndarray, need_grad_x: bool) -> np.ndarray | None:
+        """Stride 1, compiled (kernels/conv.py, ``conv_backward``), after ``_forward_samples``:
+        per sample, δ in the columns' layout, the columns copied again, its dL/dW term
+        colsₛ·δₛᵀ and (when asked) dL/dcols = W_matᵀ·δₛ added back onto its padded planes. The
+        dL/dW terms are summed over the samples in order afterwards (np.add.reduce), so a split
+        over threads does not change a bit; dL/db = Σ δ by NumPy.
+
+        Speed. dL/dW as its transpose colsₛ·δₛᵀ: 64 products of LeNet's second layer took
+        0.38 ms against 0.68 ms for δₛ·colsₛᵀ (OpenBLAS, float32, one thread)."""
+        n, c, hp, wp = self._padded_shape
+        (kh, kw), (dh, dw), co = self.kernel_size, self.dilation, self.out_channels
+        (pt, pb), (pl, pr) = self.pad
+        dtype = self._planes.dtype
+        k, length = c * kh * kw, (delta.shape[2] - 1) * wp + delta.shape[3]
+        delta = np.ascontiguousarray(delta, dtype=dtype)
+        terms = self._scratch("dw_terms", (n, k, co), dtype)  # dL/dW per sample, transposed
+        padded = pt or pb or pl or pr
+        # dL/dx_pad stays inside the layer only when padded (dL/dx is then a copy of its interior)
+        grad_xp = (self._scratch("dx_pad", (n, c, hp * wp), dtype) if padded
+                   else np.empty((n, c, hp * wp), dtype)) if need_grad_x else np.empty((0, 0, 0), dtype)
+        w_mat = self.params["weight"].reshape(co, k)
+        backward, gemm = kernels.compiled("conv", "conv_backward"), blas.gemm(dtype)
+
+        def samples(a: int, b: int) -> None:
+            cols, d2 = self._scratch(f"cols{a}", (k, length), dtype), self._scratch(f"d2{a}", (co, length), dtype)
+            dcols = self._scratch(f"dcols{a}", (k, length), dtype) if need_grad_x else cols
+            backward(gemm, self._planes, delta, a, b, kh, kw, dh, dw, wp, w_mat, need_grad_x, cols, d2,
+                     dcols, terms, grad_xp)
+
+        parallel(samples, n, k * n * length, CONV_MIN_WORK)
+        self.grads["weight"].reshape(co, k)[...] = np.add.reduce(terms, axis=0).T
+        if self.use_bias:
+            np.add.reduce(delta.reshape(n, co, -1).sum(axis=2), axis=0, out=self.grads["bias"])
+        if not need_grad_x:
+            return None
+        grad_x = grad_xp.reshape(n, c, hp, wp)
+        if padded:
+            grad_x = np.ascontiguousarray(grad_x[:, :, pt:hp - pb, pl:wp - pr])
+        return grad_x[:, :, 0, :] if self._ndim == 1 else grad_x
 
     def _per_sample(self, k: int) -> bool:
         """Whether the products with the (C_out, k) weight matrix run per sample: below
@@ -294,6 +387,8 @@ class _Conv(Layer):
         """
         if self._ndim == 1:
             delta = delta[:, :, None, :]
+        if self._cols is None:
+            return self._backward_samples(delta, need_grad_x)
         n, co, ho, wo = delta.shape
         cols = self._cols
         k, _, length = cols.shape
