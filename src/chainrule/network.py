@@ -12,6 +12,12 @@ from .layers.base import Layer
 from .losses import get_loss
 from .metrics import get_metric
 
+#: predict and evaluate run the network on this many samples at a time: each layer's output then
+#: stays in cache for the next layer. The 784-256-128-10 MLP of the benchmarks on 10,000 samples
+#: (float32, 2 cores, median of 15 calls taking turns in one process): 305k samples/s in batches
+#: of 1,024, 308k in batches of 2,048, 250k in batches of 8,192 (the earlier default)
+PREDICT_BATCH = 1024
+
 
 class Sequential:
     """Layers applied one after the other.
@@ -313,7 +319,7 @@ class Sequential:
                    distributed=distributed, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                    resume=resume, graceful_stop=graceful_stop, regularizer=regularizer)
 
-    def predict(self, X, batch_size: int | None = 8192) -> np.ndarray:
+    def predict(self, X, batch_size: int | None = PREDICT_BATCH) -> np.ndarray:
         """The network's output for X (scaled first when a scaler is attached), in batches."""
         check_positive_int(batch_size, "batch_size", allow_none=True)
         X = self._prepare_input(X)
@@ -322,7 +328,7 @@ class Sequential:
         _check_output(out, "predict")
         return out
 
-    def _predict_prepared(self, X: np.ndarray, batch_size: int | None = 8192) -> np.ndarray:
+    def _predict_prepared(self, X: np.ndarray, batch_size: int | None = PREDICT_BATCH) -> np.ndarray:
         if batch_size is None or len(X) <= batch_size:
             out = X
             for layer in self.layers:
@@ -336,7 +342,7 @@ class Sequential:
             parts.append(out)
         return np.concatenate(parts)
 
-    def evaluate(self, X, y, loss=None, metrics=(), batch_size: int | None = 8192) -> dict[str, float]:
+    def evaluate(self, X, y, loss=None, metrics=(), batch_size: int | None = PREDICT_BATCH) -> dict[str, float]:
         """Loss (the last fit's loss when none is given) and metrics on (X, y)."""
         from .training import _check_target
 
@@ -365,7 +371,7 @@ class Sequential:
                 result[acc.name] = acc.result()
         return result
 
-    def _evaluate_prepared(self, X, y, loss, metrics, batch_size=8192) -> dict[str, float]:
+    def _evaluate_prepared(self, X, y, loss, metrics, batch_size=PREDICT_BATCH) -> dict[str, float]:
         out = self._predict_prepared(X, batch_size)
         result = {"loss": loss._value(out, y)}
         for m in metrics:

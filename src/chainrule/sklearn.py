@@ -59,7 +59,7 @@ from .callbacks import Callback
 from .errors import ChainruleError, ConfigError, DataError, InputTypeError, TrainingError
 from .layers import Dense, Dropout, Layer
 from .losses import SSE, BinaryCrossEntropy, CrossEntropy, Poisson
-from .network import Sequential
+from .network import PREDICT_BATCH, Sequential
 from .optim import SGD, Adam
 from .regularizers import L2
 from .step import NonFiniteLoss, Step
@@ -644,8 +644,9 @@ class _BaseMLP(BaseEstimator):
         a diverged network's inf or NaN comes back as it is, for the validation score to record."""
         if not _issparse(X):
             return self.net_._predict_prepared(np.asarray(X, self.net_.dtype))
-        X = X.tocsr().astype(self.net_.dtype, copy=False)  # row slices of it in batches of 8192
-        return np.concatenate([self.net_._predict_prepared(X[i:i + 8192], None) for i in range(0, X.shape[0], 8192)])
+        X = X.tocsr().astype(self.net_.dtype, copy=False)  # dense row slices of it, a batch at a time
+        size = PREDICT_BATCH
+        return np.concatenate([self.net_._predict_prepared(X[i:i + size], None) for i in range(0, X.shape[0], size)])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

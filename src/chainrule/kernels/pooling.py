@@ -17,7 +17,7 @@ where this writes 0.
 Only these windows: with the window size and stride as run-time numbers, the loops over the
 window did not vectorize and its branches were mispredicted (0.49 ms for the forward on
 (64, 6, 24, 24) float32, against 0.25 ms for the NumPy views and 0.047 ms here); other pools
-take the NumPy path. Speed: docs/speed.md, "Pooling".
+take the NumPy path. Speed: docs/speed.md, "Convolution and pooling".
 """
 
 from __future__ import annotations

@@ -271,9 +271,10 @@ class _Conv(Layer):
         Speed. The column path writes the whole batch's columns (LeNet at batch 64, float32:
         4.3 MB for the first layer, 3.5 MB for the second) and reads them back for the products
         and again for dL/dW; in a training step that traffic cost more than the copies and
-        products themselves: per LeNet step (forward + backward, one thread, in situ), the first
-        convolution 1.0 -> 0.6 ms, the second 1.5 -> 1.3 ms, the step 3.3 -> 2.6 ms
-        (docs/speed.md, "Convolution").
+        products themselves. Forward + backward inside a LeNet training step (float32, batch 64,
+        one thread, the two paths taking turns in one process, median of 7 epochs): the first
+        convolution 1.21 -> 0.59 ms, the second 1.80 -> 1.40 ms; the whole epoch 1.31 times
+        faster (``python benchmarks/conv_paths.py``; docs/speed.md, "Convolution and pooling").
         """
         n, c, hp, wp = xp.shape
         (kh, kw), (dh, dw), co = self.kernel_size, self.dilation, self.out_channels
