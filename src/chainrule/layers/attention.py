@@ -80,8 +80,12 @@ class MultiHeadAttention(Layer):
     # of torch's time (median of the per-step ratios, four runs; about 50 ms against 58 ms on
     # a shared 2-core machine). The attention layer alone: 0.79-0.88. The LayerNorm in that
     # block was a plain NumPy one. Computing Q, K and V as one product with the three weights
-    # side by side (and dQ, dK, dV likewise) measured no faster than three products, so the
-    # parameters stay three separate arrays. With numba (chainrule.kernels) the softmax's row
+    # side by side measured no faster than three products (one thread; and with OpenBLAS's two
+    # threads, in the whole block's step: 0.99 of the time), so the forward makes three and the
+    # parameters stay three separate arrays. The backward's dW and dx products with dQ, dK and dV
+    # side by side (two products instead of six, and no adds) took the block's step from
+    # 33.3 to 31.7 ms (OpenBLAS's two threads, the two taking turns in one process, median of
+    # 9 epochs of 20 steps, ×1.02-1.07 epoch by epoch). With numba (chainrule.kernels) the softmax's row
     # maxima and sums, and its backward, run as compiled loops over the rows (kernels/attention.py;
     # NumPy's exp stays): forward + backward of this layer alone, (32, 64, 128), 2 cores, the two
     # paths taking turns in one process, 12 rounds of 10: 11.9 ms against 12.9 ms (best), 12.5
@@ -193,17 +197,18 @@ class MultiHeadAttention(Layer):
         dq = np.matmul(dp, kh)                                       # dS_h·K_h (√d below)
         dq *= scale
         dk = np.matmul(dp.swapaxes(-1, -2), qh)                      # dS_hᵀ·(Q_h/√d)
-        grad_in = None
-        for name, d in (("q", dq), ("k", dk), ("v", dv)):
-            d2 = d.transpose(0, 2, 1, 3).reshape(n * T, D)           # heads concatenated (a copy)
-            np.matmul(x2.T, d2, out=g[f"weight_{name}"])
-            np.sum(d2, axis=0, out=g[f"bias_{name}"])
-            part = np.dot(d2, p[f"weight_{name}"].T)
-            if grad_in is None:
-                grad_in = part
-            else:
-                grad_in += part
-        return grad_in.reshape(n, T, D)
+        # dQ, dK, dV side by side, each with its heads concatenated: (n·T, 3·dim), so that
+        # [dW_q dW_k dW_v] = xᵀ·[dQ dK dV] and dx = [dQ dK dV]·[W_q W_k W_v]ᵀ are one product each
+        d_qkv = self._scratch("d_qkv", (n * T, 3 * D), dq.dtype)
+        side = d_qkv.reshape(n, T, 3, self.num_heads, self.head_dim)
+        for i, d in enumerate((dq, dk, dv)):
+            side[:, :, i] = d.transpose(0, 2, 1, 3)
+        d_weights, d_biases = np.dot(x2.T, d_qkv), np.add.reduce(d_qkv, axis=0)
+        for i, name in enumerate("qkv"):
+            g[f"weight_{name}"][...] = d_weights[:, i * D:(i + 1) * D]
+            g[f"bias_{name}"][...] = d_biases[i * D:(i + 1) * D]
+        weights_t = np.concatenate([p["weight_q"].T, p["weight_k"].T, p["weight_v"].T])  # (3·dim, dim)
+        return np.dot(d_qkv, weights_t).reshape(n, T, D)
 
     # --- the rest of the protocol -------------------------------------------------------
 
