@@ -217,8 +217,10 @@ class LayerNorm(Layer):
     # place of x̂, and only two ops per pass broadcast. Forward + backward went from ~2.5 ms
     # (sums by add.reduce, x̂ cached) to ~0.55 ms; torch 2.13's fused kernel takes ~0.30 ms.
     # With numba (chainrule.kernels) each row's sums and outputs run in one compiled pass, forward
-    # and backward (kernels/norm.py): forward + backward of (32, 64, 128) float32, 2 cores, the two
-    # paths taking turns in one process, 12 rounds of 50: 0.74 against 1.29 ms (median).
+    # and backward (kernels/norm.py), the row sums in vector lanes (kernels/sums.py): forward +
+    # backward of (32, 64, 128) float32, 2 cores, the two paths taking turns in one process,
+    # 12 rounds of 50: 0.22 against 0.62 ms (median; with one running sum per row the kernels
+    # had taken 0.70 ms, slower than NumPy).
     # Not split over threads (chainrule.set_num_threads): two threads each taking half of the
     # rows took 0.62-0.77 ms for forward + backward against 0.55-0.67 ms on one (2 cores, taking
     # turns in one process, best of 100 × 10, with and without OPENBLAS_NUM_THREADS=1).
