@@ -20,11 +20,8 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-from forced_env import reexec_without_forced_env
-
-HERE = Path(__file__).resolve().parent
+from forced_env import compiled_chainrule
 
 
 def digits_batches(cr, batch: int, adam: bool = False) -> float:
@@ -60,17 +57,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per case and setting")
     parser.add_argument("--cases", default="", help="comma-separated names (default: all)")
     args = parser.parse_args(argv)
-    reexec_without_forced_env(__file__)
-    sys.path.insert(0, str(HERE))
-    sys.path.insert(0, str(HERE.parent / "src"))
+    if compiled_chainrule(__file__, "compiled runs") is None:
+        return 1
     from cases import ChainruleCases
 
-    import chainrule as cr
     from chainrule.step import DenseRuns
-
-    if cr.kernels.use("auto") != "numba":
-        print("numba is not installed: there are no compiled runs to compare")
-        return 1
     bench = ChainruleCases()
     chosen = cases(bench)
     if args.cases:
@@ -78,12 +69,12 @@ def main(argv=None) -> int:
     print(f"compiled runs on / off, median of {args.rounds} rounds taking turns (after one warm-up each)")
     for name, (run, work) in chosen.items():
         times: dict[bool, list[float]] = {True: [], False: []}
-        for rounds in (1, args.rounds):
+        for timed, rounds in ((False, 1), (True, args.rounds)):  # a warm-up round first
             for i in range(rounds):
                 for enabled in (True, False) if i % 2 == 0 else (False, True):
                     DenseRuns.enabled = enabled
                     seconds = run()
-                    if rounds > 1:
+                    if timed:
                         times[enabled].append(seconds)
         DenseRuns.enabled = True
         on, off = statistics.median(times[True]), statistics.median(times[False])

@@ -24,11 +24,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
-from forced_env import reexec_without_forced_env
-
-HERE = Path(__file__).resolve().parent
+from forced_env import compiled_chainrule
 
 
 def main(argv=None) -> int:
@@ -36,18 +33,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds per setting")
     parser.add_argument("--samples", type=int, default=2560, help="samples per epoch (run.py --quick: 2,560)")
     args = parser.parse_args(argv)
-    reexec_without_forced_env(__file__)
-    sys.path.insert(0, str(HERE))
-    sys.path.insert(0, str(HERE.parent / "src"))
+    cr = compiled_chainrule(__file__, "compiled paths")
+    if cr is None:
+        return 1
     from cases import ChainruleCases
 
-    import chainrule as cr
     from chainrule.layers.conv import _Conv
     from chainrule.layers.pooling import MaxPool2D
-
-    if cr.kernels.use("auto") != "numba":
-        print("numba is not installed: there are no compiled paths to compare")
-        return 1
     sample_gemm, pool_compiled = _Conv._sample_gemm, MaxPool2D._compiled
 
     def setting(name: str) -> None:
@@ -58,12 +50,12 @@ def main(argv=None) -> int:
     bench = ChainruleCases()
     names = ["compiled", "column conv", "mask pools", "numpy"]
     times: dict[str, list[float]] = {name: [] for name in names}
-    for rounds in (1, args.rounds):
+    for timed, rounds in ((False, 1), (True, args.rounds)):  # a warm-up round first
         for i in range(rounds):
             for name in names if i % 2 == 0 else names[::-1]:
                 setting(name)
                 seconds = bench.lenet(args.samples, 64)
-                if rounds > 1:
+                if timed:
                     times[name].append(seconds)
     setting("compiled")
     print(f"LeNet, batch 64, one epoch of {args.samples:,} samples: median of {args.rounds} rounds taking turns")

@@ -29,3 +29,20 @@ def reexec_without_forced_env(script: str, extra_env: dict[str, str] | None = No
         return
     env = clean_env() | (extra_env or {})
     os.execve(sys.executable, [sys.executable, str(Path(script).resolve()), *sys.argv[1:]], env)
+
+
+def compiled_chainrule(script: str, what: str):
+    """The start of a script that times chainrule's compiled paths on and off in one process
+    (compiled_runs.py, conv_paths.py): ``script`` re-executed without the overrides, this folder
+    and the repository's src/ first on sys.path, numba's kernels chosen. Returns the chainrule
+    module, or None after saying that numba is missing and so there are no ``what`` to compare."""
+    reexec_without_forced_env(script)
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here))
+    sys.path.insert(0, str(here.parent / "src"))
+    import chainrule
+
+    if chainrule.kernels.use("auto") != "numba":
+        print(f"numba is not installed: there are no {what} to compare")
+        return None
+    return chainrule
