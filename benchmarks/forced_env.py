@@ -3,7 +3,8 @@
 ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` pin OpenBLAS to an older, slower kernel here
 (benchmarks/README.md, "How a run works"). OpenBLAS reads them when it loads, so a script drops
 them by re-executing itself before it imports NumPy, and starts its workers with a clean
-environment. Standard library only: this module is imported before any numerical library.
+environment. Standard library only: this module is imported before any numerical library
+(``compiled_chainrule`` imports chainrule after the re-execution).
 """
 
 from __future__ import annotations
