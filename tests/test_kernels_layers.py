@@ -259,6 +259,29 @@ def test_sample_by_sample_convolution_follows_numpy(make, shape, dtype, kernel_c
             assert_close(got[key], want[key], dtype, f"dL/d{key}")
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sample_by_sample_convolution_on_non_contiguous_input(dtype, kernel_calls):
+    """A transposed image batch and a strided δ take the compiled path and give the NumPy path's
+    numbers."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 2, 9, 7)).astype(dtype).transpose(0, 1, 3, 2)  # (3, 2, 7, 9), not contiguous
+    grad = rng.normal(size=(3, 4, 5, 14)).astype(dtype)[:, :, :, ::2]        # (3, 4, 5, 7), strided
+
+    def run(backend):
+        kernels.use(backend)
+        layer = cr.Conv2D(2, 4, 3, seed=0).astype(dtype)
+        out = layer.forward(x, training=True)
+        return out, layer.backward(grad), {k: v.copy() for k, v in layer.grads.items()}
+
+    expected = run("numpy")
+    actual = run("numba")
+    assert ("conv", "conv_forward") in kernel_calls and ("conv", "conv_backward") in kernel_calls
+    assert_close(actual[0], expected[0], dtype, "output")
+    assert_close(actual[1], expected[1], dtype, "dL/dx")
+    for key in expected[2]:
+        assert_close(actual[2][key], expected[2][key], dtype, f"dL/d{key}")
+
+
 def test_strided_convolution_stays_numpy(kernel_calls):
     layer = cr.Conv2D(2, 3, 3, stride=2, seed=0)
     x = np.random.default_rng(0).normal(size=(2, 2, 7, 7)).astype(np.float32)
@@ -296,6 +319,17 @@ def test_max_pool_2x2_kernels_give_the_numpy_path_to_the_bit(args, shape, dtype,
     np.testing.assert_array_equal(fast_out, out)
     np.testing.assert_array_equal(fast_dx, dx)
     assert np.isnan(fast_out).sum() == 1
+
+
+def test_max_pool_2x2_kernels_on_non_contiguous_input(kernel_calls):
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 3, 9, 8)).astype(np.float32).transpose(0, 1, 3, 2)  # not contiguous
+    grad = rng.normal(size=(2, 3, 4, 8)).astype(np.float32)[:, :, :, ::2]       # (2, 3, 4, 4), strided
+    out, dx = pool_pass("numpy", cr.MaxPool2D(2), x, grad)
+    fast_out, fast_dx = pool_pass("numba", cr.MaxPool2D(2), x, grad)
+    assert [name for _, name in kernel_calls] == ["max_pool_2x2", "max_pool_2x2_backward"]
+    np.testing.assert_array_equal(fast_out, out)
+    np.testing.assert_array_equal(fast_dx, dx)
 
 
 @pytest.mark.parametrize("args", [(3, 2, 1), (2, 1), ((2, 3),)], ids=["3x3", "stride-1", "2x3"])
