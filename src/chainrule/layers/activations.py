@@ -266,7 +266,7 @@ class GELU(Layer):
         if inner is not None:  # two kernel passes around NumPy's tanh instead of eight passes
             dt, flat = x.dtype.type, x.ravel()
             # training: h (kept for backward) is the same array every step (Layer._scratch)
-            h = self._scratch("half", x.shape, x.dtype) if training else np.empty(x.shape, x.dtype)
+            h = self._work(training, "half", x.shape, x.dtype)
             out = np.empty(x.shape, x.dtype)
             inner(flat, dt(_GELU_CUBIC), dt(1), dt(_SQRT_2_OVER_PI), h.reshape(-1))
             np.tanh(h, out=h)

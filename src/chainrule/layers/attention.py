@@ -154,7 +154,7 @@ class MultiHeadAttention(Layer):
         # training: the scores (P after the softmax, kept for backward) are the same array every
         # step (Layer._scratch: 2 MiB at n 32, T 64, 4 heads, whose pages a fresh array faults in)
         shape = (n, self.num_heads, T, T)
-        scores = np.matmul(qh, kh.swapaxes(-1, -2), out=self._scratch("probs", shape, q.dtype) if training else None)
+        scores = np.matmul(qh, kh.swapaxes(-1, -2), out=self._work(training, "probs", shape, q.dtype))
         if self.causal:
             scores += self._causal_mask(T, scores.dtype)
         rows = _row_kernels(scores)

@@ -117,6 +117,11 @@ class Layer:
             buf = work[key] = np.empty(shape, dtype)
         return buf
 
+    def _work(self, training: bool, key: str, shape: tuple, dtype) -> np.ndarray:
+        """A work array for one call: the layer's ``_scratch`` in training (the same array step
+        after step), a new one in evaluation (whose batches can be any size)."""
+        return self._scratch(key, shape, dtype) if training else np.empty(shape, dtype)
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_workspace", None)  # scratch only (see _scratch): a copy gets its own

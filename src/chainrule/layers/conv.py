@@ -224,7 +224,7 @@ class _Conv(Layer):
         windows = as_strided(xp, (c, kh, kw, n, length), (xp.strides[1], dh * wp * size, dw * size,
                                                           xp.strides[0], size), writeable=False)
         # training: the same columns array every step (Layer._scratch; a fresh one faulted in its pages)
-        cols = self._scratch("cols", (k, n, length), xp.dtype) if training else np.empty((k, n, length), xp.dtype)
+        cols = self._work(training, "cols", (k, n, length), xp.dtype)
         cols5 = cols.reshape(c, kh, kw, n, length)
         self._cols = cols
         out = np.empty((n, self.out_channels, ho, wo), dtype=xp.dtype)
@@ -295,10 +295,6 @@ class _Conv(Layer):
         self._cols, self._planes = None, planes
         return out
 
-    def _work(self, training: bool, key: str, shape: tuple, dtype) -> np.ndarray:
-        """A work array: the layer's scratch in training (the same each step), a new one else."""
-        return self._scratch(key, shape, dtype) if training else np.empty(shape, dtype)
-
     def _backward_samples(self, delta: np.ndarray, need_grad_x: bool) -> np.ndarray | None:
         """Stride 1, compiled (kernels/conv.py, ``conv_backward``), after ``_forward_samples``:
         per sample, δ in the columns' layout, the columns copied again, its dL/dW term
@@ -316,9 +312,12 @@ class _Conv(Layer):
         delta = np.ascontiguousarray(delta, dtype=dtype)
         terms = self._scratch("dw_terms", (n, k, co), dtype)  # dL/dW per sample, transposed
         padded = pt or pb or pl or pr
-        # dL/dx_pad stays inside the layer only when padded (dL/dx is then a copy of its interior)
-        grad_xp = (self._scratch("dx_pad", (n, c, hp * wp), dtype) if padded
-                   else np.empty((n, c, hp * wp), dtype)) if need_grad_x else np.empty((0, 0, 0), dtype)
+        if not need_grad_x:
+            grad_xp = np.empty((0, 0, 0), dtype)  # (the kernel leaves it alone)
+        elif padded:  # dL/dx is a copy of its interior: dL/dx_pad stays inside the layer
+            grad_xp = self._scratch("dx_pad", (n, c, hp * wp), dtype)
+        else:  # returned as dL/dx itself: a new array
+            grad_xp = np.empty((n, c, hp * wp), dtype)
         w_mat = self.params["weight"].reshape(co, k)
         backward, gemm = kernels.compiled("conv", "conv_backward"), blas.gemm(dtype)
 
@@ -331,7 +330,7 @@ class _Conv(Layer):
         parallel(samples, n, k * n * length, CONV_MIN_WORK)
         self.grads["weight"].reshape(co, k)[...] = np.add.reduce(terms, axis=0).T
         if self.use_bias:
-            np.add.reduce(delta.reshape(n, co, -1).sum(axis=2), axis=0, out=self.grads["bias"])
+            np.add.reduce(delta.reshape(n, co, -1), axis=(0, 2), out=self.grads["bias"])
         if not need_grad_x:
             return None
         grad_x = grad_xp.reshape(n, c, hp, wp)
@@ -388,7 +387,7 @@ class _Conv(Layer):
         """
         if self._ndim == 1:
             delta = delta[:, :, None, :]
-        if self._cols is None:
+        if self._cols is None:  # the forward ran sample by sample (_forward_samples keeps no columns)
             return self._backward_samples(delta, need_grad_x)
         n, co, ho, wo = delta.shape
         cols = self._cols

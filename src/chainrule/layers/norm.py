@@ -232,7 +232,7 @@ class LayerNorm(Layer):
         if kernels.ready(x2, self.params["weight"]) and x2.flags.c_contiguous:
             # with numba: each row's sums and outputs in one compiled pass (kernels/norm.py)
             # training: x − μ (kept for backward) is the same array every step (Layer._scratch)
-            centered = self._scratch("centered", x2.shape, x2.dtype) if training else np.empty_like(x2)
+            centered = self._work(training, "centered", x2.shape, x2.dtype)
             y = np.empty_like(x2)
             inv_std = np.empty(len(x2), x2.dtype)
             dt = x2.dtype.type

@@ -253,7 +253,7 @@ class MaxPool2D(_Pool2D, Layer):
         n, c, h, w = x.shape
         out = np.empty((n, c, *self._out_hw(h, w, x.shape)), dtype=x.dtype)
         # training repeats the batch shape: the same offsets array every step (Layer._scratch)
-        arg = self._scratch("arg", out.shape, np.int32) if training else np.empty(out.shape, np.int32)
+        arg = self._work(training, "arg", out.shape, np.int32)
         kernel = kernels.compiled("pooling", "max_pool_2x2")
 
         def samples(a: int, b: int) -> None:
