@@ -22,7 +22,7 @@ run: $(VENV)/.installed-plot
 	$(PY) -m chainrule demo
 
 lint: $(VENV)/.installed-dev
-	$(PY) -m ruff check $(wildcard src tests benchmarks examples)
+	$(PY) -m ruff check $(wildcard src tests benchmarks examples tools)
 
 test: lint
 	$(PY) -m pytest -m "not slow"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from .._checks import as_rng, check_positive_int
 from ..errors import ConfigError, ShapeError
 from ..init import Uniform, get_initializer
@@ -147,6 +148,17 @@ class Recurrent(Layer):
     def _backward(self, grad: np.ndarray, need_input_grad: bool):
         raise NotImplementedError
 
+    @staticmethod
+    def _blas_loop(name: str, a: np.ndarray):
+        """The compiled loop ``kernels.recurrent.<name>`` and NumPy's gemm for ``a``'s dtype, when the
+        kernels run for ``a`` (kernels.ready) and NumPy's BLAS is found (kernels/blas.py); else None."""
+        if not kernels.ready(a, a):
+            return None
+        from ..kernels import blas
+
+        gemm = blas.gemm(a.dtype)
+        return None if gemm is None else (kernels.compiled("recurrent", name), gemm)
+
     def _start_hidden_grads(self, grad: np.ndarray, T: int, n: int) -> np.ndarray:
         """dL/dh_t from the layer above, time-major (T, n, H): every step, or only the last."""
         if self.return_sequences:
@@ -246,7 +258,13 @@ class RNN(Recurrent):
         recur = np.empty((n, self.n_hidden), self.dtype)
         relu = self.activation == "relu"
         h0 = h
-        for t in range(T):
+        # with numba, every step in one compiled call (kernels/recurrent.py); its tanh is float32 only
+        loop = self._blas_loop("rnn_forward", hs) if relu or hs.dtype == np.float32 else None
+        if loop is not None:
+            kernel, gemm = loop
+            h0 = np.ascontiguousarray(h0, self.dtype)
+            kernel(gemm, hs, h0, np.ascontiguousarray(w_hh), recur, relu, self.dtype.type(0))
+        for t in range(T if loop is None else 0):
             z = hs[t]
             np.matmul(h, w_hh, out=recur)
             z += recur
@@ -270,7 +288,11 @@ class RNN(Recurrent):
             delta = (hs > 0).astype(self.dtype)
         w_hh_t = np.ascontiguousarray(self.params["weight_hh"].T)  # BLAS is quicker with a C-ordered Wᵀ
         back = np.empty((n, self.n_hidden), self.dtype)
-        for t in range(T - 1, -1, -1):
+        loop = self._blas_loop("rnn_backward", delta)  # with numba: these steps in one compiled call
+        if loop is not None:
+            kernel, gemm = loop
+            kernel(gemm, dh, delta, w_hh_t, back, self.return_sequences)
+        for t in range(T - 1 if loop is None else -1, -1, -1):
             d = np.multiply(dh[t], delta[t], out=delta[t])              # δ_t = dh_t ∘ f'(z_t)
             if t and not self.return_sequences:                         # dh_{t-1} = δ_t · W_hhᵀ
                 np.matmul(d, w_hh_t, out=dh[t - 1])
