@@ -163,7 +163,8 @@ class Recurrent(Layer):
         """dL/dh_t from the layer above, time-major (T, n, H): every step, or only the last."""
         if self.return_sequences:
             return np.array(np.transpose(grad, (1, 0, 2)), dtype=self.dtype, order="C", copy=True)
-        dh = np.zeros((T, n, self.n_hidden), self.dtype)
+        # no zeros: the layers' loops write every dh_{t-1} (= δ_t·W_hhᵀ, and more) before reading it
+        dh = np.empty((T, n, self.n_hidden), self.dtype)
         dh[-1] = grad
         return dh
 
@@ -281,17 +282,19 @@ class RNN(Recurrent):
         hs = self._hs
         T, n, _ = hs.shape
         dh = self._start_hidden_grads(grad, T, n)
-        if self.activation == "tanh":
+        w_hh_t = np.ascontiguousarray(self.params["weight_hh"].T)  # BLAS is quicker with a C-ordered Wᵀ
+        back = np.empty((n, self.n_hidden), self.dtype)
+        loop = self._blas_loop("rnn_backward", hs)  # with numba: these steps in one compiled call
+        if loop is not None:  # f'(z_t) taken from h_t inside, step by step
+            kernel, gemm = loop
+            delta = np.empty_like(hs)
+            kernel(gemm, dh, hs, delta, w_hh_t, back, self.return_sequences, self.activation == "relu",
+                   self.dtype.type(1), self.dtype.type(0))
+        elif self.activation == "tanh":
             delta = np.multiply(hs, hs)
             np.subtract(1, delta, out=delta)          # f'(z_t) = 1 − h_t²
         else:
             delta = (hs > 0).astype(self.dtype)
-        w_hh_t = np.ascontiguousarray(self.params["weight_hh"].T)  # BLAS is quicker with a C-ordered Wᵀ
-        back = np.empty((n, self.n_hidden), self.dtype)
-        loop = self._blas_loop("rnn_backward", delta)  # with numba: these steps in one compiled call
-        if loop is not None:
-            kernel, gemm = loop
-            kernel(gemm, dh, delta, w_hh_t, back, self.return_sequences)
         for t in range(T - 1 if loop is None else -1, -1, -1):
             d = np.multiply(dh[t], delta[t], out=delta[t])              # δ_t = dh_t ∘ f'(z_t)
             if t and not self.return_sequences:                         # dh_{t-1} = δ_t · W_hhᵀ
