@@ -16,9 +16,9 @@ in the same order, so the same results. lstm_backward on (64, 4·128) float32: 7
 21.7 µs (best of 5 × 2,000 calls, one thread).
 
 The Elman RNN (rnn_forward, rnn_backward) runs every time step in one compiled call: its step is
-one small product and one element-wise pass, and NumPy's calls between the products (a matmul, an
-add and a tanh forward; a multiply and a matmul backward) cost about as much as the element-wise
-work itself. The product is NumPy's own BLAS gemm (kernels/blas.py), the call np.matmul makes; the
+one small product and one element-wise pass, for which the NumPy loop makes three calls forward (a
+matmul, an add and a tanh) and two backward (a multiply and a matmul), each with its own argument
+handling and its own pass over the step's block. The product is NumPy's own BLAS gemm (kernels/blas.py), the call np.matmul makes; the
 tanh is kernels/tanh.py's (float32 only, within 5.5 ulp of the exact value where NumPy's is within
 1.4), fused with the add. So ReLU and the backward give NumPy's bits, a float32 tanh forward
 agrees to rounding, and float64 keeps NumPy's tanh. Measured (benchmarks/bench_rnn.py's case:
