@@ -1,5 +1,5 @@
-"""The element-wise work of one LSTM or GRU time step in one pass, and the Elman RNN's whole
-recurrence in one call (compiled by numba; see __init__).
+"""The element-wise work of one LSTM or GRU time step in one pass, and the whole recurrences of
+the Elman RNN, the LSTM and the GRU in one call each (compiled by numba; see __init__).
 
 For LSTM and GRU the matrix products stay BLAS calls in the layers, and tanh stays NumPy's (its SIMD
 loop is about 25 times faster than numba's call of the C library per element:
@@ -15,18 +15,23 @@ LLVM then vectorizes the loop (2-D indexing a[r, k·H + j] it did not), with the
 in the same order, so the same results. lstm_backward on (64, 4·128) float32: 7.8 µs against
 21.7 µs (best of 5 × 2,000 calls, one thread).
 
-The Elman RNN (rnn_forward, rnn_backward) runs every time step in one compiled call: its step is
-one small product and one element-wise pass, for which the NumPy loop makes three calls forward (a
+The Elman RNN (rnn_forward, rnn_backward) runs every time step in one compiled call: its step is one
+small product and one element-wise pass, for which the NumPy loop makes three calls forward (a
 matmul, an add and a tanh) and two backward (a multiply and a matmul), each with its own argument
-handling and its own pass over the step's block. The product is NumPy's own BLAS gemm (kernels/blas.py), the call np.matmul makes; the
-tanh is kernels/tanh.py's (float32 only, within 5.5 ulp of the exact value where NumPy's is within
-1.4), fused with the add. So ReLU and the backward give NumPy's bits, a float32 tanh forward
-agrees to rounding, and float64 keeps NumPy's tanh. Measured (benchmarks/bench_rnn.py's case:
-batch 64, 50 steps, 128 units, float32, one training step of the epoch taking turns with and
-without these two loops, median of 25): 3.51 against 3.87 ms a step.
+handling and its own pass over the step's block. The product is NumPy's own BLAS gemm
+(kernels/blas.py), the call np.matmul makes; the tanh is kernels/tanh.py's (float32 only, within 5.5
+ulp of the exact value where NumPy's is within 1.4), fused with the add. So ReLU and the backward
+give NumPy's bits, a float32 tanh forward agrees to rounding, and float64 keeps NumPy's tanh.
+Measured (benchmarks/bench_rnn.py's case: batch 64, 50 steps, 128 units, float32, one training step
+of the epoch taking turns with and without these two loops, median of 25): 3.51 against 3.87 ms a
+step. The LSTM's recurrence runs the same way (lstm_forward in float32, lstm_backward_loop in both
+dtypes): its step 12.9 against 14.2 ms (fastest of 24 rounds each, docs/speed.md); and the GRU's
+(gru_forward, gru_backward_loop): 10.4 against 11.6 ms.
 """
 
 from __future__ import annotations
+
+import numba
 
 from .blas import NO_TRANS, ROW_MAJOR
 from .tanh import tanh32
@@ -184,5 +189,124 @@ def rnn_backward(gemm, dh, hs, delta, w_hh_t, back, every_step, relu, one, zero)
             previous = dh[t - 1]
             for r in range(n):
                 p_r, b_r = previous[r], back[r]
+                for j in range(H):
+                    p_r[j] = p_r[j] + b_r[j]
+
+
+def lstm_forward(gemm, gates, h0, c0, w_hh, recur, mul, add, cs, tanh_cs, hs):
+    """The LSTM's forward recurrence over all T steps, float32 arrays only (kernels/tanh.py's tanh).
+    gates (T, n, 4H) holds every step's input part (x_t·W_ih + b, halved for i, f, o) and receives
+    the gates i, f, g, o: recur = h_{t-1}·W_hh (NumPy's gemm; w_hh halved likewise), then per row
+    t = tanh(gates_t + recur) and gate = t·mul + add (½·t + ½ for i, f, o: σ; t for g), then
+    c_t = f ∘ c_{t-1} + i ∘ g into cs, tanh(c_t) into tanh_cs, h_t = o ∘ tanh(c_t) into hs.
+    h0, c0, w_hh C-contiguous; mul, add (4H,). Each inner loop touches few arrays: with the
+    eleven of one loop over the H units LLVM vectorized less (24.6 against 21.6 µs a step)."""
+    T, n, G = gates.shape
+    H = G // 4
+    h, c = h0, c0
+    for t in range(T):
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, G, H, 1.0, h.ctypes, H, w_hh.ctypes, G, 0.0, recur.ctypes, G)
+        a, c_t, tc_t, h_t = gates[t], cs[t], tanh_cs[t], hs[t]
+        for r in range(n):
+            a_r, s_r = a[r], recur[r]
+            for j in range(G):
+                a_r[j] = tanh32(a_r[j] + s_r[j]) * mul[j] + add[j]
+            a_i, a_f, a_g, a_o = a_r[:H], a_r[H:2 * H], a_r[2 * H:3 * H], a_r[3 * H:]
+            c_r, c_prev_r, tc_r, h_r = c_t[r], c[r], tc_t[r], h_t[r]
+            for j in range(H):
+                c_r[j] = a_f[j] * c_prev_r[j] + a_i[j] * a_g[j]
+            for j in range(H):
+                tc_r[j] = tanh32(c_r[j])
+            for j in range(H):
+                h_r[j] = a_o[j] * tc_r[j]
+        h, c = h_t, c_t
+
+
+_lstm_step_back = numba.njit(cache=True, nogil=True, error_model="numpy")(lstm_backward)
+
+
+def lstm_backward_loop(gemm, gates, cs, c0, tanh_cs, dh, dc_next, delta, w_hh_t, back, every_step, one):
+    """The LSTM's backward recurrence over all T steps, from t = T down to 1: lstm_backward for each
+    step (δ_t into delta[t], dc_t ∘ f_t into dc_next, which holds zeros at the start), then
+    δ_t·W_hhᵀ (NumPy's gemm) into dh_{t-1}, added to its own part when ``every_step``, written over
+    it otherwise; back (n, H) receives δ_1·W_hhᵀ = dL/dh_0. c0, w_hh_t = W_hhᵀ C-contiguous."""
+    T, n, G = gates.shape
+    H = G // 4
+    for t in range(T - 1, -1, -1):
+        d = delta[t]
+        _lstm_step_back(gates[t], cs[t - 1] if t > 0 else c0, tanh_cs[t], dh[t], dc_next, one, d)
+        if t > 0 and not every_step:
+            gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0,
+                 dh[t - 1].ctypes, H)
+            continue
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, back.ctypes, H)
+        if t > 0:
+            previous = dh[t - 1]
+            for r in range(n):
+                p_r, b_r = previous[r], back[r]
+                for j in range(H):
+                    p_r[j] = p_r[j] + b_r[j]
+
+
+def gru_forward(gemm, gates, h0, w_hh, b_hh, recur, half, hns, hs):
+    """The GRU's forward recurrence over all T steps, float32 arrays only (kernels/tanh.py's tanh).
+    gates (T, n, 3H) holds every step's input part [ir iz in] (halved for r, z) and receives the
+    gates r, z, n: recur = h_{t-1}·W_hh (NumPy's gemm; w_hh and b_hh halved likewise), then per
+    row r, z = ½·tanh(i + (h·W_hh + b_hh)) + ½ over the first 2H columns, hn = (h·W_hh)_n + b_hn
+    into hns, n = tanh(in + r ∘ hn), and h_t = n + z ∘ (h_{t-1} − n) into hs, as gru_preactivations,
+    gru_candidate and gru_state do around NumPy's tanh. h0, w_hh C-contiguous."""
+    T, n, G = gates.shape
+    H = G // 3
+    b_rz, b_n = b_hh[:2 * H], b_hh[2 * H:]
+    h = h0
+    for t in range(T):
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, G, H, 1.0, h.ctypes, H, w_hh.ctypes, G, 0.0, recur.ctypes, G)
+        a, hn_t, h_t = gates[t], hns[t], hs[t]
+        for row in range(n):
+            a_r, s_r = a[row], recur[row]
+            a_rz, s_rz = a_r[:2 * H], s_r[:2 * H]
+            for j in range(2 * H):
+                a_rz[j] = tanh32(a_rz[j] + (s_rz[j] + b_rz[j])) * half + half
+            reset, new, s_n, hn_r = a_r[:H], a_r[2 * H:], s_r[2 * H:], hn_t[row]
+            for j in range(H):
+                hn = s_n[j] + b_n[j]
+                hn_r[j] = hn
+                new[j] = tanh32(new[j] + reset[j] * hn)
+            update, h_prev_r, out_r = a_r[H:2 * H], h[row], h_t[row]
+            for j in range(H):
+                out_r[j] = (h_prev_r[j] - new[j]) * update[j] + new[j]
+        h = h_t
+
+
+_gru_step_back = numba.njit(cache=True, nogil=True, error_model="numpy")(gru_backward)
+
+
+def gru_backward_loop(gemm, gates, hns, hs, h0, dh, delta_h, delta_in, w_hh_t, direct, back, every_step, one):
+    """The GRU's backward recurrence over all T steps, from t = T down to 1: gru_backward for each
+    step (δh_t into delta_h[t], δin_t into delta_in[t], dh_t ∘ z into ``direct``), then
+    dh_{t-1} = dh_t ∘ z + δh_t·W_hhᵀ (NumPy's gemm), added to its own part when ``every_step``,
+    written over it otherwise; back (n, H) receives dL/dh_0. h0, w_hh_t = W_hhᵀ C-contiguous."""
+    T, n, G = gates.shape
+    H = G // 3
+    for t in range(T - 1, -1, -1):
+        d = delta_h[t]
+        _gru_step_back(gates[t], hns[t], hs[t - 1] if t > 0 else h0, dh[t], one, d, delta_in[t], direct)
+        if t > 0 and not every_step:
+            target = dh[t - 1]
+            gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, target.ctypes, H)
+            for row in range(n):
+                t_r, d_r = target[row], direct[row]
+                for j in range(H):
+                    t_r[j] = t_r[j] + d_r[j]
+            continue
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, back.ctypes, H)
+        for row in range(n):
+            b_r, d_r = back[row], direct[row]
+            for j in range(H):
+                b_r[j] = b_r[j] + d_r[j]
+        if t > 0:
+            previous = dh[t - 1]
+            for row in range(n):
+                p_r, b_r = previous[row], back[row]
                 for j in range(H):
                     p_r[j] = p_r[j] + b_r[j]

@@ -3,8 +3,8 @@ use it, after numba).
 
 numba computes tanh by calling the C library once per value (12 ns per float32 value here), and
 LLVM cannot vectorize that call; NumPy's own SIMD tanh takes 0.4 ns, but a compiled loop cannot call
-it. So a kernel that must take a tanh between its other arithmetic (the RNN's recurrence in
-kernels/recurrent.py) uses this one: only multiplications, additions, one division and two
+it. So a kernel that must take a tanh between its other arithmetic (the recurrences of RNN, LSTM and GRU
+in kernels/recurrent.py) uses this one: only multiplications, additions, one division and two
 comparisons, which LLVM turns into vector instructions.
 
     tanh(x) ≈ x·P(x²)/Q(x²)   for |x| ≤ 9,   x clamped to ±9 beyond (tanh(9) = 1 − 3·10⁻⁸)

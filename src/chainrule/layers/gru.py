@@ -88,9 +88,16 @@ class GRU(Recurrent):
         hns = np.empty((T, n, H), self.dtype)      # hn_t = h_{t-1}·W_hn + b_hn, for backward
         hs = np.empty((T, n, H), self.dtype)
         recur = np.empty((n, 3 * H), self.dtype)
-        fast = kernels.ready(gates, gates)  # numba: the arithmetic around the two tanh, compiled
         h0 = h
-        for t in range(T):
+        # with numba: float32 runs every step in one compiled call (kernels/recurrent.py, with
+        # kernels/tanh.py's tanh); float64 runs the arithmetic around NumPy's two tanh compiled
+        loop = self._blas_loop("gru_forward", gates) if gates.dtype == np.float32 else None
+        if loop is not None:
+            kernel, gemm = loop
+            h0 = np.ascontiguousarray(h0, self.dtype)
+            kernel(gemm, gates, h0, w_hh, b_hh, recur, self.dtype.type(0.5), hns, hs)
+        fast = loop is None and kernels.ready(gates, gates)
+        for t in range(T if loop is None else 0):
             a = gates[t]
             np.matmul(h, w_hh, out=recur)
             if fast:
@@ -127,8 +134,15 @@ class GRU(Recurrent):
         one_minus = np.empty((n, H), self.dtype)
         tmp = np.empty((n, H), self.dtype)
         back = np.empty((n, H), self.dtype)
-        step = kernels.compiled("recurrent", "gru_backward") if kernels.ready(gates, dh) else None
-        for t in range(T - 1, -1, -1):
+        # with numba, every step in one compiled call (kernels/recurrent.py): gru_backward's pass,
+        # then δh_t·W_hhᵀ by NumPy's gemm
+        loop = self._blas_loop("gru_backward_loop", gates)
+        if loop is not None:
+            kernel, gemm = loop
+            kernel(gemm, gates, hns, hs, np.ascontiguousarray(self._h0, self.dtype), dh, delta_h, delta_in,
+                   w_hh_t, tmp, back, self.return_sequences, self.dtype.type(1))
+        step = kernels.compiled("recurrent", "gru_backward") if loop is None and kernels.ready(gates, dh) else None
+        for t in range(T - 1 if loop is None else -1, -1, -1):
             a, d, dh_t, d_in = gates[t], delta_h[t], dh[t], delta_in[t]
             r, z, new = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
             d_r, d_z, d_hn = d[:, :H], d[:, H:2 * H], d[:, 2 * H:]

@@ -85,10 +85,16 @@ class LSTM(Recurrent):
         hs = np.empty((T, n, H), self.dtype)
         recur = np.empty((n, 4 * H), self.dtype)
         ig = np.empty((n, H), self.dtype)
-        # with numba active, the σ's ½·t + ½ and the cell update run as one compiled pass (kernels/recurrent.py)
-        cell = kernels.compiled("recurrent", "lstm_cell") if kernels.ready(gates, gates) else None
         h0, c0 = h, c
-        for t in range(T):
+        # with numba: float32 runs every step in one compiled call (kernels/recurrent.py, with
+        # kernels/tanh.py's tanh); float64 runs σ's ½·t + ½ and the cell update as one compiled pass
+        loop = self._blas_loop("lstm_forward", gates) if gates.dtype == np.float32 else None
+        if loop is not None:
+            kernel, gemm = loop
+            h0, c0 = np.ascontiguousarray(h0, self.dtype), np.ascontiguousarray(c0, self.dtype)
+            kernel(gemm, gates, h0, c0, w_hh, recur, mul[0], add[0], cs, tanh_cs, hs)
+        cell = kernels.compiled("recurrent", "lstm_cell") if loop is None and kernels.ready(gates, gates) else None
+        for t in range(T if loop is None else 0):
             z = gates[t]
             np.matmul(h, w_hh, out=recur)
             z += recur
@@ -124,10 +130,16 @@ class LSTM(Recurrent):
         dc_next = np.zeros((n, H), self.dtype)
         dh_to_dc = np.empty((n, H), self.dtype)
         back = np.empty((n, H), self.dtype)
-        # with numba active, δ_t and dc_t ∘ f_t come from one compiled pass (kernels/recurrent.py)
-        step = kernels.compiled("recurrent", "lstm_backward") if kernels.ready(gates, dh) else None
         one = self.dtype.type(1)
-        for t in range(T - 1, -1, -1):
+        # with numba, every step in one compiled call (kernels/recurrent.py): δ_t and dc_t ∘ f_t in one
+        # pass, δ_t·W_hhᵀ by NumPy's gemm
+        loop = self._blas_loop("lstm_backward_loop", gates)
+        if loop is not None:
+            kernel, gemm = loop
+            kernel(gemm, gates, cs, np.ascontiguousarray(self._c0, self.dtype), tanh_cs, dh, dc_next, delta,
+                   w_hh_t, back, self.return_sequences, one)
+        step = kernels.compiled("recurrent", "lstm_backward") if loop is None and kernels.ready(gates, dh) else None
+        for t in range(T - 1 if loop is None else -1, -1, -1):
             a, d, tc = gates[t], delta[t], tanh_cs[t]
             if step is not None:
                 step(a, cs[t - 1] if t else self._c0, tc, dh[t], dc_next, one, d)
