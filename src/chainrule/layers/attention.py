@@ -167,8 +167,10 @@ class MultiHeadAttention(Layer):
             scores -= scores.max(axis=-1, keepdims=True)             # finite: the diagonal is never masked
             probs = np.exp(scores, out=scores)
             probs /= probs.sum(axis=-1, keepdims=True)
-        heads = np.matmul(probs, vh)                                 # (n, H, T, d)
-        out = heads.transpose(0, 2, 1, 3).reshape(n * T, D)          # concatenated heads (a copy)
+        # O_h written straight into the concatenated layout (n·T, dim): each head's (T, d) block is a
+        # strided view there that BLAS writes into, so no copy of the heads follows
+        out = np.empty((n * T, D), q.dtype)
+        np.matmul(probs, vh, out=self._heads(out, n, T))             # (n, H, T, d) view of O
         y = np.dot(out, p["weight_o"])
         y += p["bias_o"]
         self._input, self._q, self._k, self._v = x2, qh, kh, vh
@@ -184,7 +186,6 @@ class MultiHeadAttention(Layer):
         np.matmul(self._concat.T, dy, out=g["weight_o"])
         np.sum(dy, axis=0, out=g["bias_o"])
         d_heads = self._heads(np.dot(dy, p["weight_o"].T), n, T)     # dO_h (n, H, T, d)
-        dv = np.matmul(probs.swapaxes(-1, -2), d_heads)              # dV_h = Pᵀ·dO_h
         dp = np.matmul(d_heads, vh.swapaxes(-1, -2),                 # dP_h = dO_h·V_hᵀ
                        out=self._scratch("dp", probs.shape, probs.dtype))
         rows = _row_kernels(dp)
@@ -194,15 +195,15 @@ class MultiHeadAttention(Layer):
             dp -= (dp * probs).sum(axis=-1, keepdims=True)
             dp *= probs                                              # dS_h
         scale = np.asarray(1.0 / np.sqrt(self.head_dim), dtype=dp.dtype)
-        dq = np.matmul(dp, kh)                                       # dS_h·K_h (√d below)
-        dq *= scale
-        dk = np.matmul(dp.swapaxes(-1, -2), qh)                      # dS_hᵀ·(Q_h/√d)
         # dQ, dK, dV side by side, each with its heads concatenated: (n·T, 3·dim), so that
-        # [dW_q dW_k dW_v] = xᵀ·[dQ dK dV] and dx = [dQ dK dV]·[W_q W_k W_v]ᵀ are one product each
-        d_qkv = self._scratch("d_qkv", (n * T, 3 * D), dq.dtype)
-        side = d_qkv.reshape(n, T, 3, self.num_heads, self.head_dim)
-        for i, d in enumerate((dq, dk, dv)):
-            side[:, :, i] = d.transpose(0, 2, 1, 3)
+        # [dW_q dW_k dW_v] = xᵀ·[dQ dK dV] and dx = [dQ dK dV]·[W_q W_k W_v]ᵀ are one product each;
+        # the head products write straight into their strided (n, H, T, d) views of it
+        d_qkv = self._scratch("d_qkv", (n * T, 3 * D), dp.dtype)
+        side = d_qkv.reshape(n, T, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        np.matmul(probs.swapaxes(-1, -2), d_heads, out=side[2])      # dV_h = Pᵀ·dO_h
+        dq = np.matmul(dp, kh, out=side[0])                          # dS_h·K_h (√d below)
+        dq *= scale
+        np.matmul(dp.swapaxes(-1, -2), qh, out=side[1])              # dK_h = dS_hᵀ·(Q_h/√d)
         d_weights, d_biases = np.dot(x2.T, d_qkv), np.add.reduce(d_qkv, axis=0)
         for i, name in enumerate("qkv"):
             g[f"weight_{name}"][...] = d_weights[:, i * D:(i + 1) * D]
