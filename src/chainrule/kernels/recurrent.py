@@ -139,9 +139,10 @@ def gru_backward(a, hn, h_prev, dh, one, delta, delta_in, direct):
             direct_r[j] = d * z
 
 
-def rnn_forward(gemm, hs, h0, w_hh, recur, relu, zero):
-    """The RNN's forward recurrence over all T steps. hs (T, n, H) holds z_t = x_t·W_ih + b and
-    receives h_t in place: recur = h_{t-1}·W_hh (NumPy's gemm), h_t = f(z_t + recur) with
+def rnn_forward(gemm, hs, h0, w_hh, recur, bias, relu, zero):
+    """The RNN's forward recurrence over all T steps. hs (T, n, H) holds x_t·W_ih and receives h_t
+    in place: recur = h_{t-1}·W_hh (NumPy's gemm), h_t = f((x_t·W_ih + b) + recur), the bias added
+    here (one pass less than adding it to all T steps first; the same sums in the same order), with
     f = max(·, 0) when ``relu``, else tanh (kernels/tanh.py: float32 arrays only). h0 (n, H) and
     w_hh (H, H) C-contiguous; ``zero`` is 0 in the arrays' dtype."""
     T, n, H = hs.shape
@@ -153,11 +154,11 @@ def rnn_forward(gemm, hs, h0, w_hh, recur, relu, zero):
             z_r, recur_r = z[r], recur[r]
             if relu:
                 for j in range(H):
-                    v = z_r[j] + recur_r[j]
+                    v = (z_r[j] + bias[j]) + recur_r[j]
                     z_r[j] = zero if v <= zero else v      # NaN stays NaN, as in np.maximum
             else:
                 for j in range(H):
-                    z_r[j] = tanh32(z_r[j] + recur_r[j])
+                    z_r[j] = tanh32((z_r[j] + bias[j]) + recur_r[j])
         h = z
 
 
@@ -193,11 +194,11 @@ def rnn_backward(gemm, dh, hs, delta, w_hh_t, back, every_step, relu, one, zero)
                     p_r[j] = p_r[j] + b_r[j]
 
 
-def lstm_forward(gemm, gates, h0, c0, w_hh, recur, mul, add, cs, tanh_cs, hs):
+def lstm_forward(gemm, gates, h0, c0, w_hh, recur, bias, mul, add, cs, tanh_cs, hs):
     """The LSTM's forward recurrence over all T steps, float32 arrays only (kernels/tanh.py's tanh).
-    gates (T, n, 4H) holds every step's input part (x_t·W_ih + b, halved for i, f, o) and receives
-    the gates i, f, g, o: recur = h_{t-1}·W_hh (NumPy's gemm; w_hh halved likewise), then per row
-    t = tanh(gates_t + recur) and gate = t·mul + add (½·t + ½ for i, f, o: σ; t for g), then
+    gates (T, n, 4H) holds every step's x_t·W_ih (halved for i, f, o) and receives the gates
+    i, f, g, o: recur = h_{t-1}·W_hh (NumPy's gemm; w_hh and bias halved likewise), then per row
+    t = tanh((gates_t + b) + recur) and gate = t·mul + add (½·t + ½ for i, f, o: σ; t for g), then
     c_t = f ∘ c_{t-1} + i ∘ g into cs, tanh(c_t) into tanh_cs, h_t = o ∘ tanh(c_t) into hs.
     h0, c0, w_hh C-contiguous; mul, add (4H,). Each inner loop touches few arrays: with the
     eleven of one loop over the H units LLVM vectorized less (24.6 against 21.6 µs a step)."""
@@ -210,7 +211,7 @@ def lstm_forward(gemm, gates, h0, c0, w_hh, recur, mul, add, cs, tanh_cs, hs):
         for r in range(n):
             a_r, s_r = a[r], recur[r]
             for j in range(G):
-                a_r[j] = tanh32(a_r[j] + s_r[j]) * mul[j] + add[j]
+                a_r[j] = tanh32((a_r[j] + bias[j]) + s_r[j]) * mul[j] + add[j]
             a_i, a_f, a_g, a_o = a_r[:H], a_r[H:2 * H], a_r[2 * H:3 * H], a_r[3 * H:]
             c_r, c_prev_r, tc_r, h_r = c_t[r], c[r], tc_t[r], h_t[r]
             for j in range(H):
@@ -248,16 +249,18 @@ def lstm_backward_loop(gemm, gates, cs, c0, tanh_cs, dh, dc_next, delta, w_hh_t,
                     p_r[j] = p_r[j] + b_r[j]
 
 
-def gru_forward(gemm, gates, h0, w_hh, b_hh, recur, half, hns, hs):
+def gru_forward(gemm, gates, h0, w_hh, b_ih, b_hh, recur, half, hns, hs):
     """The GRU's forward recurrence over all T steps, float32 arrays only (kernels/tanh.py's tanh).
-    gates (T, n, 3H) holds every step's input part [ir iz in] (halved for r, z) and receives the
-    gates r, z, n: recur = h_{t-1}·W_hh (NumPy's gemm; w_hh and b_hh halved likewise), then per
-    row r, z = ½·tanh(i + (h·W_hh + b_hh)) + ½ over the first 2H columns, hn = (h·W_hh)_n + b_hn
+    gates (T, n, 3H) holds every step's x_t·W_ih (halved for r, z), to which b_ih is added here,
+    and receives the gates r, z, n: recur = h_{t-1}·W_hh (NumPy's gemm; w_hh, b_ih and b_hh halved
+    likewise), then per row, with i = x_t·W_ih + b_ih: r, z = ½·tanh(i + (h·W_hh + b_hh)) + ½ over
+    the first 2H columns, hn = (h·W_hh)_n + b_hn
     into hns, n = tanh(in + r ∘ hn), and h_t = n + z ∘ (h_{t-1} − n) into hs, as gru_preactivations,
     gru_candidate and gru_state do around NumPy's tanh. h0, w_hh C-contiguous."""
     T, n, G = gates.shape
     H = G // 3
     b_rz, b_n = b_hh[:2 * H], b_hh[2 * H:]
+    i_rz, i_n = b_ih[:2 * H], b_ih[2 * H:]
     h = h0
     for t in range(T):
         gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, G, H, 1.0, h.ctypes, H, w_hh.ctypes, G, 0.0, recur.ctypes, G)
@@ -266,12 +269,12 @@ def gru_forward(gemm, gates, h0, w_hh, b_hh, recur, half, hns, hs):
             a_r, s_r = a[row], recur[row]
             a_rz, s_rz = a_r[:2 * H], s_r[:2 * H]
             for j in range(2 * H):
-                a_rz[j] = tanh32(a_rz[j] + (s_rz[j] + b_rz[j])) * half + half
+                a_rz[j] = tanh32((a_rz[j] + i_rz[j]) + (s_rz[j] + b_rz[j])) * half + half
             reset, new, s_n, hn_r = a_r[:H], a_r[2 * H:], s_r[2 * H:], hn_t[row]
             for j in range(H):
                 hn = s_n[j] + b_n[j]
                 hn_r[j] = hn
-                new[j] = tanh32(new[j] + reset[j] * hn)
+                new[j] = tanh32((new[j] + i_n[j]) + reset[j] * hn)
             update, h_prev_r, out_r = a_r[H:2 * H], h[row], h_t[row]
             for j in range(H):
                 out_r[j] = (h_prev_r[j] - new[j]) * update[j] + new[j]

@@ -82,9 +82,10 @@ class GRU(Recurrent):
         w_hh = self.params["weight_hh"] * half
         b_hh = self.params["bias_hh"] * half
         # gates (T, n, 3H) first holds every step's input part x_t·W_ih + b_ih (one matrix
-        # product), then step by step the activated gates r, z, n in place
+        # product; b_ih added below, or step by step inside the compiled loop), then step by step
+        # the activated gates r, z, n in place
         gates = (x.reshape(T * n, self.n_in) @ (self.params["weight_ih"] * half)).reshape(T, n, 3 * H)
-        gates += self.params["bias_ih"] * half
+        b_ih = self.params["bias_ih"] * half
         hns = np.empty((T, n, H), self.dtype)      # hn_t = h_{t-1}·W_hn + b_hn, for backward
         hs = np.empty((T, n, H), self.dtype)
         recur = np.empty((n, 3 * H), self.dtype)
@@ -92,10 +93,12 @@ class GRU(Recurrent):
         # with numba: float32 runs every step in one compiled call (kernels/recurrent.py, with
         # kernels/tanh.py's tanh); float64 runs the arithmetic around NumPy's two tanh compiled
         loop = self._blas_loop("gru_forward", gates) if gates.dtype == np.float32 else None
-        if loop is not None:
+        if loop is None:
+            gates += b_ih
+        else:  # (b_ih added inside, step by step)
             kernel, gemm = loop
             h0 = np.ascontiguousarray(h0, self.dtype)
-            kernel(gemm, gates, h0, w_hh, b_hh, recur, self.dtype.type(0.5), hns, hs)
+            kernel(gemm, gates, h0, w_hh, b_ih, b_hh, recur, self.dtype.type(0.5), hns, hs)
         fast = loop is None and kernels.ready(gates, gates)
         for t in range(T if loop is None else 0):
             a = gates[t]

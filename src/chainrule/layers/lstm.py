@@ -77,9 +77,10 @@ class LSTM(Recurrent):
         add = mul.copy()
         add[:, 2 * H:3 * H] = 0.0
         # gates (T, n, 4H) first holds every step's input part x_t·W_ih + b (one matrix
-        # product), then step by step the activated gates i, f, g, o in place
+        # product; b added below, or step by step inside the compiled loop), then step by step
+        # the activated gates i, f, g, o in place
         gates = (x.reshape(T * n, self.n_in) @ w_ih).reshape(T, n, 4 * H)
-        gates += self.params["bias"] * half
+        bias = self.params["bias"] * half
         cs = np.empty((T, n, H), self.dtype)
         tanh_cs = np.empty((T, n, H), self.dtype)
         hs = np.empty((T, n, H), self.dtype)
@@ -89,10 +90,12 @@ class LSTM(Recurrent):
         # with numba: float32 runs every step in one compiled call (kernels/recurrent.py, with
         # kernels/tanh.py's tanh); float64 runs σ's ½·t + ½ and the cell update as one compiled pass
         loop = self._blas_loop("lstm_forward", gates) if gates.dtype == np.float32 else None
-        if loop is not None:
+        if loop is None:
+            gates += bias
+        else:  # (the bias added inside, step by step)
             kernel, gemm = loop
             h0, c0 = np.ascontiguousarray(h0, self.dtype), np.ascontiguousarray(c0, self.dtype)
-            kernel(gemm, gates, h0, c0, w_hh, recur, mul[0], add[0], cs, tanh_cs, hs)
+            kernel(gemm, gates, h0, c0, w_hh, recur, bias, mul[0], add[0], cs, tanh_cs, hs)
         cell = kernels.compiled("recurrent", "lstm_cell") if loop is None and kernels.ready(gates, gates) else None
         for t in range(T if loop is None else 0):
             z = gates[t]

@@ -252,19 +252,22 @@ class RNN(Recurrent):
         T, n, _ = x.shape
         (h,) = self._start_state(n, training, initial_state)
         w_hh = self.params["weight_hh"]
-        # hs (T, n, H) first holds every pre-activation x_t·W_ih + b (one matrix product),
-        # then h_t in place
+        # hs (T, n, H) first holds every pre-activation x_t·W_ih + b (one matrix product; b added
+        # below, or step by step inside the compiled loop), then h_t in place
         hs = (x.reshape(T * n, self.n_in) @ self.params["weight_ih"]).reshape(T, n, self.n_hidden)
-        hs += self.params["bias"]
         recur = np.empty((n, self.n_hidden), self.dtype)
         relu = self.activation == "relu"
         h0 = h
-        # with numba, every step in one compiled call (kernels/recurrent.py); its tanh is float32 only
+        # with numba, every step in one compiled call (kernels/recurrent.py), the bias added there;
+        # its tanh is float32 only
         loop = self._blas_loop("rnn_forward", hs) if relu or hs.dtype == np.float32 else None
-        if loop is not None:
+        if loop is None:
+            hs += self.params["bias"]
+        else:
             kernel, gemm = loop
             h0 = np.ascontiguousarray(h0, self.dtype)
-            kernel(gemm, hs, h0, np.ascontiguousarray(w_hh), recur, relu, self.dtype.type(0))
+            kernel(gemm, hs, h0, np.ascontiguousarray(w_hh), recur, np.ascontiguousarray(self.params["bias"]),
+                   relu, self.dtype.type(0))
         for t in range(T if loop is None else 0):
             z = hs[t]
             np.matmul(h, w_hh, out=recur)
