@@ -139,6 +139,40 @@ def gru_backward(a, hn, h_prev, dh, one, delta, delta_in, direct):
             direct_r[j] = d * z
 
 
+_step = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+@_step
+def _back_through_w_hh(gemm, d, w_hh_t, dh, back, t, every_step, direct, with_direct):
+    """Step t's way back through W_hh, for the three backward loops below: d (n, G) = δ_t,
+    w_hh_t = W_hhᵀ (G, H). dh_{t-1} = δ_t·W_hhᵀ (NumPy's gemm) + ``direct`` (GRU's dh_t ∘ z, when
+    ``with_direct``), written over dh_{t-1} when only h_T went on (``every_step`` false: its own
+    part is zero), else made in ``back`` and added to dh_{t-1}; at t = 0 it stays in back, dL/dh_0."""
+    n, G = d.shape
+    H = back.shape[1]
+    if t > 0 and not every_step:
+        target = dh[t - 1]
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, target.ctypes, H)
+        if with_direct:
+            for r in range(n):
+                t_r, d_r = target[r], direct[r]
+                for j in range(H):
+                    t_r[j] = t_r[j] + d_r[j]
+        return
+    gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, back.ctypes, H)
+    if with_direct:
+        for r in range(n):
+            b_r, d_r = back[r], direct[r]
+            for j in range(H):
+                b_r[j] = b_r[j] + d_r[j]
+    if t > 0:
+        previous = dh[t - 1]
+        for r in range(n):
+            p_r, b_r = previous[r], back[r]
+            for j in range(H):
+                p_r[j] = p_r[j] + b_r[j]
+
+
 def rnn_forward(gemm, hs, h0, w_hh, recur, bias, relu, zero):
     """The RNN's forward recurrence over all T steps. hs (T, n, H) holds x_t·W_ih and receives h_t
     in place: recur = h_{t-1}·W_hh (NumPy's gemm), h_t = f((x_t·W_ih + b) + recur), the bias added
@@ -181,17 +215,7 @@ def rnn_backward(gemm, dh, hs, delta, w_hh_t, back, every_step, relu, one, zero)
                 for j in range(H):
                     v = h_r[j]
                     d_r[j] = g_r[j] * (one - v * v)
-        if t > 0 and not every_step:
-            gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, H, 1.0, d.ctypes, H, w_hh_t.ctypes, H, 0.0,
-                 dh[t - 1].ctypes, H)
-            continue
-        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, H, 1.0, d.ctypes, H, w_hh_t.ctypes, H, 0.0, back.ctypes, H)
-        if t > 0:
-            previous = dh[t - 1]
-            for r in range(n):
-                p_r, b_r = previous[r], back[r]
-                for j in range(H):
-                    p_r[j] = p_r[j] + b_r[j]
+        _back_through_w_hh(gemm, d, w_hh_t, dh, back, t, every_step, back, False)
 
 
 def lstm_forward(gemm, gates, h0, c0, w_hh, recur, bias, mul, add, cs, tanh_cs, hs):
@@ -223,7 +247,7 @@ def lstm_forward(gemm, gates, h0, c0, w_hh, recur, bias, mul, add, cs, tanh_cs, 
         h, c = h_t, c_t
 
 
-_lstm_step_back = numba.njit(cache=True, nogil=True, error_model="numpy")(lstm_backward)
+_lstm_step_back = _step(lstm_backward)
 
 
 def lstm_backward_loop(gemm, gates, cs, c0, tanh_cs, dh, dc_next, delta, w_hh_t, back, every_step, one):
@@ -231,22 +255,11 @@ def lstm_backward_loop(gemm, gates, cs, c0, tanh_cs, dh, dc_next, delta, w_hh_t,
     step (δ_t into delta[t], dc_t ∘ f_t into dc_next, which holds zeros at the start), then
     δ_t·W_hhᵀ (NumPy's gemm) into dh_{t-1}, added to its own part when ``every_step``, written over
     it otherwise; back (n, H) receives δ_1·W_hhᵀ = dL/dh_0. c0, w_hh_t = W_hhᵀ C-contiguous."""
-    T, n, G = gates.shape
-    H = G // 4
+    T = gates.shape[0]
     for t in range(T - 1, -1, -1):
         d = delta[t]
         _lstm_step_back(gates[t], cs[t - 1] if t > 0 else c0, tanh_cs[t], dh[t], dc_next, one, d)
-        if t > 0 and not every_step:
-            gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0,
-                 dh[t - 1].ctypes, H)
-            continue
-        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, back.ctypes, H)
-        if t > 0:
-            previous = dh[t - 1]
-            for r in range(n):
-                p_r, b_r = previous[r], back[r]
-                for j in range(H):
-                    p_r[j] = p_r[j] + b_r[j]
+        _back_through_w_hh(gemm, d, w_hh_t, dh, back, t, every_step, back, False)
 
 
 def gru_forward(gemm, gates, h0, w_hh, b_ih, b_hh, recur, half, hns, hs):
@@ -281,7 +294,7 @@ def gru_forward(gemm, gates, h0, w_hh, b_ih, b_hh, recur, half, hns, hs):
         h = h_t
 
 
-_gru_step_back = numba.njit(cache=True, nogil=True, error_model="numpy")(gru_backward)
+_gru_step_back = _step(gru_backward)
 
 
 def gru_backward_loop(gemm, gates, hns, hs, h0, dh, delta_h, delta_in, w_hh_t, direct, back, every_step, one):
@@ -289,27 +302,8 @@ def gru_backward_loop(gemm, gates, hns, hs, h0, dh, delta_h, delta_in, w_hh_t, d
     step (δh_t into delta_h[t], δin_t into delta_in[t], dh_t ∘ z into ``direct``), then
     dh_{t-1} = dh_t ∘ z + δh_t·W_hhᵀ (NumPy's gemm), added to its own part when ``every_step``,
     written over it otherwise; back (n, H) receives dL/dh_0. h0, w_hh_t = W_hhᵀ C-contiguous."""
-    T, n, G = gates.shape
-    H = G // 3
+    T = gates.shape[0]
     for t in range(T - 1, -1, -1):
         d = delta_h[t]
         _gru_step_back(gates[t], hns[t], hs[t - 1] if t > 0 else h0, dh[t], one, d, delta_in[t], direct)
-        if t > 0 and not every_step:
-            target = dh[t - 1]
-            gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, target.ctypes, H)
-            for row in range(n):
-                t_r, d_r = target[row], direct[row]
-                for j in range(H):
-                    t_r[j] = t_r[j] + d_r[j]
-            continue
-        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, back.ctypes, H)
-        for row in range(n):
-            b_r, d_r = back[row], direct[row]
-            for j in range(H):
-                b_r[j] = b_r[j] + d_r[j]
-        if t > 0:
-            previous = dh[t - 1]
-            for row in range(n):
-                p_r, b_r = previous[row], back[row]
-                for j in range(H):
-                    p_r[j] = p_r[j] + b_r[j]
+        _back_through_w_hh(gemm, d, w_hh_t, dh, back, t, every_step, direct, True)
