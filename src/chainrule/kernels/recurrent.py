@@ -143,6 +143,15 @@ _step = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_step
+def _add_rows(target, source):
+    """target += source, row by row (2-D arrays of one shape)."""
+    for r in range(target.shape[0]):
+        t_r, s_r = target[r], source[r]
+        for j in range(t_r.shape[0]):
+            t_r[j] = t_r[j] + s_r[j]
+
+
+@_step
 def _back_through_w_hh(gemm, d, w_hh_t, dh, back, t, every_step, direct, with_direct):
     """Step t's way back through W_hh, for the three backward loops below: d (n, G) = δ_t,
     w_hh_t = W_hhᵀ (G, H). dh_{t-1} = δ_t·W_hhᵀ (NumPy's gemm) + ``direct`` (GRU's dh_t ∘ z, when
@@ -150,27 +159,13 @@ def _back_through_w_hh(gemm, d, w_hh_t, dh, back, t, every_step, direct, with_di
     part is zero), else made in ``back`` and added to dh_{t-1}; at t = 0 it stays in back, dL/dh_0."""
     n, G = d.shape
     H = back.shape[1]
-    if t > 0 and not every_step:
-        target = dh[t - 1]
-        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, target.ctypes, H)
-        if with_direct:
-            for r in range(n):
-                t_r, d_r = target[r], direct[r]
-                for j in range(H):
-                    t_r[j] = t_r[j] + d_r[j]
-        return
-    gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, back.ctypes, H)
+    straight = t > 0 and not every_step
+    out = dh[t - 1] if straight else back
+    gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, H, G, 1.0, d.ctypes, G, w_hh_t.ctypes, H, 0.0, out.ctypes, H)
     if with_direct:
-        for r in range(n):
-            b_r, d_r = back[r], direct[r]
-            for j in range(H):
-                b_r[j] = b_r[j] + d_r[j]
-    if t > 0:
-        previous = dh[t - 1]
-        for r in range(n):
-            p_r, b_r = previous[r], back[r]
-            for j in range(H):
-                p_r[j] = p_r[j] + b_r[j]
+        _add_rows(out, direct)
+    if t > 0 and not straight:
+        _add_rows(dh[t - 1], back)
 
 
 def rnn_forward(gemm, hs, h0, w_hh, recur, bias, relu, zero):
