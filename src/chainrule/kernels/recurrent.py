@@ -259,12 +259,12 @@ def lstm_backward_loop(gemm, gates, cs, c0, tanh_cs, dh, dc_next, delta, w_hh_t,
 
 def gru_forward(gemm, gates, h0, w_hh, b_ih, b_hh, recur, half, hns, hs):
     """The GRU's forward recurrence over all T steps, float32 arrays only (kernels/tanh.py's tanh).
-    gates (T, n, 3H) holds every step's x_t·W_ih (halved for r, z), to which b_ih is added here,
-    and receives the gates r, z, n: recur = h_{t-1}·W_hh (NumPy's gemm; w_hh, b_ih and b_hh halved
+    gates (T, n, 3H) holds every step's x_t·W_ih (halved for r, z), to which b_ih is added here, and
+    receives the gates r, z, n: recur = h_{t-1}·W_hh (NumPy's gemm; w_hh, b_ih and b_hh halved
     likewise), then per row, with i = x_t·W_ih + b_ih: r, z = ½·tanh(i + (h·W_hh + b_hh)) + ½ over
-    the first 2H columns, hn = (h·W_hh)_n + b_hn
-    into hns, n = tanh(in + r ∘ hn), and h_t = n + z ∘ (h_{t-1} − n) into hs, as gru_preactivations,
-    gru_candidate and gru_state do around NumPy's tanh. h0, w_hh C-contiguous."""
+    the first 2H columns, hn = (h·W_hh)_n + b_hn into hns, n = tanh(in + r ∘ hn), and h_t = n + z ∘
+    (h_{t-1} − n) into hs, as gru_preactivations, gru_candidate and gru_state do around NumPy's
+    tanh. h0, w_hh C-contiguous."""
     T, n, G = gates.shape
     H = G // 3
     b_rz, b_n = b_hh[:2 * H], b_hh[2 * H:]

@@ -93,35 +93,35 @@ class GRU(Recurrent):
         # with numba: float32 runs every step in one compiled call (kernels/recurrent.py, with
         # kernels/tanh.py's tanh); float64 runs the arithmetic around NumPy's two tanh compiled
         loop = self._blas_loop("gru_forward", gates) if gates.dtype == np.float32 else None
-        if loop is None:
-            gates += b_ih
-        else:  # (b_ih added inside, step by step)
+        if loop is not None:  # (b_ih added inside, step by step)
             kernel, gemm = loop
             h0 = np.ascontiguousarray(h0, self.dtype)
             kernel(gemm, gates, h0, w_hh, b_ih, b_hh, recur, self.dtype.type(0.5), hns, hs)
-        fast = loop is None and kernels.ready(gates, gates)
-        for t in range(T if loop is None else 0):
-            a = gates[t]
-            np.matmul(h, w_hh, out=recur)
-            if fast:
-                h = self._step_compiled(a, recur, b_hh, h, hns[t], hs[t])
-                continue
-            recur += b_hh
-            rz = a[:, :2 * H]
-            rz += recur[:, :2 * H]
-            np.tanh(rz, out=rz)
-            rz *= 0.5
-            rz += 0.5                                        # r, z
-            hn = hns[t]
-            hn[...] = recur[:, 2 * H:]
-            new = a[:, 2 * H:]
-            np.multiply(a[:, :H], hn, out=recur[:, :H])      # r ∘ hn
-            new += recur[:, :H]
-            np.tanh(new, out=new)                            # n
-            h_t = np.subtract(h, new, out=hs[t])
-            h_t *= a[:, H:2 * H]
-            h_t += new                                       # h_t = n + z ∘ (h_{t-1} − n)
-            h = h_t
+        else:
+            gates += b_ih
+            fast = kernels.ready(gates, gates)  # numba: the arithmetic around the two tanh, compiled
+            for t in range(T):
+                a = gates[t]
+                np.matmul(h, w_hh, out=recur)
+                if fast:
+                    h = self._step_compiled(a, recur, b_hh, h, hns[t], hs[t])
+                    continue
+                recur += b_hh
+                rz = a[:, :2 * H]
+                rz += recur[:, :2 * H]
+                np.tanh(rz, out=rz)
+                rz *= 0.5
+                rz += 0.5                                        # r, z
+                hn = hns[t]
+                hn[...] = recur[:, 2 * H:]
+                new = a[:, 2 * H:]
+                np.multiply(a[:, :H], hn, out=recur[:, :H])      # r ∘ hn
+                new += recur[:, :H]
+                np.tanh(new, out=new)                            # n
+                h_t = np.subtract(h, new, out=hs[t])
+                h_t *= a[:, H:2 * H]
+                h_t += new                                       # h_t = n + z ∘ (h_{t-1} − n)
+                h = h_t
         self._input, self._h0, self._gates, self._hns, self._hs = x, h0, gates, hns, hs
         self._end_state((hs[-1].copy(),), training)
         return self._output(hs)
@@ -144,38 +144,39 @@ class GRU(Recurrent):
             kernel, gemm = loop
             kernel(gemm, gates, hns, hs, np.ascontiguousarray(self._h0, self.dtype), dh, delta_h, delta_in,
                    w_hh_t, tmp, back, self.return_sequences, self.dtype.type(1))
-        step = kernels.compiled("recurrent", "gru_backward") if loop is None and kernels.ready(gates, dh) else None
-        for t in range(T - 1 if loop is None else -1, -1, -1):
-            a, d, dh_t, d_in = gates[t], delta_h[t], dh[t], delta_in[t]
-            r, z, new = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
-            d_r, d_z, d_hn = d[:, :H], d[:, H:2 * H], d[:, 2 * H:]
-            h_prev = hs[t - 1] if t else self._h0
-            if step is not None:  # numba: δh_t, δin_t and dh_t ∘ z (into tmp) in one compiled pass
-                step(a, hns[t], h_prev, dh_t, self.dtype.type(1), d, d_in, tmp)
-            else:
-                np.subtract(1, z, out=one_minus)
-                np.multiply(new, new, out=d_in)
-                np.subtract(1, d_in, out=d_in)
-                d_in *= one_minus
-                d_in *= dh_t                                   # δin = dh ∘ (1 − z) ∘ (1 − n²)
-                np.subtract(h_prev, new, out=d_z)
-                d_z *= dh_t
-                one_minus *= z
-                d_z *= one_minus                               # δz = dh ∘ (h_{t-1} − n) ∘ z(1 − z)
-                np.subtract(1, r, out=tmp)
-                tmp *= r
-                np.multiply(d_in, hns[t], out=d_r)
-                d_r *= tmp                                     # δr = δin ∘ hn ∘ r(1 − r)
-                np.multiply(d_in, r, out=d_hn)                 # δhn = δin ∘ r
-                np.multiply(dh_t, z, out=tmp)                  # dh_t ∘ z: the direct path to h_{t-1}
-            if t and not self.return_sequences:                # dh_{t-1} = dh_t ∘ z + δh_t · W_hhᵀ
-                np.matmul(d, w_hh_t, out=dh[t - 1])
-                dh[t - 1] += tmp
-                continue
-            np.matmul(d, w_hh_t, out=back)
-            back += tmp
-            if t:
-                dh[t - 1] += back
+        else:
+            step = kernels.compiled("recurrent", "gru_backward") if kernels.ready(gates, dh) else None
+            for t in range(T - 1, -1, -1):
+                a, d, dh_t, d_in = gates[t], delta_h[t], dh[t], delta_in[t]
+                r, z, new = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+                d_r, d_z, d_hn = d[:, :H], d[:, H:2 * H], d[:, 2 * H:]
+                h_prev = hs[t - 1] if t else self._h0
+                if step is not None:  # numba: δh_t, δin_t and dh_t ∘ z (into tmp) in one compiled pass
+                    step(a, hns[t], h_prev, dh_t, self.dtype.type(1), d, d_in, tmp)
+                else:
+                    np.subtract(1, z, out=one_minus)
+                    np.multiply(new, new, out=d_in)
+                    np.subtract(1, d_in, out=d_in)
+                    d_in *= one_minus
+                    d_in *= dh_t                                   # δin = dh ∘ (1 − z) ∘ (1 − n²)
+                    np.subtract(h_prev, new, out=d_z)
+                    d_z *= dh_t
+                    one_minus *= z
+                    d_z *= one_minus                               # δz = dh ∘ (h_{t-1} − n) ∘ z(1 − z)
+                    np.subtract(1, r, out=tmp)
+                    tmp *= r
+                    np.multiply(d_in, hns[t], out=d_r)
+                    d_r *= tmp                                     # δr = δin ∘ hn ∘ r(1 − r)
+                    np.multiply(d_in, r, out=d_hn)                 # δhn = δin ∘ r
+                    np.multiply(dh_t, z, out=tmp)                  # dh_t ∘ z: the direct path to h_{t-1}
+                if t and not self.return_sequences:                # dh_{t-1} = dh_t ∘ z + δh_t · W_hhᵀ
+                    np.matmul(d, w_hh_t, out=dh[t - 1])
+                    dh[t - 1] += tmp
+                    continue
+                np.matmul(d, w_hh_t, out=back)
+                back += tmp
+                if t:
+                    dh[t - 1] += back
         self.initial_state_grad = (back.copy(),)
         self._hidden_grads = dh
         return self._gru_weight_grads(delta_h, delta_in, need_input_grad)

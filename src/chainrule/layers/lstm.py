@@ -85,35 +85,35 @@ class LSTM(Recurrent):
         tanh_cs = np.empty((T, n, H), self.dtype)
         hs = np.empty((T, n, H), self.dtype)
         recur = np.empty((n, 4 * H), self.dtype)
-        ig = np.empty((n, H), self.dtype)
         h0, c0 = h, c
         # with numba: float32 runs every step in one compiled call (kernels/recurrent.py, with
         # kernels/tanh.py's tanh); float64 runs σ's ½·t + ½ and the cell update as one compiled pass
         loop = self._blas_loop("lstm_forward", gates) if gates.dtype == np.float32 else None
-        if loop is None:
-            gates += bias
-        else:  # (the bias added inside, step by step)
+        if loop is not None:  # (the bias added inside, step by step)
             kernel, gemm = loop
             h0, c0 = np.ascontiguousarray(h0, self.dtype), np.ascontiguousarray(c0, self.dtype)
             kernel(gemm, gates, h0, c0, w_hh, recur, bias, mul[0], add[0], cs, tanh_cs, hs)
-        cell = kernels.compiled("recurrent", "lstm_cell") if loop is None and kernels.ready(gates, gates) else None
-        for t in range(T if loop is None else 0):
-            z = gates[t]
-            np.matmul(h, w_hh, out=recur)
-            z += recur
-            np.tanh(z, out=z)
-            c_t = cs[t]
-            if cell is not None:
-                cell(z, c, half[0], c_t)
-            else:
-                z *= mul
-                z += add
-                np.multiply(z[:, H:2 * H], c, out=c_t)            # f ∘ c_{t-1}
-                np.multiply(z[:, :H], z[:, 2 * H:3 * H], out=ig)  # i ∘ g
-                c_t += ig
-            tc = np.tanh(c_t, out=tanh_cs[t])
-            h = np.multiply(z[:, 3 * H:], tc, out=hs[t])
-            c = c_t
+        else:
+            gates += bias
+            ig = np.empty((n, H), self.dtype)
+            cell = kernels.compiled("recurrent", "lstm_cell") if kernels.ready(gates, gates) else None
+            for t in range(T):
+                z = gates[t]
+                np.matmul(h, w_hh, out=recur)
+                z += recur
+                np.tanh(z, out=z)
+                c_t = cs[t]
+                if cell is not None:
+                    cell(z, c, half[0], c_t)
+                else:
+                    z *= mul
+                    z += add
+                    np.multiply(z[:, H:2 * H], c, out=c_t)            # f ∘ c_{t-1}
+                    np.multiply(z[:, :H], z[:, 2 * H:3 * H], out=ig)  # i ∘ g
+                    c_t += ig
+                tc = np.tanh(c_t, out=tanh_cs[t])
+                h = np.multiply(z[:, 3 * H:], tc, out=hs[t])
+                c = c_t
         self._input, self._h0, self._c0 = x, h0, c0
         self._gates, self._cs, self._tanh_cs, self._hs = gates, cs, tanh_cs, hs
         self._end_state((hs[-1].copy(), cs[-1].copy()), training)
@@ -141,19 +141,20 @@ class LSTM(Recurrent):
             kernel, gemm = loop
             kernel(gemm, gates, cs, np.ascontiguousarray(self._c0, self.dtype), tanh_cs, dh, dc_next, delta,
                    w_hh_t, back, self.return_sequences, one)
-        step = kernels.compiled("recurrent", "lstm_backward") if loop is None and kernels.ready(gates, dh) else None
-        for t in range(T - 1 if loop is None else -1, -1, -1):
-            a, d, tc = gates[t], delta[t], tanh_cs[t]
-            if step is not None:
-                step(a, cs[t - 1] if t else self._c0, tc, dh[t], dc_next, one, d)
-            else:
-                self._step_back(a, d, tc, cs[t - 1] if t else self._c0, dh[t], dc, dc_next, dh_to_dc)
-            if t and not self.return_sequences:                # dh_{t-1} = δ_t · W_hhᵀ
-                np.matmul(d, w_hh_t, out=dh[t - 1])
-                continue
-            np.matmul(d, w_hh_t, out=back)                     # δ_t · W_hhᵀ
-            if t:
-                dh[t - 1] += back
+        else:
+            step = kernels.compiled("recurrent", "lstm_backward") if kernels.ready(gates, dh) else None
+            for t in range(T - 1, -1, -1):
+                a, d, tc = gates[t], delta[t], tanh_cs[t]
+                if step is not None:
+                    step(a, cs[t - 1] if t else self._c0, tc, dh[t], dc_next, one, d)
+                else:
+                    self._step_back(a, d, tc, cs[t - 1] if t else self._c0, dh[t], dc, dc_next, dh_to_dc)
+                if t and not self.return_sequences:                # dh_{t-1} = δ_t · W_hhᵀ
+                    np.matmul(d, w_hh_t, out=dh[t - 1])
+                    continue
+                np.matmul(d, w_hh_t, out=back)                     # δ_t · W_hhᵀ
+                if t:
+                    dh[t - 1] += back
         self.initial_state_grad = (back.copy(), dc_next.copy())
         self._hidden_grads = dh
         return self._weight_grads(delta, self._h0, hs, need_input_grad)

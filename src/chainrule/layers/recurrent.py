@@ -261,22 +261,22 @@ class RNN(Recurrent):
         # with numba, every step in one compiled call (kernels/recurrent.py), the bias added there;
         # its tanh is float32 only
         loop = self._blas_loop("rnn_forward", hs) if relu or hs.dtype == np.float32 else None
-        if loop is None:
-            hs += self.params["bias"]
-        else:
+        if loop is not None:
             kernel, gemm = loop
             h0 = np.ascontiguousarray(h0, self.dtype)
             kernel(gemm, hs, h0, np.ascontiguousarray(w_hh), recur, np.ascontiguousarray(self.params["bias"]),
                    relu, self.dtype.type(0))
-        for t in range(T if loop is None else 0):
-            z = hs[t]
-            np.matmul(h, w_hh, out=recur)
-            z += recur
-            if relu:
-                np.maximum(z, 0, out=z)
-            else:
-                np.tanh(z, out=z)
-            h = z
+        else:
+            hs += self.params["bias"]
+            for t in range(T):
+                z = hs[t]
+                np.matmul(h, w_hh, out=recur)
+                z += recur
+                if relu:
+                    np.maximum(z, 0, out=z)
+                else:
+                    np.tanh(z, out=z)
+                h = z
         self._input, self._h0, self._hs = x, h0, hs
         self._end_state((hs[-1].copy(),), training)
         return self._output(hs)
@@ -293,19 +293,20 @@ class RNN(Recurrent):
             delta = np.empty_like(hs)
             kernel(gemm, dh, hs, delta, w_hh_t, back, self.return_sequences, self.activation == "relu",
                    self.dtype.type(1), self.dtype.type(0))
-        elif self.activation == "tanh":
-            delta = np.multiply(hs, hs)
-            np.subtract(1, delta, out=delta)          # f'(z_t) = 1 − h_t²
         else:
-            delta = (hs > 0).astype(self.dtype)
-        for t in range(T - 1 if loop is None else -1, -1, -1):
-            d = np.multiply(dh[t], delta[t], out=delta[t])              # δ_t = dh_t ∘ f'(z_t)
-            if t and not self.return_sequences:                         # dh_{t-1} = δ_t · W_hhᵀ
-                np.matmul(d, w_hh_t, out=dh[t - 1])
-                continue
-            np.matmul(d, w_hh_t, out=back)                               # δ_t · W_hhᵀ
-            if t:
-                dh[t - 1] += back
+            if self.activation == "tanh":
+                delta = np.multiply(hs, hs)
+                np.subtract(1, delta, out=delta)          # f'(z_t) = 1 − h_t²
+            else:
+                delta = (hs > 0).astype(self.dtype)
+            for t in range(T - 1, -1, -1):
+                d = np.multiply(dh[t], delta[t], out=delta[t])              # δ_t = dh_t ∘ f'(z_t)
+                if t and not self.return_sequences:                         # dh_{t-1} = δ_t · W_hhᵀ
+                    np.matmul(d, w_hh_t, out=dh[t - 1])
+                    continue
+                np.matmul(d, w_hh_t, out=back)                               # δ_t · W_hhᵀ
+                if t:
+                    dh[t - 1] += back
         self.initial_state_grad = (back.copy(),)
         self._hidden_grads = dh
         return self._weight_grads(delta, self._h0, hs, need_input_grad)
